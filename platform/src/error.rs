@@ -1,0 +1,235 @@
+//! The one error type at a service boundary, mapped in this file and nowhere else to HTTP
+//! (status + `{error, message, details?}`) and to `tonic::Status` (feature `grpc`).
+//!
+//! `error` in the body is a stable code clients branch on (`VALIDATION_ERROR`, `SOLD_OUT`, …);
+//! `message` is for people. Internal causes are logged once with their chain and never shown.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One offending input field and what is wrong with it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Input that does not parse into the domain: 400 `VALIDATION_ERROR` naming the fields.
+    #[error("{message}")]
+    Validation {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    /// A request that cannot be read at all (bad JSON, bad header): 400 `BAD_REQUEST`.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 with a specific code: `CONFLICT`, `SOLD_OUT`, `INSUFFICIENT_STOCK`, …
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
+    /// 422 with a specific code: `REGION_MISMATCH`, `IDEMPOTENCY_KEY_REUSED`, …
+    #[error("{message}")]
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// A dependency is down or slow: 503 with `Retry-After`, safe for the client to retry.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A validation error about one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let f = FieldError::new(field, message);
+        Self::Validation {
+            message: format!("{}: {}", f.field, f.message),
+            fields: vec![f],
+        }
+    }
+
+    pub fn fields(fields: Vec<FieldError>) -> Self {
+        let message = fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::Validation { message, fields }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// The stable code of this error, shared by HTTP bodies and GraphQL `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "VALIDATION_ERROR",
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::Unauthorized(_) => "UNAUTHORIZED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict { code, .. } | Self::Unprocessable { code, .. } => code,
+            Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
+            Self::Unavailable { .. } => "UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// The JSON body clients see.
+    pub fn body(&self) -> Value {
+        let details = match self {
+            Self::Validation { fields, .. } => Some(json!({ "fields": fields })),
+            Self::Conflict { details, .. } | Self::Unprocessable { details, .. } => details.clone(),
+            _ => None,
+        };
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        if let Some(d) = details {
+            body["details"] = d;
+        }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+        }
+        let mut res = (self.status(), axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after()
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+}
+
+#[cfg(feature = "grpc")]
+impl From<ApiError> for tonic::Status {
+    fn from(err: ApiError) -> Self {
+        use tonic::Code;
+        let code = match &err {
+            ApiError::Validation { .. }
+            | ApiError::BadRequest(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UnsupportedMediaType(_) => Code::InvalidArgument,
+            ApiError::Unauthorized(_) => Code::Unauthenticated,
+            ApiError::Forbidden(_) => Code::PermissionDenied,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::Conflict { .. } => Code::Aborted,
+            ApiError::Unprocessable { .. } => Code::FailedPrecondition,
+            ApiError::TooManyRequests { .. } => Code::ResourceExhausted,
+            ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+                Code::Internal
+            }
+        };
+        tonic::Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_body_names_fields() {
+        let err = ApiError::field("email", "not an email address");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.body(),
+            json!({"error": "VALIDATION_ERROR", "message": "email: not an email address",
+                   "details": {"fields": [{"field": "email", "message": "not an email address"}]}})
+        );
+    }
+
+    #[test]
+    fn internal_hides_its_cause() {
+        let err = ApiError::internal(anyhow::anyhow!("connection to 10.0.0.5 refused"));
+        assert_eq!(
+            err.body(),
+            json!({"error": "INTERNAL", "message": "internal error"})
+        );
+    }
+
+    #[test]
+    fn unavailable_sets_retry_after() {
+        let res = ApiError::Unavailable {
+            message: "shard sa-1 is down".into(),
+            retry_after_secs: 2,
+        }
+        .into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "2");
+    }
+}

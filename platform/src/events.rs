@@ -1,0 +1,117 @@
+//! The contract of `orders.events`: topic names, record headers and the event payloads.
+//!
+//! Producers (the outbox relays) and consumers (notifications, the projector) compile against
+//! these types, so a field renamed on one side breaks the build, not production. Payloads keep
+//! the seed's JSON shape (`eventName` tag, camelCase) and add the region.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The keyed topic every shard's relay publishes to (key = order id).
+pub const ORDERS_TOPIC: &str = "orders.events";
+/// Where messages go that could not be published or consumed, with the reason in a header.
+pub const ORDERS_DLQ_TOPIC: &str = "orders.events.dlq";
+
+/// Record header names.
+pub mod headers {
+    /// The event type, e.g. `OrderCreated`.
+    pub const TYPE: &str = "type";
+    /// The outbox row id: the consumer-side idempotency key.
+    pub const OUTBOX_ID: &str = "outbox-id";
+    pub const REGION: &str = "region";
+    pub const SHARD: &str = "shard";
+    pub const CORRELATION_ID: &str = crate::correlation::HEADER;
+    /// On DLQ records: why the message was dead-lettered.
+    pub const DLQ_REASON: &str = "dlq-reason";
+}
+
+/// An event about an order, tagged by `eventName`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "eventName", deny_unknown_fields)]
+pub enum OrderEvent {
+    OrderCreated(OrderCreated),
+    OrderPaid(OrderPaid),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderCreated {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub event_id: Uuid,
+    pub ticket_type_id: Uuid,
+    pub quantity: i32,
+    pub total_price_in_cents: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderPaid {
+    pub order_id: Uuid,
+    pub paid_at: DateTime<Utc>,
+    pub region: String,
+}
+
+impl OrderEvent {
+    /// The `eventName`, also the `type` header.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::OrderCreated(_) => "OrderCreated",
+            Self::OrderPaid(_) => "OrderPaid",
+        }
+    }
+
+    /// The aggregate the event is about: the record key, so one order's events stay in order.
+    pub fn order_id(&self) -> Uuid {
+        match self {
+            Self::OrderCreated(e) => e.order_id,
+            Self::OrderPaid(e) => e.order_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wire_shape_matches_the_seed_contract() {
+        let id = Uuid::nil();
+        let at: DateTime<Utc> = "2026-01-20T20:00:00Z".parse().unwrap();
+        let created = OrderEvent::OrderCreated(OrderCreated {
+            order_id: id,
+            customer_id: id,
+            event_id: id,
+            ticket_type_id: id,
+            quantity: 2,
+            total_price_in_cents: 10_000,
+            occurred_at: at,
+            region: "NA".into(),
+        });
+        let v = serde_json::to_value(&created).unwrap();
+        assert_eq!(
+            v,
+            json!({"eventName": "OrderCreated", "orderId": id, "customerId": id, "eventId": id, "ticketTypeId": id,
+                   "quantity": 2, "totalPriceInCents": 10000, "occurredAt": "2026-01-20T20:00:00Z", "region": "NA"})
+        );
+        assert_eq!(serde_json::from_value::<OrderEvent>(v).unwrap(), created);
+        let paid = json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00+01:00", "region": "SA"});
+        assert_eq!(
+            serde_json::from_value::<OrderEvent>(paid).unwrap().name(),
+            "OrderPaid"
+        );
+    }
+
+    #[test]
+    fn unknown_event_names_and_fields_are_refused() {
+        assert!(
+            serde_json::from_value::<OrderEvent>(json!({"eventName": "OrderShipped"})).is_err()
+        );
+        let extra = json!({"eventName": "OrderPaid", "orderId": Uuid::nil(), "paidAt": "2026-01-20T21:00:00Z", "region": "SA", "x": 1});
+        assert!(serde_json::from_value::<OrderEvent>(extra).is_err());
+    }
+}

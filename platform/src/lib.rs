@@ -1,0 +1,31 @@
+//! What every Ticket Hub service needs, written once.
+//!
+//! A service's `main.rs` is a few lines because of this crate: load [`settings`], start
+//! [`telemetry`], build the app, mount the [`ops`] endpoints, and [`shutdown`] on a signal.
+//!
+//! # Layout
+//! - [`settings`]: figment layering (defaults → service TOML → `TICKET_HUB_<SERVICE>__*` env).
+//! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`metrics`]: the process-wide Prometheus recorder.
+//! - [`ops`]: `/healthz`, `/readyz` (dependency checks), `/metrics`.
+//! - [`correlation`]: the `x-correlation-id` carried across HTTP, gRPC and Kafka.
+//! - [`error`]: the one API error enum and its mapping to HTTP (and gRPC with `grpc`).
+//! - [`http`]: serving with graceful shutdown, and a JSON extractor with clear 4xx errors.
+//! - [`events`]: the Kafka event contracts of `orders.events`.
+//! - [`db`]: database creation and migrations. [`redis`]: the Redis pool. [`kafka`]: admin
+//!   and readiness for the broker (feature `kafka`).
+//! - [`shutdown`]: one cancellation token fired by SIGTERM or Ctrl-C.
+
+pub mod correlation;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod metrics;
+pub mod ops;
+pub mod redis;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,173 @@
+//! The three operational endpoints every service serves.
+//!
+//! - `/healthz`: the process is alive and serving; never touches a dependency, so an
+//!   orchestrator does not restart a healthy process because its database blinked.
+//! - `/readyz`: every dependency answers within a deadline; 503 with a body naming what is down.
+//! - `/metrics`: Prometheus text.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::future::BoxFuture;
+use serde_json::json;
+
+/// How long one dependency may take to answer a readiness probe.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Probe = dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync;
+
+/// One named dependency probe, e.g. `postgres:na-1`.
+#[derive(Clone)]
+pub struct Check {
+    name: String,
+    probe: Arc<Probe>,
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Check {
+    pub fn new<F, Fut>(name: impl Into<String>, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            name: name.into(),
+            probe: Arc::new(move || Box::pin(probe())),
+        }
+    }
+
+    /// `SELECT 1` on a pool.
+    pub fn postgres(name: impl Into<String>, pool: sqlx::PgPool) -> Self {
+        Self::new(name, move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("select 1")
+                    .execute(&pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        })
+    }
+
+    /// `PING` on a Redis pool.
+    pub fn redis(name: impl Into<String>, pool: crate::redis::RedisPool) -> Self {
+        Self::new(name, move || {
+            let pool = pool.clone();
+            async move { crate::redis::ping(&pool).await }
+        })
+    }
+
+    /// A downstream HTTP service's `/healthz` (its liveness, not its readiness, so that one
+    /// service's missing dependency does not cascade into every caller's readiness).
+    pub fn http(name: impl Into<String>, client: reqwest::Client, url: String) -> Self {
+        Self::new(name, move || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let res = client.get(&url).send().await.map_err(|e| e.to_string())?;
+                if res.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("{url} answered {}", res.status()))
+                }
+            }
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the probe with [`CHECK_TIMEOUT`].
+    pub async fn run(&self) -> Result<(), String> {
+        match tokio::time::timeout(CHECK_TIMEOUT, (self.probe)()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {} ms", CHECK_TIMEOUT.as_millis())),
+        }
+    }
+}
+
+/// The dependencies a service needs before it can serve traffic.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    checks: Vec<Check>,
+}
+
+impl Readiness {
+    pub fn new(checks: Vec<Check>) -> Self {
+        Self { checks }
+    }
+
+    /// Runs every check concurrently; `Ok` names each up dependency, `Err` the down ones with
+    /// their reason.
+    pub async fn evaluate(&self) -> (bool, BTreeMap<String, String>) {
+        let results = futures::future::join_all(
+            self.checks
+                .iter()
+                .map(|c| async move { (c.name.clone(), c.run().await) }),
+        )
+        .await;
+        let ready = results.iter().all(|(_, r)| r.is_ok());
+        let detail = results
+            .into_iter()
+            .map(|(name, r)| (name, r.err().unwrap_or_else(|| "up".to_owned())))
+            .collect();
+        (ready, detail)
+    }
+}
+
+/// The `/healthz`, `/readyz` and `/metrics` routes, to merge into a service's router.
+pub fn router(readiness: Readiness) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(readiness))
+}
+
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> Response {
+    let (ready, checks) = readiness.evaluate().await;
+    if ready {
+        (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "checks": checks})),
+        )
+            .into_response()
+    } else {
+        let down: Vec<&String> = checks
+            .iter()
+            .filter(|(_, v)| v.as_str() != "up")
+            .map(|(k, _)| k)
+            .collect();
+        tracing::warn!(?down, "not ready");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not ready", "down": down, "checks": checks})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,124 @@
+//! Service settings: defaults, then the service's TOML file, then the environment.
+//!
+//! Each service owns a `Settings` struct (serde, `deny_unknown_fields`, `Default` holding the
+//! local-stack values). The environment layer is namespaced per service so one shell can run
+//! the whole stack: `TICKET_HUB_ORDERS__HTTP_ADDR=0.0.0.0:3002`, nested keys with `__`
+//! (`TICKET_HUB_ORDERS__REDIS__URL`).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The environment prefix of a service: `orders-relay` → `TICKET_HUB_ORDERS_RELAY__`.
+pub fn env_prefix(service: &str) -> String {
+    let upper: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("TICKET_HUB_{upper}__")
+}
+
+/// Where a service looks for its TOML file when none is named: `config/<service>.toml`.
+pub fn default_file(service: &str) -> PathBuf {
+    PathBuf::from("config").join(format!("{service}.toml"))
+}
+
+/// The layered figment of a service, for callers that add layers of their own.
+pub fn figment<T: Serialize + Default>(service: &str, file: Option<&Path>) -> Figment {
+    let file = file.map_or_else(|| default_file(service), Path::to_path_buf);
+    Figment::from(Serialized::defaults(T::default()))
+        .merge(Toml::file(file))
+        .merge(Env::prefixed(&env_prefix(service)).split("__"))
+}
+
+/// Loads a service's settings. A missing file is fine (defaults and env apply); a file or
+/// variable with an unknown key or a bad value is an error naming it.
+pub fn load<T: Serialize + DeserializeOwned + Default>(
+    service: &str,
+    file: Option<&Path>,
+) -> Result<T, Box<figment::Error>> {
+    figment::<T>(service, file).extract().map_err(Box::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Demo {
+        http_addr: String,
+        redis: Redis,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Redis {
+        url: String,
+        pool_size: u32,
+    }
+
+    impl Default for Demo {
+        fn default() -> Self {
+            Self {
+                http_addr: "127.0.0.1:1".into(),
+                redis: Redis {
+                    url: "redis://a".into(),
+                    pool_size: 4,
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn layers_defaults_file_then_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(
+                "config/demo-svc.toml",
+                "http_addr = \"127.0.0.1:2\"\n[redis]\npool_size = 8\n",
+            )?;
+            jail.set_env("TICKET_HUB_DEMO_SVC__REDIS__URL", "redis://b");
+            let s: Demo = load("demo-svc", None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                s,
+                Demo {
+                    http_addr: "127.0.0.1:2".into(),
+                    redis: Redis {
+                        url: "redis://b".into(),
+                        pool_size: 8
+                    }
+                }
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_field() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TICKET_HUB_DEMO__REDIS__POOL_SIZE", "many");
+            let err = load::<Demo>("demo", None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("redis.pool_size"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("d.toml", "http_adr = \"x\"\n")?;
+            let err = load::<Demo>("demo", Some(Path::new("d.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("http_adr"), "{err}");
+            Ok(())
+        });
+    }
+}

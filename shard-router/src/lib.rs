@@ -1,0 +1,16 @@
+//! Where a piece of orders data lives.
+//!
+//! `shards.toml` names the regions, the physical shards (Postgres instances) and which shards
+//! serve which region. This crate is the only way the orders service reaches a database: it
+//! loads and validates that map, and turns a shard into its connection pool.
+//!
+//! # Layout
+//! - [`config`]: the `shards.toml` types, loading with environment overrides, and validation
+//!   whose errors name the field and its line.
+//! - [`pools`]: one lazily connected `sqlx::PgPool` per shard.
+
+pub mod config;
+pub mod pools;
+
+pub use config::{ConfigError, DatabaseUrl, Region, RegionName, Shard, ShardMap, ShardName};
+pub use pools::ShardPools;

@@ -1,0 +1,79 @@
+//! Fresh databases per test.
+
+use std::collections::BTreeMap;
+
+use platform::db::{self, Schema};
+use shard_router::ShardMap;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::stack;
+
+/// A database created for one test, migrations applied; dropped (with its connections) when
+/// this value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// A fresh database of `schema` on the server `server` (a URL without database).
+    pub async fn create_on(server: &str, schema: Schema) -> anyhow::Result<Self> {
+        let name = format!("t_{}_{}", schema.dir_name(), crate::unique_id());
+        let url = format!("{}/{name}", server.trim_end_matches('/'));
+        db::ensure_database(&url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await?;
+        db::migrate(&pool, &stack::migrations_dir(), schema).await?;
+        Ok(Self { url, name, pool })
+    }
+
+    /// A fresh database of `schema` on the global instance.
+    pub async fn global(schema: Schema) -> anyhow::Result<Self> {
+        Self::create_on(&stack::global_pg(), schema).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let pool = self.pool.clone();
+        crate::block_on_cleanup(async move {
+            pool.close().await;
+            let _ = db::drop_database(&url).await;
+        });
+    }
+}
+
+/// A fresh shard database on every shard instance of the repository's `shards.toml`, and the
+/// shard map pointing at them.
+#[derive(Debug)]
+pub struct TestShards {
+    pub map: ShardMap,
+    pub dbs: BTreeMap<String, TestDb>,
+}
+
+impl TestShards {
+    pub async fn create() -> anyhow::Result<Self> {
+        let base = ShardMap::load(stack::shards_file())?;
+        let mut dbs = BTreeMap::new();
+        let mut overrides = BTreeMap::new();
+        for shard in base.shards() {
+            let server = shard.url.with_database("");
+            let db = TestDb::create_on(server.expose(), Schema::Shard).await?;
+            let key = format!("{}_url", shard.name.as_str().replace('-', "_"));
+            overrides.insert(key, db.url.clone());
+            dbs.insert(shard.name.to_string(), db);
+        }
+        let map = base.with_url_overrides(overrides)?;
+        Ok(Self { map, dbs })
+    }
+
+    pub fn pool(&self, shard: &str) -> Option<&PgPool> {
+        self.dbs.get(shard).map(|d| &d.pool)
+    }
+}

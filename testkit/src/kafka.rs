@@ -1,0 +1,164 @@
+//! Kafka for tests: per-test topics on the running broker, and private brokers.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use platform::db::Schema;
+use tokio::process::{Child, Command};
+
+use crate::{TestDb, stack};
+
+/// A fresh topic (and its DLQ topic) and consumer group on the running broker; the topics are
+/// deleted when this value is dropped.
+#[derive(Debug)]
+pub struct TestKafka {
+    pub bootstrap: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+}
+
+impl TestKafka {
+    pub async fn new(partitions: i32) -> anyhow::Result<Self> {
+        Self::on(&stack::kafka_bootstrap(), partitions).await
+    }
+
+    /// The same on another broker (e.g. a [`PrivateBroker`]).
+    pub async fn on(bootstrap: &str, partitions: i32) -> anyhow::Result<Self> {
+        let id = crate::unique_id();
+        let this = Self {
+            bootstrap: bootstrap.to_owned(),
+            topic: format!("t.{id}.orders.events"),
+            dlq_topic: format!("t.{id}.orders.events.dlq"),
+            group: format!("t.{id}.group"),
+        };
+        platform::kafka::ensure_topics(
+            bootstrap,
+            &[(&this.topic, partitions), (&this.dlq_topic, 1)],
+        )
+        .await?;
+        Ok(this)
+    }
+}
+
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        let (bootstrap, topics) = (
+            self.bootstrap.clone(),
+            [self.topic.clone(), self.dlq_topic.clone()],
+        );
+        crate::block_on_cleanup(async move {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                platform::kafka::delete_topics(&bootstrap, &names),
+            )
+            .await;
+        });
+    }
+}
+
+/// A Tansu broker of the test's own, on a free port with its own storage database, so a test
+/// can stop and restart it without disturbing other tests.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    pub bootstrap: String,
+    addr: SocketAddr,
+    storage: TestDb,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> anyhow::Result<Self> {
+        let storage = TestDb::global(Schema::Kafka).await?;
+        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let log = std::env::temp_dir().join(format!("tansu-{}.log", storage.name));
+        let mut this = Self {
+            bootstrap: addr.to_string(),
+            addr,
+            storage,
+            log,
+            child: None,
+        };
+        this.resume().await?;
+        Ok(this)
+    }
+
+    /// Stops the broker with SIGTERM and waits for the process to end.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status()
+                    .await;
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                child.kill().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the broker (again) on the same port and storage, once the port is free (after a
+    /// stop, Tansu's port takes a few seconds to free).
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpListener::bind(self.addr).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "port {} did not free within 30 s",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let url = format!("tcp://{}", self.addr);
+        let child = Command::new(stack::tansu_bin())
+            .arg("broker")
+            .args(["--storage-engine", &self.storage.url])
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .env_remove("CLUSTER_ID")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", stack::tansu_bin().display()))?;
+        self.child = Some(child);
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "broker did not listen within 30 s; log: {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// The broker's log, for assertions and failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

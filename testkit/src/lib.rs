@@ -1,0 +1,50 @@
+//! Test support for Ticket Hub's integration tests: real Postgres, Redis and Kafka, isolated
+//! per test.
+//!
+//! Every test gets fresh resources named after a random id, so tests run in parallel against
+//! the one local stack (`./dev test` starts it) and leave nothing behind:
+//!
+//! # Layout
+//! - [`stack`]: where the stack's Postgres instances, Redis and broker are (env-overridable).
+//! - [`db`]: [`TestDb`], a fresh database with migrations applied, dropped afterwards;
+//!   [`TestShards`], one per shard instance, with the matching shard map.
+//! - [`redis`]: [`TestRedis`], a pool plus a key prefix whose keys are deleted afterwards.
+//! - [`kafka`]: [`TestKafka`], a fresh topic, DLQ topic and consumer group on the running
+//!   broker; [`PrivateBroker`], a broker of the test's own that it can stop and restart.
+//! - [`app`]: [`TestApp`], a service started on port 0 with an HTTP client pointed at it,
+//!   and the assertions every service must pass on its ops endpoints.
+//! - [`process`]: a service binary run as a real process, stopped by SIGTERM.
+
+pub mod app;
+pub mod db;
+pub mod kafka;
+pub mod process;
+pub mod redis;
+pub mod stack;
+
+pub use app::TestApp;
+pub use db::{TestDb, TestShards};
+pub use kafka::{PrivateBroker, TestKafka};
+pub use redis::TestRedis;
+
+/// A short random id for naming a test's resources.
+pub fn unique_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Runs an async clean-up from `Drop`, where no runtime may be at hand (or the test's runtime
+/// is shutting down): on a thread of its own with a small runtime, waited for.
+pub(crate) fn block_on_cleanup<F>(fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let handle = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(fut);
+        }
+    });
+    let _ = handle.join();
+}

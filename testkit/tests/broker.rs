@@ -1,0 +1,250 @@
+//! Tansu on its Postgres engine, proven with the project's own client (rdkafka): what the
+//! relays and consumers rely on. Each test has its own topics; restarts use a private broker.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use testkit::{PrivateBroker, TestKafka};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    platform::kafka::client_config(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer")
+}
+
+fn consumer(bootstrap: &str, group: &str, topic: &str) -> StreamConsumer {
+    let c: StreamConsumer = platform::kafka::client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
+
+/// Produces `n` records keyed `key-{i % keys}` with a sequence number header, all acknowledged.
+async fn produce(p: &FutureProducer, topic: &str, range: std::ops::Range<usize>, keys: usize) {
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in range {
+        let key = format!("key-{}", i % keys);
+        let payload = format!("{{\"seq\":{i}}}");
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "type",
+                value: Some("OrderCreated"),
+            })
+            .insert(Header {
+                key: "seq",
+                value: Some(i.to_string().as_str()),
+            });
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        // `send_result` copies the record into librdkafka's queue, so the future owns nothing.
+        pending.push(p.send_result(record).map_err(|(e, _)| e).expect("enqueued"));
+        // Bound what is in flight so the local queue never overflows.
+        if pending.len() >= 5_000 {
+            let delivered = pending
+                .next()
+                .await
+                .expect("in flight")
+                .expect("not cancelled");
+            delivered.map_err(|(e, _)| e).expect("acknowledged");
+        }
+    }
+    while let Some(delivered) = pending.next().await {
+        delivered
+            .expect("not cancelled")
+            .map_err(|(e, _)| e)
+            .expect("acknowledged");
+    }
+}
+
+/// A received record: partition, offset, key, sequence header.
+#[derive(Debug, Clone)]
+struct Got {
+    partition: i32,
+    offset: i64,
+    key: String,
+    seq: usize,
+}
+
+async fn receive(c: &StreamConsumer, n: usize) -> Vec<Got> {
+    let mut got = Vec::with_capacity(n);
+    let mut stream = c.stream();
+    while got.len() < n {
+        let msg = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records within {WAIT:?}", got.len()))
+            .expect("stream open")
+            .expect("message");
+        let headers = msg.headers().expect("headers present");
+        let mut seq = None;
+        let mut typ = None;
+        for h in headers.iter() {
+            match h.key {
+                "seq" => {
+                    seq = h
+                        .value
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|s| s.parse().ok())
+                }
+                "type" => typ = h.value.map(<[u8]>::to_vec),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            typ.as_deref(),
+            Some(&b"OrderCreated"[..]),
+            "type header survives"
+        );
+        got.push(Got {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: String::from_utf8(msg.key().expect("keyed").to_vec()).expect("utf-8 key"),
+            seq: seq.expect("seq header"),
+        });
+    }
+    got
+}
+
+#[tokio::test]
+async fn topics_are_created_with_their_partition_count() {
+    let kafka = TestKafka::new(6).await.unwrap();
+    assert_eq!(
+        platform::kafka::partition_count(&kafka.bootstrap, &kafka.topic)
+            .await
+            .unwrap(),
+        Some(6)
+    );
+    // Creating again is not an error: services ensure their topics at every start.
+    platform::kafka::ensure_topics(&kafka.bootstrap, &[(&kafka.topic, 6)])
+        .await
+        .unwrap();
+    assert_eq!(
+        platform::kafka::partition_count(&kafka.bootstrap, "t.no-such-topic")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn keyed_idempotent_producer_keeps_each_key_on_one_partition_in_order() {
+    let kafka = TestKafka::new(3).await.unwrap();
+    let p = producer(&kafka.bootstrap);
+    produce(&p, &kafka.topic, 0..600, 20).await;
+    let c = consumer(&kafka.bootstrap, &kafka.group, &kafka.topic);
+    let got = receive(&c, 600).await;
+
+    let mut partitions_of_key: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    let mut last_seq_of_key: BTreeMap<String, usize> = BTreeMap::new();
+    for g in &got {
+        partitions_of_key
+            .entry(g.key.clone())
+            .or_default()
+            .insert(g.partition);
+        if let Some(prev) = last_seq_of_key.insert(g.key.clone(), g.seq) {
+            assert!(
+                prev < g.seq,
+                "key {} out of order: {prev} then {}",
+                g.key,
+                g.seq
+            );
+        }
+    }
+    assert!(
+        partitions_of_key.values().all(|p| p.len() == 1),
+        "a key spread over partitions: {partitions_of_key:?}"
+    );
+    let used: BTreeSet<i32> = got.iter().map(|g| g.partition).collect();
+    assert!(
+        used.len() > 1,
+        "20 keys all hashed to one partition: {used:?}"
+    );
+    let seqs: BTreeSet<usize> = got.iter().map(|g| g.seq).collect();
+    assert_eq!(seqs.len(), 600, "each record once");
+}
+
+#[tokio::test]
+async fn consumer_group_resumes_at_the_committed_offset_after_a_20k_backlog() {
+    const TOTAL: usize = 24_000;
+    const FIRST: usize = 9_000;
+    let kafka = TestKafka::new(3).await.unwrap();
+    produce(&producer(&kafka.bootstrap), &kafka.topic, 0..TOTAL, 1_000).await;
+
+    let first = consumer(&kafka.bootstrap, &kafka.group, &kafka.topic);
+    let before = receive(&first, FIRST).await;
+    first
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit");
+    let committed: BTreeMap<i32, i64> = first
+        .committed(Duration::from_secs(10))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+        .collect();
+    drop(first);
+
+    let second = consumer(&kafka.bootstrap, &kafka.group, &kafka.topic);
+    let after = receive(&second, TOTAL - FIRST).await;
+    let mut first_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    for g in &after {
+        first_offset.entry(g.partition).or_insert(g.offset);
+    }
+    for (partition, offset) in &first_offset {
+        let expected = committed.get(partition).copied().unwrap_or(0);
+        assert_eq!(
+            *offset, expected,
+            "partition {partition} resumed at {offset}, committed {expected}"
+        );
+    }
+    let seen: BTreeSet<usize> = before.iter().chain(after.iter()).map(|g| g.seq).collect();
+    assert_eq!(
+        seen.len(),
+        TOTAL,
+        "no record lost or repeated across the resume"
+    );
+    assert_eq!(before.len() + after.len(), TOTAL);
+}
+
+#[tokio::test]
+async fn records_and_offsets_survive_a_broker_restart() {
+    let mut broker = PrivateBroker::start().await.unwrap();
+    let kafka = TestKafka::on(&broker.bootstrap, 2).await.unwrap();
+    produce(&producer(&broker.bootstrap), &kafka.topic, 0..1_000, 50).await;
+    let c = consumer(&broker.bootstrap, &kafka.group, &kafka.topic);
+    let before = receive(&c, 400).await;
+    c.commit_consumer_state(CommitMode::Sync).unwrap();
+    drop(c);
+
+    broker.stop().await.unwrap();
+    broker.resume().await.unwrap();
+
+    // Writes after the restart land beside the old ones; the group resumes where it was.
+    produce(&producer(&broker.bootstrap), &kafka.topic, 1_000..1_200, 50).await;
+    let c = consumer(&broker.bootstrap, &kafka.group, &kafka.topic);
+    let after = receive(&c, 800).await;
+    let seen: BTreeSet<usize> = before.iter().chain(after.iter()).map(|g| g.seq).collect();
+    assert_eq!(seen.len(), 1_200, "broker log:\n{}", broker.log());
+    assert!(
+        !broker.log().contains("panicked"),
+        "broker log:\n{}",
+        broker.log()
+    );
+}
