@@ -18,6 +18,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// Wraps a service's routes with what every service has: the ops endpoints, the correlation-id
 /// middleware and a body limit.
 pub fn app(routes: Router, readiness: crate::ops::Readiness) -> Router {
+    // Install the recorder before the first request, or early metrics go to the no-op one.
+    crate::metrics::handle();
     routes
         .merge(crate::ops::router(readiness))
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))

@@ -40,10 +40,11 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // The pool's sockets belong to the test's runtime, which is blocked in this drop: touching
+        // them from the clean-up thread would wait forever. `drop database … with (force)` on a
+        // fresh connection ends those sessions from the server side instead.
         let url = self.url.clone();
-        let pool = self.pool.clone();
         crate::block_on_cleanup(async move {
-            pool.close().await;
             let _ = db::drop_database(&url).await;
         });
     }
