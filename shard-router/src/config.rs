@@ -40,6 +40,8 @@ pub struct ShardName(String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Region {
     pub name: RegionName,
+    /// The 10-bit tag ids of this region carry (see [`crate::ids`]).
+    pub tag: u16,
     /// Number of logical partitions; fixed once ids have been handed out.
     pub partitions: u16,
     /// Shards serving the region, in file order.
@@ -130,19 +132,10 @@ struct Source<'a> {
 impl Source<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
     }
 
-    fn error(
-        &self,
-        field: impl Into<String>,
-        span: Range<usize>,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    fn error(&self, field: impl Into<String>, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.to_owned(),
             field: field.into(),
@@ -163,21 +156,14 @@ impl Source<'_> {
                 message,
             };
         };
-        let line_start = self.text[..span.start.min(self.text.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let line_end = self.text[line_start..]
-            .find('\n')
-            .map_or(self.text.len(), |i| line_start + i);
+        let line_start = self.text[..span.start.min(self.text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[line_start..].find('\n').map_or(self.text.len(), |i| line_start + i);
         let line = self.text[line_start..line_end].trim();
         if line.starts_with('[') {
             let header = line.trim_matches(|c| c == '[' || c == ']').trim();
             return self.error(header, span, message);
         }
-        let key = line
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"'))
-            .filter(|k| !k.is_empty());
+        let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"')).filter(|k| !k.is_empty());
         let table = self.text[..line_start]
             .lines()
             .rev()
@@ -199,20 +185,17 @@ impl ShardMap {
     /// process environment.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let map = Self::parse(&text, &path.display().to_string())?;
-        let overrides =
-            figment::Figment::from(figment::providers::Env::prefixed(URL_OVERRIDE_PREFIX))
-                .extract::<BTreeMap<String, String>>()
-                .map_err(|e| ConfigError::Invalid {
-                    origin: "environment".into(),
-                    field: format!("{URL_OVERRIDE_PREFIX}*"),
-                    line: None,
-                    message: e.to_string(),
-                })?;
+        let overrides = figment::Figment::from(figment::providers::Env::prefixed(URL_OVERRIDE_PREFIX))
+            .extract::<BTreeMap<String, String>>()
+            .map_err(|e| ConfigError::Invalid {
+                origin: "environment".into(),
+                field: format!("{URL_OVERRIDE_PREFIX}*"),
+                line: None,
+                message: e.to_string(),
+            })?;
         map.with_url_overrides(overrides)
     }
 
@@ -246,8 +229,7 @@ impl ShardMap {
         let mut shard_defs: BTreeMap<ShardName, (&RawShard, Range<usize>)> = BTreeMap::new();
         for (name, shard) in &raw.shards {
             let field = format!("shards.{}", name.get_ref());
-            let shard_name =
-                ShardName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
+            let shard_name = ShardName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
             shard_defs.insert(shard_name, (shard, name.span()));
         }
 
@@ -255,13 +237,10 @@ impl ShardMap {
         let mut owner: BTreeMap<ShardName, RegionName> = BTreeMap::new();
         for (name, region) in &raw.regions {
             let field = format!("regions.{}", name.get_ref());
-            let region_name =
-                RegionName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
+            let region_name = RegionName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
             let partitions = *region.partitions.get_ref();
-            let partitions = u16::try_from(partitions)
-                .ok()
-                .filter(|p| (1..=MAX_PARTITIONS).contains(p))
-                .ok_or_else(|| {
+            let partitions =
+                u16::try_from(partitions).ok().filter(|p| (1..=MAX_PARTITIONS).contains(p)).ok_or_else(|| {
                     src.error(
                         format!("{field}.partitions"),
                         region.partitions.span(),
@@ -270,16 +249,12 @@ impl ShardMap {
                 })?;
             let shards_field = format!("{field}.shards");
             if region.shards.get_ref().is_empty() {
-                return Err(src.error(
-                    &shards_field,
-                    region.shards.span(),
-                    "a region needs at least one shard",
-                ));
+                return Err(src.error(&shards_field, region.shards.span(), "a region needs at least one shard"));
             }
             let mut shards = Vec::new();
             for shard in region.shards.get_ref() {
-                let shard_name = ShardName::parse(shard.get_ref())
-                    .map_err(|m| src.error(&shards_field, shard.span(), m))?;
+                let shard_name =
+                    ShardName::parse(shard.get_ref()).map_err(|m| src.error(&shards_field, shard.span(), m))?;
                 if !shard_defs.contains_key(&shard_name) {
                     return Err(src.error(
                         &shards_field,
@@ -303,14 +278,15 @@ impl ShardMap {
                 }
                 shards.push(shard_name);
             }
-            regions.insert(
-                region_name.clone(),
-                Region {
-                    name: region_name,
-                    partitions,
-                    shards,
-                },
-            );
+            let tag = crate::ids::region_tag(region_name.as_str());
+            if let Some(other) = regions.values().find(|r: &&Region| r.tag == tag) {
+                return Err(src.error(
+                    &field,
+                    name.span(),
+                    format!("region {region_name} has the same id tag as region {}; rename one of them", other.name),
+                ));
+            }
+            regions.insert(region_name.clone(), Region { name: region_name, tag, partitions, shards });
         }
 
         let mut shards = BTreeMap::new();
@@ -334,22 +310,11 @@ impl ShardMap {
                         src.error(
                             format!("{field}.max_connections"),
                             v.span(),
-                            format!(
-                                "must be between 1 and {MAX_MAX_CONNECTIONS}, got {}",
-                                v.get_ref()
-                            ),
+                            format!("must be between 1 and {MAX_MAX_CONNECTIONS}, got {}", v.get_ref()),
                         )
                     })?,
             };
-            shards.insert(
-                name.clone(),
-                Shard {
-                    name,
-                    region,
-                    url,
-                    max_connections,
-                },
-            );
+            shards.insert(name.clone(), Shard { name, region, url, max_connections });
         }
         Ok(Self { regions, shards })
     }
@@ -357,10 +322,7 @@ impl ShardMap {
     /// Applies connection-string overrides keyed as figment's `Env` provider yields them:
     /// the variable name without the prefix, lower-cased (`na_1_url`). An override for a shard
     /// that does not exist is an error, so a typo cannot silently leave the file's URL in place.
-    pub fn with_url_overrides(
-        mut self,
-        overrides: BTreeMap<String, String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn with_url_overrides(mut self, overrides: BTreeMap<String, String>) -> Result<Self, ConfigError> {
         for (key, value) in overrides {
             let var = format!("{URL_OVERRIDE_PREFIX}{}", key.to_ascii_uppercase());
             let invalid = |message: String| ConfigError::Invalid {
@@ -369,25 +331,14 @@ impl ShardMap {
                 line: None,
                 message,
             };
-            let Some(env_key) = key
-                .to_ascii_uppercase()
-                .strip_suffix("_URL")
-                .map(str::to_owned)
-            else {
+            let Some(env_key) = key.to_ascii_uppercase().strip_suffix("_URL").map(str::to_owned) else {
                 return Err(invalid(format!(
                     "unknown variable; shard overrides look like {URL_OVERRIDE_PREFIX}<NAME>_URL"
                 )));
             };
-            let Some(shard) = self
-                .shards
-                .values_mut()
-                .find(|s| s.name.env_key() == env_key)
-            else {
+            let Some(shard) = self.shards.values_mut().find(|s| s.name.env_key() == env_key) else {
                 let known: Vec<String> = self.shards.keys().map(ShardName::env_var).collect();
-                return Err(invalid(format!(
-                    "no shard matches; known: {}",
-                    known.join(", ")
-                )));
+                return Err(invalid(format!("no shard matches; known: {}", known.join(", "))));
             };
             shard.url = DatabaseUrl::parse(&value).map_err(invalid)?;
         }
@@ -424,14 +375,11 @@ impl RegionName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = (1..=16).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_uppercase())
-            && s.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(format!(
-                "region name `{s}` must be 1-16 upper-case letters, digits or `_`, starting with a letter"
-            ))
+            Err(format!("region name `{s}` must be 1-16 upper-case letters, digits or `_`, starting with a letter"))
         }
     }
 
@@ -444,14 +392,11 @@ impl ShardName {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = (1..=63).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(format!(
-                "shard name `{s}` must be 1-63 lower-case letters, digits or `-`"
-            ))
+            Err(format!("shard name `{s}` must be 1-63 lower-case letters, digits or `-`"))
         }
     }
 
@@ -462,16 +407,7 @@ impl ShardName {
     /// The name as it appears in environment variables: `na-1` → `NA_1`. One-to-one, since a
     /// shard name has no `_`.
     fn env_key(&self) -> String {
-        self.0
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
+        self.0.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
     }
 
     /// The variable that overrides this shard's URL.
@@ -496,10 +432,7 @@ impl DatabaseUrl {
     pub fn parse(s: &str) -> Result<Self, String> {
         let url = url::Url::parse(s).map_err(|e| format!("not a valid URL ({e})"))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(format!(
-                "scheme must be postgres:// or postgresql://, got `{}://`",
-                url.scheme()
-            ));
+            return Err(format!("scheme must be postgres:// or postgresql://, got `{}://`", url.scheme()));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("the URL names no host".into());

@@ -7,10 +7,15 @@
 //! # Layout
 //! - [`config`]: the `shards.toml` types, loading with environment overrides, and validation
 //!   whose errors name the field and its line.
+//! - [`ids`]: ids that carry their region tag and logical partition.
+//! - [`route`]: the pure routing core, (region, partition) or id → shard by consistent hashing.
 //! - [`pools`]: one lazily connected `sqlx::PgPool` per shard.
 
 pub mod config;
+pub mod ids;
 pub mod pools;
+pub mod route;
 
 pub use config::{ConfigError, DatabaseUrl, Region, RegionName, Shard, ShardMap, ShardName};
 pub use pools::ShardPools;
+pub use route::{Route, RouteError, Router};

@@ -23,27 +23,19 @@ url = "postgres://postgres@127.0.0.1:5442/ticket_hub"
 fn invalid(text: &str) -> (String, Option<usize>, String) {
     match ShardMap::parse(text, "shards.toml") {
         Ok(map) => panic!("accepted an invalid map: {map:?}"),
-        Err(e @ ConfigError::Invalid { .. }) => (
-            e.field().unwrap_or_default().to_owned(),
-            e.line(),
-            e.to_string(),
-        ),
+        Err(e @ ConfigError::Invalid { .. }) => (e.field().unwrap_or_default().to_owned(), e.line(), e.to_string()),
         Err(e) => panic!("unexpected error {e}"),
     }
 }
 
 #[test]
 fn the_repository_map_is_valid() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shards.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shards.toml")).unwrap();
     let map = ShardMap::parse(&text, "shards.toml").unwrap();
     let names: Vec<_> = map.regions().map(|r| r.name.as_str().to_owned()).collect();
     assert_eq!(names, ["NA", "SA"]);
     assert_eq!(map.shard_named("na-1").unwrap().region.as_str(), "NA");
-    assert_eq!(
-        map.shard_named("sa-1").unwrap().url.database(),
-        "ticket_hub"
-    );
+    assert_eq!(map.shard_named("sa-1").unwrap().url.database(), "ticket_hub");
 }
 
 #[test]
@@ -51,15 +43,9 @@ fn parses_regions_shards_and_defaults() {
     let map = ShardMap::parse(GOOD, "shards.toml").unwrap();
     let na = map.region_named("NA").unwrap();
     assert_eq!(na.partitions, 64);
-    assert_eq!(
-        na.shards.iter().map(ShardName::as_str).collect::<Vec<_>>(),
-        ["na-1", "na-2"]
-    );
+    assert_eq!(na.shards.iter().map(ShardName::as_str).collect::<Vec<_>>(), ["na-1", "na-2"]);
     assert_eq!(map.shard_named("na-1").unwrap().max_connections, 16);
-    assert_eq!(
-        map.shard_named("na-2").unwrap().max_connections,
-        DEFAULT_MAX_CONNECTIONS
-    );
+    assert_eq!(map.shard_named("na-2").unwrap().max_connections, DEFAULT_MAX_CONNECTIONS);
     assert_eq!(map.shard_named("sa-1").unwrap().region.as_str(), "SA");
 }
 
@@ -109,10 +95,7 @@ fn unknown_shard_in_region() {
 #[test]
 fn duplicate_names_are_refused() {
     // Twice in one region's list.
-    let text = GOOD.replace(
-        r#"shards = ["na-1", "na-2"]"#,
-        r#"shards = ["na-1", "na-2", "na-1"]"#,
-    );
+    let text = GOOD.replace(r#"shards = ["na-1", "na-2"]"#, r#"shards = ["na-1", "na-2", "na-1"]"#);
     let (field, line, msg) = invalid(&text);
     assert_eq!((field.as_str(), line), ("regions.NA.shards", Some(4)));
     assert!(msg.contains("duplicate name"), "{msg}");
@@ -124,9 +107,7 @@ fn duplicate_names_are_refused() {
     assert!(msg.contains("already serves region NA"), "{msg}");
 
     // The same table twice: the TOML parser's own error, with its line.
-    let (field, line, msg) = invalid(&format!(
-        "{GOOD}\n[shards.sa-1]\nurl = \"postgres://h/db\"\n"
-    ));
+    let (field, line, msg) = invalid(&format!("{GOOD}\n[shards.sa-1]\nurl = \"postgres://h/db\"\n"));
     assert_eq!(field, "shards.sa-1");
     assert_eq!(line, Some(20));
     assert!(msg.contains("duplicate"), "{msg}");
@@ -184,22 +165,13 @@ fn url_overrides_apply_and_typos_are_refused() {
     let map = ShardMap::parse(GOOD, "shards.toml").unwrap();
     let o = BTreeMap::from([("na_2_url".to_owned(), "postgres://other:5999/x".to_owned())]);
     let map2 = map.clone().with_url_overrides(o).unwrap();
-    assert_eq!(
-        map2.shard_named("na-2").unwrap().url.expose(),
-        "postgres://other:5999/x"
-    );
-    assert_eq!(
-        map2.shard_named("na-1").unwrap().url,
-        map.shard_named("na-1").unwrap().url
-    );
+    assert_eq!(map2.shard_named("na-2").unwrap().url.expose(), "postgres://other:5999/x");
+    assert_eq!(map2.shard_named("na-1").unwrap().url, map.shard_named("na-1").unwrap().url);
 
     let typo = BTreeMap::from([("na_3_url".to_owned(), "postgres://h/x".to_owned())]);
     let err = map.clone().with_url_overrides(typo).unwrap_err();
     assert_eq!(err.field(), Some("TICKET_HUB_SHARD_NA_3_URL"));
-    assert!(
-        err.to_string().contains("TICKET_HUB_SHARD_NA_1_URL"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("TICKET_HUB_SHARD_NA_1_URL"), "{err}");
 
     let bad = BTreeMap::from([("sa_1_url".to_owned(), "http://h/x".to_owned())]);
     let err = map.with_url_overrides(bad).unwrap_err();
@@ -212,10 +184,7 @@ fn load_reads_overrides_from_the_environment() {
         jail.create_file("shards.toml", GOOD)?;
         jail.set_env("TICKET_HUB_SHARD_SA_1_URL", "postgres://elsewhere:6000/sa");
         let map = ShardMap::load("shards.toml").map_err(|e| e.to_string())?;
-        assert_eq!(
-            map.shard_named("sa-1").unwrap().url.expose(),
-            "postgres://elsewhere:6000/sa"
-        );
+        assert_eq!(map.shard_named("sa-1").unwrap().url.expose(), "postgres://elsewhere:6000/sa");
         Ok(())
     });
 }
