@@ -51,25 +51,14 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(settings.downstream_timeout_ms);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(64)
-            .build()?;
+        let client = reqwest::Client::builder().timeout(timeout).pool_max_idle_per_host(64).build()?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(1))?;
         let readiness = Readiness::new(vec![
             Check::redis("redis", redis),
-            Check::http(
-                "accounts",
-                client.clone(),
-                format!("{}/healthz", settings.accounts_url),
-            ),
+            Check::http("accounts", client.clone(), format!("{}/healthz", settings.accounts_url)),
             Check::http("orders", client, format!("{}/healthz", settings.orders_url)),
         ]);
-        let http = Server::bind(
-            settings.http_addr,
-            platform::http::app(Router::new(), readiness),
-        )
-        .await?;
+        let http = Server::bind(settings.http_addr, platform::http::app(Router::new(), readiness)).await?;
         Ok(Self { http })
     }
 

@@ -1,5 +1,7 @@
 //! The gateway, started for real in front of the real accounts and orders services.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
+
 use gateway::{Application, Settings};
 use platform::db::Schema;
 use testkit::{TestApp, TestDb, TestRedis, TestShards};
@@ -12,10 +14,7 @@ async fn spawn(settings: Settings) -> TestApp {
 #[tokio::test]
 async fn serves_ops_endpoints_and_names_a_down_downstream() {
     let redis = TestRedis::new().unwrap();
-    let (accounts_db, shards) = (
-        TestDb::global(Schema::Accounts).await.unwrap(),
-        TestShards::create().await.unwrap(),
-    );
+    let (accounts_db, shards) = (TestDb::global(Schema::Accounts).await.unwrap(), TestShards::create().await.unwrap());
     let accounts = accounts::Application::build(accounts::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: accounts_db.url.clone(),
@@ -24,9 +23,7 @@ async fn serves_ops_endpoints_and_names_a_down_downstream() {
     })
     .await
     .unwrap();
-    let accounts = TestApp::spawn(accounts.port(), move |stop| {
-        accounts.run_until_stopped(stop)
-    });
+    let accounts = TestApp::spawn(accounts.port(), move |stop| accounts.run_until_stopped(stop));
     let orders = orders::Application::build(
         orders::Settings {
             http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -47,8 +44,7 @@ async fn serves_ops_endpoints_and_names_a_down_downstream() {
         ..Settings::default()
     };
     let app = spawn(settings.clone()).await;
-    app.assert_ops_endpoints(&["redis", "accounts", "orders"])
-        .await;
+    app.assert_ops_endpoints(&["redis", "accounts", "orders"]).await;
 
     orders.stop().await.unwrap();
     app.assert_not_ready_because("orders").await;

@@ -146,7 +146,7 @@ impl Source<'_> {
 
     /// Maps a `toml` error (syntax, unknown key, wrong type) to the field it is about: the key
     /// under the span, qualified by the nearest table header above it.
-    fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
         let message = err.message().trim().to_owned();
         let Some(span) = err.span() else {
             return ConfigError::Invalid {
@@ -202,7 +202,7 @@ impl ShardMap {
     /// Parses and validates the text of a shard map; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let src = Source { origin, text };
-        let raw: RawFile = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        let raw: RawFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         Self::validate(raw, &src)
     }
 

@@ -1,5 +1,7 @@
 //! Properties of the pure routing core, and golden vectors that pin it across releases.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

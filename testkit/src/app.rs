@@ -36,24 +36,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        self.client.get(self.url(path)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
-    pub async fn post_json<B: Serialize + ?Sized>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    pub async fn post_json<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
     /// Cancels the shutdown token and waits for the service to finish its graceful shutdown.
@@ -85,41 +72,20 @@ impl TestApp {
         let body: serde_json::Value = res.json().await.expect("/readyz body is JSON");
         assert_eq!(status, 200, "/readyz: {body}");
         for check in checks {
-            assert_eq!(
-                body["checks"][*check], "up",
-                "/readyz check {check}: {body}"
-            );
+            assert_eq!(body["checks"][*check], "up", "/readyz check {check}: {body}");
         }
 
-        let res = self
-            .client
-            .get(self.url("/healthz"))
-            .header("x-correlation-id", "test-corr-1")
-            .send()
-            .await
-            .expect("GET");
+        let res =
+            self.client.get(self.url("/healthz")).header("x-correlation-id", "test-corr-1").send().await.expect("GET");
         assert_eq!(res.headers()["x-correlation-id"], "test-corr-1");
-        let res = self
-            .client
-            .get(self.url("/healthz"))
-            .header("x-correlation-id", "bad id!")
-            .send()
-            .await
-            .expect("GET");
-        let generated = res.headers()["x-correlation-id"]
-            .to_str()
-            .expect("ascii")
-            .to_owned();
+        let res =
+            self.client.get(self.url("/healthz")).header("x-correlation-id", "bad id!").send().await.expect("GET");
+        let generated = res.headers()["x-correlation-id"].to_str().expect("ascii").to_owned();
         assert!(!generated.is_empty() && generated != "bad id!");
 
         let res = self.get("/metrics").await;
         assert_eq!(res.status(), 200);
-        assert!(
-            res.headers()["content-type"]
-                .to_str()
-                .expect("ascii")
-                .starts_with("text/plain")
-        );
+        assert!(res.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain"));
         let text = res.text().await.expect("metrics text");
         assert!(text.contains("http_requests_total"), "metrics: {text}");
     }
@@ -129,12 +95,7 @@ impl TestApp {
         let res = self.get("/readyz").await;
         assert_eq!(res.status(), 503);
         let body: serde_json::Value = res.json().await.expect("/readyz body is JSON");
-        let names: Vec<&str> = body["down"]
-            .as_array()
-            .expect("down list")
-            .iter()
-            .filter_map(|v| v.as_str())
-            .collect();
+        let names: Vec<&str> = body["down"].as_array().expect("down list").iter().filter_map(|v| v.as_str()).collect();
         assert!(names.contains(&down), "{down} not reported down: {body}");
         assert_ne!(body["checks"][down], "up");
     }

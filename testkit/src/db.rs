@@ -24,10 +24,7 @@ impl TestDb {
         let name = format!("t_{}_{}", schema.dir_name(), crate::unique_id());
         let url = format!("{}/{name}", server.trim_end_matches('/'));
         db::ensure_database(&url).await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .connect(&url)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(8).connect(&url).await?;
         db::migrate(&pool, &stack::migrations_dir(), schema).await?;
         Ok(Self { url, name, pool })
     }

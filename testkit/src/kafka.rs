@@ -34,28 +34,18 @@ impl TestKafka {
             dlq_topic: format!("t.{id}.orders.events.dlq"),
             group: format!("t.{id}.group"),
         };
-        platform::kafka::ensure_topics(
-            bootstrap,
-            &[(&this.topic, partitions), (&this.dlq_topic, 1)],
-        )
-        .await?;
+        platform::kafka::ensure_topics(bootstrap, &[(&this.topic, partitions), (&this.dlq_topic, 1)]).await?;
         Ok(this)
     }
 }
 
 impl Drop for TestKafka {
     fn drop(&mut self) {
-        let (bootstrap, topics) = (
-            self.bootstrap.clone(),
-            [self.topic.clone(), self.dlq_topic.clone()],
-        );
+        let (bootstrap, topics) = (self.bootstrap.clone(), [self.topic.clone(), self.dlq_topic.clone()]);
         crate::block_on_cleanup(async move {
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(10),
-                platform::kafka::delete_topics(&bootstrap, &names),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), platform::kafka::delete_topics(&bootstrap, &names)).await;
         });
     }
 }
@@ -76,13 +66,7 @@ impl PrivateBroker {
         let storage = TestDb::global(Schema::Kafka).await?;
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = std::env::temp_dir().join(format!("tansu-{}.log", storage.name));
-        let mut this = Self {
-            bootstrap: addr.to_string(),
-            addr,
-            storage,
-            log,
-            child: None,
-        };
+        let mut this = Self { bootstrap: addr.to_string(), addr, storage, log, child: None };
         this.resume().await?;
         Ok(this)
     }
@@ -91,16 +75,9 @@ impl PrivateBroker {
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = child.id() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status()
-                    .await;
+                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
             }
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
                 child.kill().await?;
             }
         }
@@ -112,17 +89,10 @@ impl PrivateBroker {
     pub async fn resume(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpListener::bind(self.addr).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "port {} did not free within 30 s",
-                self.addr
-            );
+            anyhow::ensure!(Instant::now() < deadline, "port {} did not free within 30 s", self.addr);
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let url = format!("tcp://{}", self.addr);
         let child = Command::new(stack::tansu_bin())
             .arg("broker")

@@ -15,6 +15,8 @@
 //!   and the assertions every service must pass on its ops endpoints.
 //! - [`process`]: a service binary run as a real process, stopped by SIGTERM.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test support: a failed expectation is a failed test")]
+
 pub mod app;
 pub mod db;
 pub mod kafka;
@@ -39,10 +41,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let handle = std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
             rt.block_on(fut);
         }
     });

@@ -16,11 +16,7 @@ impl TestRedis {
     pub fn new() -> anyhow::Result<Self> {
         let url = crate::stack::redis_url();
         let pool = platform::redis::pool_lazy(&url, 8, Duration::from_secs(2))?;
-        Ok(Self {
-            url,
-            prefix: format!("t:{}:", crate::unique_id()),
-            pool,
-        })
+        Ok(Self { url, prefix: format!("t:{}:", crate::unique_id()), pool })
     }
 }
 
@@ -34,11 +30,7 @@ impl Drop for TestRedis {
             let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
                 return;
             };
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
+            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap_or_default();
             if !keys.is_empty() {
                 let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
             }

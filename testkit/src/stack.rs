@@ -23,10 +23,7 @@ pub fn shards_file() -> PathBuf {
 
 /// The global Postgres server, without a database: `TICKET_HUB_TEST_GLOBAL_PG`.
 pub fn global_pg() -> String {
-    env_or(
-        "TICKET_HUB_TEST_GLOBAL_PG",
-        "postgres://postgres@127.0.0.1:5440",
-    )
+    env_or("TICKET_HUB_TEST_GLOBAL_PG", "postgres://postgres@127.0.0.1:5440")
 }
 
 /// `TICKET_HUB_TEST_REDIS_URL`.

@@ -1,6 +1,8 @@
 //! Tansu on its Postgres engine, proven with the project's own client (rdkafka): what the
 //! relays and consumers rely on. Each test has its own topics; restarts use a private broker.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -42,35 +44,19 @@ async fn produce(p: &FutureProducer, topic: &str, range: std::ops::Range<usize>,
         let key = format!("key-{}", i % keys);
         let payload = format!("{{\"seq\":{i}}}");
         let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "type",
-                value: Some("OrderCreated"),
-            })
-            .insert(Header {
-                key: "seq",
-                value: Some(i.to_string().as_str()),
-            });
-        let record = FutureRecord::to(topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(headers);
+            .insert(Header { key: "type", value: Some("OrderCreated") })
+            .insert(Header { key: "seq", value: Some(i.to_string().as_str()) });
+        let record = FutureRecord::to(topic).key(&key).payload(&payload).headers(headers);
         // `send_result` copies the record into librdkafka's queue, so the future owns nothing.
         pending.push(p.send_result(record).map_err(|(e, _)| e).expect("enqueued"));
         // Bound what is in flight so the local queue never overflows.
         if pending.len() >= 5_000 {
-            let delivered = pending
-                .next()
-                .await
-                .expect("in flight")
-                .expect("not cancelled");
+            let delivered = pending.next().await.expect("in flight").expect("not cancelled");
             delivered.map_err(|(e, _)| e).expect("acknowledged");
         }
     }
     while let Some(delivered) = pending.next().await {
-        delivered
-            .expect("not cancelled")
-            .map_err(|(e, _)| e)
-            .expect("acknowledged");
+        delivered.expect("not cancelled").map_err(|(e, _)| e).expect("acknowledged");
     }
 }
 
@@ -97,21 +83,12 @@ async fn receive(c: &StreamConsumer, n: usize) -> Vec<Got> {
         let mut typ = None;
         for h in headers.iter() {
             match h.key {
-                "seq" => {
-                    seq = h
-                        .value
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .and_then(|s| s.parse().ok())
-                }
+                "seq" => seq = h.value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.parse().ok()),
                 "type" => typ = h.value.map(<[u8]>::to_vec),
                 _ => {}
             }
         }
-        assert_eq!(
-            typ.as_deref(),
-            Some(&b"OrderCreated"[..]),
-            "type header survives"
-        );
+        assert_eq!(typ.as_deref(), Some(&b"OrderCreated"[..]), "type header survives");
         got.push(Got {
             partition: msg.partition(),
             offset: msg.offset(),
@@ -125,22 +102,10 @@ async fn receive(c: &StreamConsumer, n: usize) -> Vec<Got> {
 #[tokio::test]
 async fn topics_are_created_with_their_partition_count() {
     let kafka = TestKafka::new(6).await.unwrap();
-    assert_eq!(
-        platform::kafka::partition_count(&kafka.bootstrap, &kafka.topic)
-            .await
-            .unwrap(),
-        Some(6)
-    );
+    assert_eq!(platform::kafka::partition_count(&kafka.bootstrap, &kafka.topic).await.unwrap(), Some(6));
     // Creating again is not an error: services ensure their topics at every start.
-    platform::kafka::ensure_topics(&kafka.bootstrap, &[(&kafka.topic, 6)])
-        .await
-        .unwrap();
-    assert_eq!(
-        platform::kafka::partition_count(&kafka.bootstrap, "t.no-such-topic")
-            .await
-            .unwrap(),
-        None
-    );
+    platform::kafka::ensure_topics(&kafka.bootstrap, &[(&kafka.topic, 6)]).await.unwrap();
+    assert_eq!(platform::kafka::partition_count(&kafka.bootstrap, "t.no-such-topic").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -154,28 +119,14 @@ async fn keyed_idempotent_producer_keeps_each_key_on_one_partition_in_order() {
     let mut partitions_of_key: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
     let mut last_seq_of_key: BTreeMap<String, usize> = BTreeMap::new();
     for g in &got {
-        partitions_of_key
-            .entry(g.key.clone())
-            .or_default()
-            .insert(g.partition);
+        partitions_of_key.entry(g.key.clone()).or_default().insert(g.partition);
         if let Some(prev) = last_seq_of_key.insert(g.key.clone(), g.seq) {
-            assert!(
-                prev < g.seq,
-                "key {} out of order: {prev} then {}",
-                g.key,
-                g.seq
-            );
+            assert!(prev < g.seq, "key {} out of order: {prev} then {}", g.key, g.seq);
         }
     }
-    assert!(
-        partitions_of_key.values().all(|p| p.len() == 1),
-        "a key spread over partitions: {partitions_of_key:?}"
-    );
+    assert!(partitions_of_key.values().all(|p| p.len() == 1), "a key spread over partitions: {partitions_of_key:?}");
     let used: BTreeSet<i32> = got.iter().map(|g| g.partition).collect();
-    assert!(
-        used.len() > 1,
-        "20 keys all hashed to one partition: {used:?}"
-    );
+    assert!(used.len() > 1, "20 keys all hashed to one partition: {used:?}");
     let seqs: BTreeSet<usize> = got.iter().map(|g| g.seq).collect();
     assert_eq!(seqs.len(), 600, "each record once");
 }
@@ -189,9 +140,7 @@ async fn consumer_group_resumes_at_the_committed_offset_after_a_20k_backlog() {
 
     let first = consumer(&kafka.bootstrap, &kafka.group, &kafka.topic);
     let before = receive(&first, FIRST).await;
-    first
-        .commit_consumer_state(CommitMode::Sync)
-        .expect("commit");
+    first.commit_consumer_state(CommitMode::Sync).expect("commit");
     let committed: BTreeMap<i32, i64> = first
         .committed(Duration::from_secs(10))
         .expect("committed offsets")
@@ -209,17 +158,10 @@ async fn consumer_group_resumes_at_the_committed_offset_after_a_20k_backlog() {
     }
     for (partition, offset) in &first_offset {
         let expected = committed.get(partition).copied().unwrap_or(0);
-        assert_eq!(
-            *offset, expected,
-            "partition {partition} resumed at {offset}, committed {expected}"
-        );
+        assert_eq!(*offset, expected, "partition {partition} resumed at {offset}, committed {expected}");
     }
     let seen: BTreeSet<usize> = before.iter().chain(after.iter()).map(|g| g.seq).collect();
-    assert_eq!(
-        seen.len(),
-        TOTAL,
-        "no record lost or repeated across the resume"
-    );
+    assert_eq!(seen.len(), TOTAL, "no record lost or repeated across the resume");
     assert_eq!(before.len() + after.len(), TOTAL);
 }
 
@@ -242,9 +184,5 @@ async fn records_and_offsets_survive_a_broker_restart() {
     let after = receive(&c, 800).await;
     let seen: BTreeSet<usize> = before.iter().chain(after.iter()).map(|g| g.seq).collect();
     assert_eq!(seen.len(), 1_200, "broker log:\n{}", broker.log());
-    assert!(
-        !broker.log().contains("panicked"),
-        "broker log:\n{}",
-        broker.log()
-    );
+    assert!(!broker.log().contains("panicked"), "broker log:\n{}", broker.log());
 }

@@ -50,11 +50,7 @@ impl Application {
             Check::postgres("postgres", db),
             platform::kafka::check("kafka", &settings.kafka_bootstrap),
         ]);
-        let http = Server::bind(
-            settings.http_addr,
-            platform::http::app(Router::new(), readiness),
-        )
-        .await?;
+        let http = Server::bind(settings.http_addr, platform::http::app(Router::new(), readiness)).await?;
         Ok(Self { http })
     }
 

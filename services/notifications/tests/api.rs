@@ -1,22 +1,19 @@
 //! The notifications service, started for real against a fresh database and the broker.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
+
 use notifications::{Application, Settings};
 use platform::db::Schema;
 use testkit::{TestApp, TestDb, TestKafka};
 
 async fn spawn(settings: Settings) -> TestApp {
-    let app = Application::build(settings)
-        .await
-        .expect("build notifications");
+    let app = Application::build(settings).await.expect("build notifications");
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
 }
 
 #[tokio::test]
 async fn serves_ops_endpoints_and_names_a_down_broker() {
-    let (db, kafka) = (
-        TestDb::global(Schema::Notifications).await.unwrap(),
-        TestKafka::new(1).await.unwrap(),
-    );
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
     let settings = Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: db.url.clone(),
@@ -26,11 +23,7 @@ async fn serves_ops_endpoints_and_names_a_down_broker() {
     app.assert_ops_endpoints(&["postgres", "kafka"]).await;
     app.stop().await.unwrap();
 
-    let app = spawn(Settings {
-        kafka_bootstrap: "127.0.0.1:1".into(),
-        ..settings
-    })
-    .await;
+    let app = spawn(Settings { kafka_bootstrap: "127.0.0.1:1".into(), ..settings }).await;
     app.assert_not_ready_because("kafka").await;
 }
 

@@ -48,10 +48,7 @@ impl Default for Settings {
 
 /// One readiness check per shard, named `postgres:<shard>`.
 pub fn shard_checks(pools: &ShardPools) -> Vec<Check> {
-    pools
-        .all()
-        .map(|(name, pool)| Check::postgres(format!("postgres:{name}"), pool.clone()))
-        .collect()
+    pools.all().map(|(name, pool)| Check::postgres(format!("postgres:{name}"), pool.clone())).collect()
 }
 
 pub struct Application {
@@ -62,18 +59,11 @@ impl Application {
     /// Builds the service on an already loaded shard map (tests pass one pointing at fresh
     /// databases).
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
-        let pools = ShardPools::connect_lazy(
-            &shards,
-            Duration::from_millis(settings.shard_acquire_timeout_ms),
-        )?;
+        let pools = ShardPools::connect_lazy(&shards, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
         let mut checks = shard_checks(&pools);
         checks.push(Check::redis("redis", redis));
-        let http = Server::bind(
-            settings.http_addr,
-            platform::http::app(Router::new(), Readiness::new(checks)),
-        )
-        .await?;
+        let http = Server::bind(settings.http_addr, platform::http::app(Router::new(), Readiness::new(checks))).await?;
         Ok(Self { http })
     }
 

@@ -45,11 +45,7 @@ impl Relay {
         let pools = ShardPools::connect_lazy(&shards, Duration::from_secs(2))?;
         let mut checks = crate::shard_checks(&pools);
         checks.push(platform::kafka::check("kafka", &settings.kafka_bootstrap));
-        let http = Server::bind(
-            settings.http_addr,
-            platform::http::app(Router::new(), Readiness::new(checks)),
-        )
-        .await?;
+        let http = Server::bind(settings.http_addr, platform::http::app(Router::new(), Readiness::new(checks))).await?;
         Ok(Self { http })
     }
 

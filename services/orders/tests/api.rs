@@ -1,47 +1,33 @@
 //! The orders service and the relay process, started for real against fresh shard databases.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
+
 use std::collections::BTreeMap;
 
 use orders::{Application, Settings, relay};
 use testkit::{TestApp, TestKafka, TestRedis, TestShards};
 
 async fn spawn(settings: Settings, shards: shard_router::ShardMap) -> TestApp {
-    let app = Application::build(settings, shards)
-        .await
-        .expect("build orders");
+    let app = Application::build(settings, shards).await.expect("build orders");
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
 }
 
 fn settings(redis: &TestRedis) -> Settings {
-    Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        redis_url: redis.url.clone(),
-        ..Settings::default()
-    }
+    Settings { http_addr: "127.0.0.1:0".parse().unwrap(), redis_url: redis.url.clone(), ..Settings::default() }
 }
 
 #[tokio::test]
 async fn serves_ops_endpoints_with_a_check_per_shard() {
-    let (shards, redis) = (
-        TestShards::create().await.unwrap(),
-        TestRedis::new().unwrap(),
-    );
+    let (shards, redis) = (TestShards::create().await.unwrap(), TestRedis::new().unwrap());
     let app = spawn(settings(&redis), shards.map.clone()).await;
-    app.assert_ops_endpoints(&["postgres:na-1", "postgres:sa-1", "redis"])
-        .await;
+    app.assert_ops_endpoints(&["postgres:na-1", "postgres:sa-1", "redis"]).await;
     app.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_down_shard_is_named_by_readyz() {
-    let (shards, redis) = (
-        TestShards::create().await.unwrap(),
-        TestRedis::new().unwrap(),
-    );
-    let down = BTreeMap::from([(
-        "sa_1_url".to_owned(),
-        "postgres://postgres@127.0.0.1:1/ticket_hub".to_owned(),
-    )]);
+    let (shards, redis) = (TestShards::create().await.unwrap(), TestRedis::new().unwrap());
+    let down = BTreeMap::from([("sa_1_url".to_owned(), "postgres://postgres@127.0.0.1:1/ticket_hub".to_owned())]);
     let map = shards.map.clone().with_url_overrides(down).unwrap();
     let app = spawn(settings(&redis), map).await;
     app.assert_not_ready_because("postgres:sa-1").await;
@@ -51,31 +37,20 @@ async fn a_down_shard_is_named_by_readyz() {
 
 #[tokio::test]
 async fn relay_serves_ops_endpoints_and_checks_the_broker() {
-    let (shards, kafka) = (
-        TestShards::create().await.unwrap(),
-        TestKafka::new(1).await.unwrap(),
-    );
+    let (shards, kafka) = (TestShards::create().await.unwrap(), TestKafka::new(1).await.unwrap());
     let settings = relay::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         kafka_bootstrap: kafka.bootstrap.clone(),
         ..relay::Settings::default()
     };
-    let r = relay::Relay::build(settings.clone(), shards.map.clone())
-        .await
-        .unwrap();
+    let r = relay::Relay::build(settings.clone(), shards.map.clone()).await.unwrap();
     let app = TestApp::spawn(r.port(), move |stop| r.run_until_stopped(stop));
-    app.assert_ops_endpoints(&["postgres:na-1", "postgres:sa-1", "kafka"])
-        .await;
+    app.assert_ops_endpoints(&["postgres:na-1", "postgres:sa-1", "kafka"]).await;
 
-    let r = relay::Relay::build(
-        relay::Settings {
-            kafka_bootstrap: "127.0.0.1:1".into(),
-            ..settings
-        },
-        shards.map.clone(),
-    )
-    .await
-    .unwrap();
+    let r =
+        relay::Relay::build(relay::Settings { kafka_bootstrap: "127.0.0.1:1".into(), ..settings }, shards.map.clone())
+            .await
+            .unwrap();
     let down = TestApp::spawn(r.port(), move |stop| r.run_until_stopped(stop));
     down.assert_not_ready_because("kafka").await;
 }

@@ -179,6 +179,7 @@ fn url_overrides_apply_and_typos_are_refused() {
 }
 
 #[test]
+#[allow(clippy::result_large_err, reason = "figment::Jail fixes the closure's error type")]
 fn load_reads_overrides_from_the_environment() {
     figment::Jail::expect_with(|jail| {
         jail.create_file("shards.toml", GOOD)?;

@@ -18,11 +18,7 @@ use sqlx::postgres::PgPoolOptions;
 #[command(about = "Ticket Hub local stack helper")]
 struct Args {
     /// The global Postgres server (accounts, notifications, kafka), without a database name.
-    #[arg(
-        long,
-        env = "TICKET_HUB_GLOBAL_PG",
-        default_value = "postgres://postgres@127.0.0.1:5440"
-    )]
+    #[arg(long, env = "TICKET_HUB_GLOBAL_PG", default_value = "postgres://postgres@127.0.0.1:5440")]
     global: String,
     #[arg(long, env = "TICKET_HUB_SHARDS_FILE", default_value = "shards.toml")]
     shards_file: PathBuf,
@@ -54,11 +50,7 @@ enum Target {
 
 async fn apply(url: &str, root: &std::path::Path, schema: Schema) -> anyhow::Result<()> {
     db::ensure_database(url).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await?;
+    let pool = PgPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
     db::migrate(&pool, root, schema).await?;
     pool.close().await;
     Ok(())
@@ -66,8 +58,7 @@ async fn apply(url: &str, root: &std::path::Path, schema: Schema) -> anyhow::Res
 
 fn local_port(url: &str) -> Option<u16> {
     let url = url::Url::parse(url).ok()?;
-    matches!(url.host_str()?, "127.0.0.1" | "localhost" | "::1" | "[::1]")
-        .then(|| url.port().unwrap_or(5432))
+    matches!(url.host_str()?, "127.0.0.1" | "localhost" | "::1" | "[::1]").then(|| url.port().unwrap_or(5432))
 }
 
 async fn migrate(args: &Args, target: Target) -> anyhow::Result<()> {
@@ -75,11 +66,7 @@ async fn migrate(args: &Args, target: Target) -> anyhow::Result<()> {
     let wants = |t: Target| target == Target::All || target == t;
     for (t, schema, database) in [
         (Target::Accounts, Schema::Accounts, "accounts"),
-        (
-            Target::Notifications,
-            Schema::Notifications,
-            "notifications",
-        ),
+        (Target::Notifications, Schema::Notifications, "notifications"),
         (Target::Kafka, Schema::Kafka, "kafka"),
     ] {
         if wants(t) {
@@ -91,10 +78,7 @@ async fn migrate(args: &Args, target: Target) -> anyhow::Result<()> {
         let map = ShardMap::load(&args.shards_file)?;
         for shard in map.shards() {
             apply(shard.url.expose(), &args.migrations, Schema::Shard).await?;
-            println!(
-                "migrated shard {} ({}) at {}",
-                shard.name, shard.region, shard.url
-            );
+            println!("migrated shard {} ({}) at {}", shard.name, shard.region, shard.url);
         }
     }
     Ok(())
@@ -107,8 +91,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { target } => migrate(&args, target).await,
         Command::Instances => {
             let map = ShardMap::load(&args.shards_file)?;
-            let global = local_port(&args.global)
-                .ok_or_else(|| anyhow::anyhow!("--global must point at this machine"))?;
+            let global =
+                local_port(&args.global).ok_or_else(|| anyhow::anyhow!("--global must point at this machine"))?;
             println!("global {global}");
             for shard in map.shards() {
                 if let Some(port) = local_port(shard.url.expose()) {
