@@ -146,7 +146,12 @@ async fn consumer_group_resumes_at_the_committed_offset_after_a_20k_backlog() {
         .expect("committed offsets")
         .elements()
         .iter()
-        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+        // A partition the first consumer never read has no committed offset (`Invalid`): the
+        // group starts it from the earliest record, offset 0.
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
         .collect();
     drop(first);
 
@@ -185,4 +190,20 @@ async fn records_and_offsets_survive_a_broker_restart() {
     let seen: BTreeSet<usize> = before.iter().chain(after.iter()).map(|g| g.seq).collect();
     assert_eq!(seen.len(), 1_200, "broker log:\n{}", broker.log());
     assert!(!broker.log().contains("panicked"), "broker log:\n{}", broker.log());
+}
+
+/// Tansu's own delete statement matches every topic of the cluster; the guard in
+/// `migrations/kafka/0002_guard_topic_delete.sql` keeps the delete to the named topic.
+#[tokio::test]
+async fn deleting_one_topic_leaves_the_others_intact() {
+    let kept = TestKafka::new(2).await.unwrap();
+    let doomed = TestKafka::new(1).await.unwrap();
+    produce(&producer(&kept.bootstrap), &kept.topic, 0..100, 10).await;
+
+    platform::kafka::delete_topics(&doomed.bootstrap, &[&doomed.topic]).await.unwrap();
+    assert_eq!(platform::kafka::partition_count(&doomed.bootstrap, &doomed.topic).await.unwrap(), None);
+
+    assert_eq!(platform::kafka::partition_count(&kept.bootstrap, &kept.topic).await.unwrap(), Some(2));
+    let got = receive(&consumer(&kept.bootstrap, &kept.group, &kept.topic), 100).await;
+    assert_eq!(got.iter().map(|g| g.seq).collect::<BTreeSet<_>>().len(), 100);
 }
