@@ -35,8 +35,7 @@ impl CorrelationId {
     pub fn parse(s: &str) -> Option<Self> {
         let ok = !s.is_empty()
             && s.len() <= MAX_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
         ok.then(|| Self(s.to_owned()))
     }
 
@@ -76,11 +75,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .unwrap_or_else(Self::generate))
+        Ok(parts.extensions.get::<Self>().cloned().unwrap_or_else(Self::generate))
     }
 }
 
@@ -93,27 +88,17 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .and_then(CorrelationId::parse)
         .unwrap_or_else(CorrelationId::generate);
     req.extensions_mut().insert(id.clone());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().clone();
     let span = tracing::info_span!("http", correlation_id = %id, %method, route = %route);
     let started = Instant::now();
-    let mut res = CURRENT
-        .scope(id.clone(), next.run(req).instrument(span.clone()))
-        .await;
+    let mut res = CURRENT.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method.to_string(), "route" => route).record(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request done"
-        )
-    });
+    metrics::histogram!("http_request_duration_seconds", "method" => method.to_string(), "route" => route)
+        .record(elapsed.as_secs_f64());
+    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request done"));
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(HEADER, v);
     }

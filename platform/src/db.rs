@@ -24,12 +24,7 @@ pub enum Schema {
 }
 
 impl Schema {
-    pub const ALL: [Self; 4] = [
-        Self::Accounts,
-        Self::Shard,
-        Self::Notifications,
-        Self::Kafka,
-    ];
+    pub const ALL: [Self; 4] = [Self::Accounts, Self::Shard, Self::Notifications, Self::Kafka];
 
     pub fn dir_name(self) -> &'static str {
         match self {
@@ -43,8 +38,7 @@ impl Schema {
 
 /// The `migrations/` folder: `TICKET_HUB_MIGRATIONS_DIR`, else `./migrations`.
 pub fn migrations_root() -> PathBuf {
-    std::env::var_os("TICKET_HUB_MIGRATIONS_DIR")
-        .map_or_else(|| PathBuf::from("migrations"), PathBuf::from)
+    std::env::var_os("TICKET_HUB_MIGRATIONS_DIR").map_or_else(|| PathBuf::from("migrations"), PathBuf::from)
 }
 
 /// Applies every pending migration of `schema` found under `root`.
@@ -53,10 +47,7 @@ pub async fn migrate(pool: &PgPool, root: &Path, schema: Schema) -> anyhow::Resu
     let migrator = Migrator::new(dir.as_path())
         .await
         .map_err(|e| anyhow::anyhow!("reading migrations in {}: {e}", dir.display()))?;
-    migrator
-        .run(pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("applying {}: {e}", dir.display()))?;
+    migrator.run(pool).await.map_err(|e| anyhow::anyhow!("applying {}: {e}", dir.display()))?;
     Ok(())
 }
 
@@ -65,24 +56,18 @@ pub async fn migrate(pool: &PgPool, root: &Path, schema: Schema) -> anyhow::Resu
 pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     let opts: PgConnectOptions = url.parse()?;
     let name = opts.get_database().unwrap_or("postgres").to_owned();
-    let mut conn = PgConnection::connect_with(
-        &opts
-            .clone()
-            .database("postgres")
-            .log_statements(tracing::log::LevelFilter::Trace),
-    )
-    .await?;
-    let exists: bool =
-        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut conn)
+    let mut conn =
+        PgConnection::connect_with(&opts.clone().database("postgres").log_statements(tracing::log::LevelFilter::Trace))
             .await?;
+    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await?;
     if !exists {
         let stmt = format!("create database {}", quote_ident(&name));
         match sqlx::query(&stmt).execute(&mut conn).await {
             Ok(_) => {}
-            Err(sqlx::Error::Database(e))
-                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -95,12 +80,7 @@ pub async fn drop_database(url: &str) -> anyhow::Result<()> {
     let opts: PgConnectOptions = url.parse()?;
     let name = opts.get_database().unwrap_or("postgres").to_owned();
     let mut conn = PgConnection::connect_with(&opts.database("postgres")).await?;
-    sqlx::query(&format!(
-        "drop database if exists {} with (force)",
-        quote_ident(&name)
-    ))
-    .execute(&mut conn)
-    .await?;
+    sqlx::query(&format!("drop database if exists {} with (force)", quote_ident(&name))).execute(&mut conn).await?;
     conn.close().await?;
     Ok(())
 }

@@ -18,10 +18,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -29,10 +26,7 @@ impl FieldError {
 pub enum ApiError {
     /// Input that does not parse into the domain: 400 `VALIDATION_ERROR` naming the fields.
     #[error("{message}")]
-    Validation {
-        message: String,
-        fields: Vec<FieldError>,
-    },
+    Validation { message: String, fields: Vec<FieldError> },
     /// A request that cannot be read at all (bad JSON, bad header): 400 `BAD_REQUEST`.
     #[error("{0}")]
     BadRequest(String),
@@ -44,33 +38,19 @@ pub enum ApiError {
     NotFound(String),
     /// 409 with a specific code: `CONFLICT`, `SOLD_OUT`, `INSUFFICIENT_STOCK`, …
     #[error("{message}")]
-    Conflict {
-        code: &'static str,
-        message: String,
-        details: Option<Value>,
-    },
+    Conflict { code: &'static str, message: String, details: Option<Value> },
     /// 422 with a specific code: `REGION_MISMATCH`, `IDEMPOTENCY_KEY_REUSED`, …
     #[error("{message}")]
-    Unprocessable {
-        code: &'static str,
-        message: String,
-        details: Option<Value>,
-    },
+    Unprocessable { code: &'static str, message: String, details: Option<Value> },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{message}")]
-    TooManyRequests {
-        message: String,
-        retry_after_secs: u64,
-    },
+    TooManyRequests { message: String, retry_after_secs: u64 },
     /// A dependency is down or slow: 503 with `Retry-After`, safe for the client to retry.
     #[error("{message}")]
-    Unavailable {
-        message: String,
-        retry_after_secs: u64,
-    },
+    Unavailable { message: String, retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -79,18 +59,11 @@ impl ApiError {
     /// A validation error about one field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let f = FieldError::new(field, message);
-        Self::Validation {
-            message: format!("{}: {}", f.field, f.message),
-            fields: vec![f],
-        }
+        Self::Validation { message: format!("{}: {}", f.field, f.message), fields: vec![f] }
     }
 
     pub fn fields(fields: Vec<FieldError>) -> Self {
-        let message = fields
-            .iter()
-            .map(|f| format!("{}: {}", f.field, f.message))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
         Self::Validation { message, fields }
     }
 
@@ -133,12 +106,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::TooManyRequests {
-                retry_after_secs, ..
+            Self::TooManyRequests { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
             }
-            | Self::Unavailable {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -216,19 +186,12 @@ mod tests {
     #[test]
     fn internal_hides_its_cause() {
         let err = ApiError::internal(anyhow::anyhow!("connection to 10.0.0.5 refused"));
-        assert_eq!(
-            err.body(),
-            json!({"error": "INTERNAL", "message": "internal error"})
-        );
+        assert_eq!(err.body(), json!({"error": "INTERNAL", "message": "internal error"}));
     }
 
     #[test]
     fn unavailable_sets_retry_after() {
-        let res = ApiError::Unavailable {
-            message: "shard sa-1 is down".into(),
-            retry_after_secs: 2,
-        }
-        .into_response();
+        let res = ApiError::Unavailable { message: "shard sa-1 is down".into(), retry_after_secs: 2 }.into_response();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[header::RETRY_AFTER], "2");
     }

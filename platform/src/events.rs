@@ -99,18 +99,14 @@ mod tests {
                    "quantity": 2, "totalPriceInCents": 10000, "occurredAt": "2026-01-20T20:00:00Z", "region": "NA"})
         );
         assert_eq!(serde_json::from_value::<OrderEvent>(v).unwrap(), created);
-        let paid = json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00+01:00", "region": "SA"});
-        assert_eq!(
-            serde_json::from_value::<OrderEvent>(paid).unwrap().name(),
-            "OrderPaid"
-        );
+        let paid =
+            json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00+01:00", "region": "SA"});
+        assert_eq!(serde_json::from_value::<OrderEvent>(paid).unwrap().name(), "OrderPaid");
     }
 
     #[test]
     fn unknown_event_names_and_fields_are_refused() {
-        assert!(
-            serde_json::from_value::<OrderEvent>(json!({"eventName": "OrderShipped"})).is_err()
-        );
+        assert!(serde_json::from_value::<OrderEvent>(json!({"eventName": "OrderShipped"})).is_err());
         let extra = json!({"eventName": "OrderPaid", "orderId": Uuid::nil(), "paidAt": "2026-01-20T21:00:00Z", "region": "SA", "x": 1});
         assert!(serde_json::from_value::<OrderEvent>(extra).is_err());
     }

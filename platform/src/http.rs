@@ -27,14 +27,8 @@ pub fn app(routes: Router, readiness: crate::ops::Readiness) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight requests end.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
 /// A JSON body whose every failure is a clear 4xx: malformed JSON → 400 `BAD_REQUEST`, a
@@ -59,32 +53,20 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             // serde's message, e.g. "email: missing field `email`" — the path names the field.
             let text = e.body_text();
-            let detail = text
-                .trim_start_matches("Failed to deserialize the JSON body into the target type: ");
-            let field = detail
-                .split_once(": ")
-                .map_or("body", |(f, _)| f)
-                .to_owned();
-            let field = if field.contains(' ') {
-                "body".to_owned()
-            } else {
-                field
-            };
+            let detail = text.trim_start_matches("Failed to deserialize the JSON body into the target type: ");
+            let field = detail.split_once(": ").map_or("body", |(f, _)| f).to_owned();
+            let field = if field.contains(' ') { "body".to_owned() } else { field };
             ApiError::Validation {
                 message: detail.to_owned(),
                 fields: vec![crate::error::FieldError::new(field, detail)],
             }
         }
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::BadRequest(format!("malformed JSON body: {}", e.body_text()))
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!("malformed JSON body: {}", e.body_text())),
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("expected a body with Content-Type: application/json".into())
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-            "expected a body with Content-Type: application/json".into(),
-        ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge(format!(
-                "request body is larger than {DEFAULT_BODY_LIMIT} bytes"
-            ))
+            ApiError::PayloadTooLarge(format!("request body is larger than {DEFAULT_BODY_LIMIT} bytes"))
         }
         other => ApiError::BadRequest(other.body_text()),
     }
@@ -103,11 +85,7 @@ impl Server {
     pub async fn bind(addr: std::net::SocketAddr, router: Router) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            router,
-        })
+        Ok(Self { listener, port, router })
     }
 
     pub fn port(&self) -> u16 {

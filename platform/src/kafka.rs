@@ -28,10 +28,8 @@ fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
 /// they are.
 pub async fn ensure_topics(bootstrap: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
     let admin = admin(bootstrap)?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1))).collect();
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(10)));
@@ -63,11 +61,7 @@ pub async fn partition_count(bootstrap: &str, topic: &str) -> anyhow::Result<Opt
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = client_config(&bootstrap).create()?;
         let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().len()))
+        Ok(md.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()))
     })
     .await?
 }
@@ -79,13 +73,8 @@ pub fn check(name: impl Into<String>, bootstrap: &str) -> Check {
         let bootstrap = bootstrap.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                let consumer: BaseConsumer = client_config(&bootstrap)
-                    .create()
-                    .map_err(|e| e.to_string())?;
-                consumer
-                    .fetch_metadata(None, Duration::from_millis(1500))
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let consumer: BaseConsumer = client_config(&bootstrap).create().map_err(|e| e.to_string())?;
+                consumer.fetch_metadata(None, Duration::from_millis(1500)).map(drop).map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| e.to_string())?

@@ -15,7 +15,10 @@
 //! - [`db`]: database creation and migrations. [`redis`]: the Redis pool. [`kafka`]: admin
 //!   and readiness for the broker (feature `kafka`).
 //! - [`shutdown`]: one cancellation token fired by SIGTERM or Ctrl-C.
+//! - [`auth`]: roles, token claims, and verification against the accounts JWKS (feature `auth`).
 
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod correlation;
 pub mod db;
 pub mod error;

@@ -31,9 +31,7 @@ pub struct Check {
 
 impl std::fmt::Debug for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Check")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Check").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -43,23 +41,14 @@ impl Check {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        Self {
-            name: name.into(),
-            probe: Arc::new(move || Box::pin(probe())),
-        }
+        Self { name: name.into(), probe: Arc::new(move || Box::pin(probe())) }
     }
 
     /// `SELECT 1` on a pool.
     pub fn postgres(name: impl Into<String>, pool: sqlx::PgPool) -> Self {
         Self::new(name, move || {
             let pool = pool.clone();
-            async move {
-                sqlx::query("select 1")
-                    .execute(&pool)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
+            async move { sqlx::query("select 1").execute(&pool).await.map(drop).map_err(|e| e.to_string()) }
         })
     }
 
@@ -78,11 +67,7 @@ impl Check {
             let (client, url) = (client.clone(), url.clone());
             async move {
                 let res = client.get(&url).send().await.map_err(|e| e.to_string())?;
-                if res.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("{url} answered {}", res.status()))
-                }
+                if res.status().is_success() { Ok(()) } else { Err(format!("{url} answered {}", res.status())) }
             }
         })
     }
@@ -114,17 +99,10 @@ impl Readiness {
     /// Runs every check concurrently; `Ok` names each up dependency, `Err` the down ones with
     /// their reason.
     pub async fn evaluate(&self) -> (bool, BTreeMap<String, String>) {
-        let results = futures::future::join_all(
-            self.checks
-                .iter()
-                .map(|c| async move { (c.name.clone(), c.run().await) }),
-        )
-        .await;
+        let results =
+            futures::future::join_all(self.checks.iter().map(|c| async move { (c.name.clone(), c.run().await) })).await;
         let ready = results.iter().all(|(_, r)| r.is_ok());
-        let detail = results
-            .into_iter()
-            .map(|(name, r)| (name, r.err().unwrap_or_else(|| "up".to_owned())))
-            .collect();
+        let detail = results.into_iter().map(|(name, r)| (name, r.err().unwrap_or_else(|| "up".to_owned()))).collect();
         (ready, detail)
     }
 }
@@ -132,10 +110,7 @@ impl Readiness {
 /// The `/healthz`, `/readyz` and `/metrics` routes, to merge into a service's router.
 pub fn router(readiness: Readiness) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(readiness))
@@ -144,30 +119,15 @@ pub fn router(readiness: Readiness) -> Router {
 async fn readyz(State(readiness): State<Arc<Readiness>>) -> Response {
     let (ready, checks) = readiness.evaluate().await;
     if ready {
-        (
-            StatusCode::OK,
-            axum::Json(json!({"status": "ready", "checks": checks})),
-        )
-            .into_response()
+        (StatusCode::OK, axum::Json(json!({"status": "ready", "checks": checks}))).into_response()
     } else {
-        let down: Vec<&String> = checks
-            .iter()
-            .filter(|(_, v)| v.as_str() != "up")
-            .map(|(k, _)| k)
-            .collect();
+        let down: Vec<&String> = checks.iter().filter(|(_, v)| v.as_str() != "up").map(|(k, _)| k).collect();
         tracing::warn!(?down, "not ready");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not ready", "down": down, "checks": checks})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not ready", "down": down, "checks": checks})))
             .into_response()
     }
 }
 
 async fn metrics() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
 }

@@ -14,16 +14,8 @@ use serde::de::DeserializeOwned;
 
 /// The environment prefix of a service: `orders-relay` → `TICKET_HUB_ORDERS_RELAY__`.
 pub fn env_prefix(service: &str) -> String {
-    let upper: String = service
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let upper: String =
+        service.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     format!("TICKET_HUB_{upper}__")
 }
 
@@ -50,6 +42,7 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err, reason = "figment::Jail fixes the closures' error type")]
 mod tests {
     use super::*;
     use serde::Deserialize;
@@ -70,13 +63,7 @@ mod tests {
 
     impl Default for Demo {
         fn default() -> Self {
-            Self {
-                http_addr: "127.0.0.1:1".into(),
-                redis: Redis {
-                    url: "redis://a".into(),
-                    pool_size: 4,
-                },
-            }
+            Self { http_addr: "127.0.0.1:1".into(), redis: Redis { url: "redis://a".into(), pool_size: 4 } }
         }
     }
 
@@ -84,21 +71,12 @@ mod tests {
     fn layers_defaults_file_then_env() {
         figment::Jail::expect_with(|jail| {
             jail.create_dir("config")?;
-            jail.create_file(
-                "config/demo-svc.toml",
-                "http_addr = \"127.0.0.1:2\"\n[redis]\npool_size = 8\n",
-            )?;
+            jail.create_file("config/demo-svc.toml", "http_addr = \"127.0.0.1:2\"\n[redis]\npool_size = 8\n")?;
             jail.set_env("TICKET_HUB_DEMO_SVC__REDIS__URL", "redis://b");
             let s: Demo = load("demo-svc", None).map_err(|e| e.to_string())?;
             assert_eq!(
                 s,
-                Demo {
-                    http_addr: "127.0.0.1:2".into(),
-                    redis: Redis {
-                        url: "redis://b".into(),
-                        pool_size: 8
-                    }
-                }
+                Demo { http_addr: "127.0.0.1:2".into(), redis: Redis { url: "redis://b".into(), pool_size: 8 } }
             );
             Ok(())
         });
@@ -114,9 +92,7 @@ mod tests {
         });
         figment::Jail::expect_with(|jail| {
             jail.create_file("d.toml", "http_adr = \"x\"\n")?;
-            let err = load::<Demo>("demo", Some(Path::new("d.toml")))
-                .unwrap_err()
-                .to_string();
+            let err = load::<Demo>("demo", Some(Path::new("d.toml"))).unwrap_err().to_string();
             assert!(err.contains("http_adr"), "{err}");
             Ok(())
         });
