@@ -1,76 +1,103 @@
-//! accounts: the global user directory.
+//! accounts: the global user directory and token issuer.
 //!
 //! Users live in the `accounts` database on the global Postgres instance (not sharded: a user
-//! buys in every region). This crate serves the HTTP API and, later, gRPC for internal lookups.
+//! buys in every region). Accounts signs EdDSA access tokens and publishes the public key as a
+//! JWKS, so the gateway and orders verify tokens locally; other services look users up over
+//! gRPC.
 //!
 //! # Layout
-//! - [`Settings`]: figment-loaded configuration.
-//! - [`Application`]: binds listeners (`build`) apart from serving (`run_until_stopped`), so tests
-//!   start the real service on port 0.
+//! - [`settings`]: figment-loaded configuration.
+//! - [`domain`]: `Email`, `UserName`, `Password`, signup roles — input parsed once.
+//! - [`keys`]: the Ed25519 signing key, token issuance, the JWKS document.
+//! - [`password`]: argon2id hashing off the async threads.
+//! - [`repo`]: the `users` table. [`throttle`]: failed-login limits in Redis.
+//! - [`http`]: signup, login, me, JWKS. [`grpc`]: `GetUserById` and the health service.
+//! - [`cli`]: `serve`, `create-admin`, `gen-key`.
+//! - [`Application`]: binds both listeners (`build`) apart from serving (`run_until_stopped`),
+//!   so tests start the real service on port 0.
 
-use std::net::SocketAddr;
+pub mod cli;
+pub mod domain;
+pub mod grpc;
+pub mod http;
+pub mod keys;
+pub mod password;
+pub mod repo;
+pub mod settings;
+pub mod throttle;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
-use serde::{Deserialize, Serialize};
+use proto::accounts::v1::accounts_service_server::AccountsServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+
+pub use settings::Settings;
 
 pub const SERVICE: &str = "accounts";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// HTTP listen address (default `127.0.0.1:3001`).
-    pub http_addr: SocketAddr,
-    /// The `accounts` database on the global instance.
-    pub database_url: String,
-    pub redis_url: String,
-    /// Upper bound on waiting for a database connection, in milliseconds.
-    pub db_acquire_timeout_ms: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
-            database_url: "postgres://postgres@127.0.0.1:5440/accounts".into(),
-            redis_url: "redis://127.0.0.1:6379".into(),
-            db_acquire_timeout_ms: 2000,
-        }
-    }
-}
-
 pub struct Application {
     http: Server,
+    grpc: TcpListener,
+    grpc_port: u16,
+    grpc_service: grpc::Accounts,
 }
 
 impl Application {
+    /// Loads the signing key (refusing to start without one), prepares pools that connect on
+    /// first use, and binds both listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let keys = Arc::new(keys::SigningKeys::from_settings(&settings.jwt)?);
         let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
             .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
             .connect_lazy(&settings.database_url)?;
-        let redis = platform::redis::pool_lazy(&settings.redis_url, 16, Duration::from_secs(2))?;
-        let readiness = Readiness::new(vec![
-            Check::postgres("postgres", db),
-            Check::redis("redis", redis),
-        ]);
-        let http = Server::bind(
-            settings.http_addr,
-            platform::http::app(Router::new(), readiness),
-        )
-        .await?;
-        Ok(Self { http })
+        let redis = platform::redis::pool_lazy(&settings.redis_url, 16, Duration::from_secs(1))?;
+        let state = http::AppState {
+            db: db.clone(),
+            hasher: password::Hasher::new(&settings.argon2)?,
+            verifier: Arc::new(keys.verifier()?),
+            keys,
+            throttle: throttle::Throttle::new(
+                redis.clone(),
+                settings.redis_key_prefix.clone(),
+                settings.login_throttle.clone(),
+            ),
+        };
+        let readiness = Readiness::new(vec![Check::postgres("postgres", db.clone()), Check::redis("redis", redis)]);
+        let http = Server::bind(settings.http_addr, platform::http::app(http::router(state), readiness)).await?;
+        let grpc = TcpListener::bind(settings.grpc_addr).await?;
+        let grpc_port = grpc.local_addr()?.port();
+        Ok(Self { http, grpc, grpc_port, grpc_service: grpc::Accounts { db } })
     }
 
     pub fn port(&self) -> u16 {
         self.http.port()
     }
 
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
+    /// Serves HTTP and gRPC until `shutdown` is cancelled; either failing stops both.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "accounts listening");
-        self.http.run(shutdown).await?;
-        Ok(())
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_serving::<AccountsServiceServer<grpc::Accounts>>().await;
+        tracing::info!(port = self.port(), grpc_port = self.grpc_port, "accounts listening");
+        let grpc_shutdown = shutdown.clone();
+        let grpc = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(AccountsServiceServer::new(self.grpc_service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), grpc_shutdown.cancelled_owned());
+        let http = self.http.run(shutdown.clone());
+        let result = tokio::try_join!(async { http.await.map_err(anyhow::Error::from) }, async {
+            grpc.await.map_err(anyhow::Error::from)
+        });
+        shutdown.cancel();
+        result.map(drop)
     }
 }

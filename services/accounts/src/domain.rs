@@ -1,0 +1,165 @@
+//! Input parsed once at the door: handlers turn bodies into these, inner code trusts them.
+
+use std::fmt;
+
+use platform::auth::Role;
+use platform::error::{ApiError, FieldError};
+
+/// An email address: trimmed, at most 254 bytes, one `@` with a non-empty local part and a
+/// dotted domain, no spaces or control characters. Compared case-insensitively through
+/// [`Email::normalized`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err("is required".into());
+        }
+        if s.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain spaces".into());
+        }
+        let Some((local, domain)) = s.rsplit_once('@') else {
+            return Err("must look like name@example.com".into());
+        };
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+            return Err("must look like name@example.com".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form uniqueness and login compare.
+    pub fn normalized(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A display name: 1–100 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let s = raw.trim();
+        match s.chars().count() {
+            0 => Err("is required".into()),
+            n if n > 100 => Err("must be at most 100 characters".into()),
+            _ => Ok(Self(s.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password: 8–128 bytes, kept as given (no trimming: spaces are characters too). Its
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.len() {
+            n if n < 8 => Err("must be at least 8 bytes".into()),
+            n if n > 128 => Err("must be at most 128 bytes".into()),
+            _ => Ok(Self(raw.to_owned())),
+        }
+    }
+
+    /// A password as typed at login: 1–128 bytes. The signup minimum is not applied, so a
+    /// stricter future policy does not lock out existing users with a clear 400 instead of 401.
+    pub fn for_login(raw: &str) -> Result<Self, String> {
+        match raw.len() {
+            0 => Err("is required".into()),
+            n if n > 128 => Err("must be at most 128 bytes".into()),
+            _ => Ok(Self(raw.to_owned())),
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The role chosen at signup: CUSTOMER (default) or ORGANIZER. ADMIN is made only by the
+/// `create-admin` command.
+pub fn signup_role(raw: Option<&str>) -> Result<Role, String> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(Role::Customer),
+        Some(s) => match Role::parse(&s.to_ascii_uppercase()) {
+            Some(Role::Admin) => Err("ADMIN cannot be chosen at signup".into()),
+            Some(role) => Ok(role),
+            None => Err("must be CUSTOMER or ORGANIZER".into()),
+        },
+    }
+}
+
+/// Collects per-field parse results into one validation error naming every bad field.
+#[derive(Debug, Default)]
+pub struct Fields(Vec<FieldError>);
+
+impl Fields {
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|m| self.0.push(FieldError::new(field, m))).ok()
+    }
+
+    /// The validation error naming every field that failed.
+    pub fn into_error(self) -> ApiError {
+        ApiError::fields(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(Email::parse("  Ann@Example.org ").unwrap().as_str(), "Ann@Example.org");
+        assert_eq!(Email::parse("Ann@Example.org").unwrap().normalized(), "ann@example.org");
+        for bad in ["", "ann", "ann@", "@x.org", "ann@x", "a b@x.org", "ann@x..org", "ann@.x.org", "ann@x.org."] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Email::parse(&format!("{}@x.org", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn names_and_passwords() {
+        assert!(UserName::parse("   ").is_err());
+        assert_eq!(UserName::parse(" Ann ").unwrap().as_str(), "Ann");
+        assert!(UserName::parse(&"é".repeat(100)).is_ok());
+        assert!(UserName::parse(&"é".repeat(101)).is_err());
+        assert!(Password::parse("1234567").is_err());
+        assert!(Password::parse("12345678").is_ok());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert_eq!(format!("{:?}", Password::parse("secret-pw").unwrap()), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn roles_at_signup() {
+        assert_eq!(signup_role(None), Ok(Role::Customer));
+        assert_eq!(signup_role(Some("organizer")), Ok(Role::Organizer));
+        assert!(signup_role(Some("ADMIN")).is_err());
+        assert!(signup_role(Some("BOSS")).is_err());
+    }
+}
