@@ -15,14 +15,18 @@ async fn spawn(settings: Settings) -> TestApp {
 async fn serves_ops_endpoints_and_names_a_down_downstream() {
     let redis = TestRedis::new().unwrap();
     let (accounts_db, shards) = (TestDb::global(Schema::Accounts).await.unwrap(), TestShards::create().await.unwrap());
-    let accounts = accounts::Application::build(accounts::Settings {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("jwt.pem");
+    accounts::keys::generate_file(&key).unwrap();
+    let mut settings = accounts::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: accounts_db.url.clone(),
         redis_url: redis.url.clone(),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    settings.jwt.private_key_file = Some(key);
+    let accounts = accounts::Application::build(settings).await.unwrap();
     let accounts = TestApp::spawn(accounts.port(), move |stop| accounts.run_until_stopped(stop));
     let orders = orders::Application::build(
         orders::Settings {
