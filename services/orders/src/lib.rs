@@ -6,8 +6,10 @@
 //!
 //! # Layout
 //! - [`Settings`] / [`Application`]: the orders HTTP service.
+//! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
 //! - [`relay`]: the outbox relay process.
 
+pub mod domain;
 pub mod relay;
 
 use std::net::SocketAddr;
