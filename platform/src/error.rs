@@ -22,6 +22,32 @@ impl FieldError {
     }
 }
 
+/// Collects per-field parse results, so one answer names every bad field rather than the first.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// The value when `result` is `Ok`; otherwise records the error under `field`.
+    pub fn check<T>(&mut self, field: impl Into<String>, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.0.push(FieldError::new(field, m));
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The validation error naming every recorded field.
+    pub fn into_error(self) -> ApiError {
+        ApiError::fields(self.0)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Input that does not parse into the domain: 400 `VALIDATION_ERROR` naming the fields.

@@ -3,7 +3,6 @@
 use std::fmt;
 
 use platform::auth::Role;
-use platform::error::{ApiError, FieldError};
 
 /// An email address: trimmed, at most 254 bytes, one `@` with a non-empty local part and a
 /// dotted domain, no spaces or control characters. Compared case-insensitively through
@@ -111,21 +110,6 @@ pub fn signup_role(raw: Option<&str>) -> Result<Role, String> {
             Some(role) => Ok(role),
             None => Err("must be CUSTOMER or ORGANIZER".into()),
         },
-    }
-}
-
-/// Collects per-field parse results into one validation error naming every bad field.
-#[derive(Debug, Default)]
-pub struct Fields(Vec<FieldError>);
-
-impl Fields {
-    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|m| self.0.push(FieldError::new(field, m))).ok()
-    }
-
-    /// The validation error naming every field that failed.
-    pub fn into_error(self) -> ApiError {
-        ApiError::fields(self.0)
     }
 }
 

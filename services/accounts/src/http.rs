@@ -9,13 +9,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use chrono::Utc;
 use platform::auth::{Authenticated, Verifier};
-use platform::error::ApiError;
+use platform::error::{ApiError, FieldErrors};
 use platform::http::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::domain::{Email, Fields, Password, UserName, signup_role};
+use crate::domain::{Email, Password, UserName, signup_role};
 use crate::keys::SigningKeys;
 use crate::password::Hasher;
 use crate::repo;
@@ -58,7 +58,7 @@ struct SignupBody {
 
 #[tracing::instrument(skip_all, err(Debug))]
 async fn signup(State(s): State<AppState>, Json(body): Json<SignupBody>) -> Result<impl IntoResponse, ApiError> {
-    let mut fields = Fields::default();
+    let mut fields = FieldErrors::default();
     let email = fields.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
     let name = fields.check("name", UserName::parse(body.name.as_deref().unwrap_or_default()));
     let password = fields.check("password", Password::parse(body.password.as_deref().unwrap_or_default()));
@@ -82,7 +82,7 @@ struct LoginBody {
 
 #[tracing::instrument(skip_all, err(Debug))]
 async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result<axum::Json<Value>, ApiError> {
-    let mut fields = Fields::default();
+    let mut fields = FieldErrors::default();
     let email = fields.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
     let password = fields.check("password", Password::for_login(body.password.as_deref().unwrap_or_default()));
     let (Some(email), Some(password)) = (email, password) else {
