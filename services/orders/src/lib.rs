@@ -7,21 +7,28 @@
 //! # Layout
 //! - [`Settings`] / [`Application`]: the orders HTTP service.
 //! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
+//! - [`events`]: events and ticket types, created on their region's shard, read by id.
 //! - [`relay`]: the outbox relay process.
 
 pub mod domain;
+pub mod events;
 pub mod relay;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::FromRef;
+use platform::auth::{JwksVerifier, TokenPolicy, Verifier};
+use platform::error::ApiError;
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
 use serde::{Deserialize, Serialize};
-use shard_router::{ShardMap, ShardPools};
+use shard_router::{Route, RouteError, Router, ShardMap, ShardName, ShardPools};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 pub const SERVICE: &str = "orders";
 
@@ -35,6 +42,14 @@ pub struct Settings {
     pub redis_url: String,
     /// How long a request waits for a shard connection before it answers 503, in milliseconds.
     pub shard_acquire_timeout_ms: u64,
+    /// The accounts JWKS that tokens are verified with (fetched, cached, refetched on an
+    /// unknown key id; never asked per request).
+    pub accounts_jwks_url: String,
+    /// Least time between two JWKS refetches caused by unknown key ids, in milliseconds.
+    pub jwks_min_refresh_ms: u64,
+    /// Expected token issuer and audience.
+    pub token_issuer: String,
+    pub token_audience: String,
 }
 
 impl Default for Settings {
@@ -44,6 +59,10 @@ impl Default for Settings {
             shards_file: PathBuf::from("shards.toml"),
             redis_url: "redis://127.0.0.1:6379".into(),
             shard_acquire_timeout_ms: 1500,
+            accounts_jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
+            jwks_min_refresh_ms: 10_000,
+            token_issuer: TokenPolicy::default().issuer,
+            token_audience: TokenPolicy::default().audience,
         }
     }
 }
@@ -51,6 +70,59 @@ impl Default for Settings {
 /// One readiness check per shard, named `postgres:<shard>`.
 pub fn shard_checks(pools: &ShardPools) -> Vec<Check> {
     pools.all().map(|(name, pool)| Check::postgres(format!("postgres:{name}"), pool.clone())).collect()
+}
+
+/// What every handler shares. The shard map, router and pools are the only way to a database.
+#[derive(Clone)]
+pub struct AppState {
+    pub shards: Arc<ShardMap>,
+    pub router: Arc<Router>,
+    pub pools: ShardPools,
+    pub verifier: Verifier,
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AppState {
+    /// Parses an id from a path and routes it: malformed → 400 naming `what`, an id this
+    /// system never handed out → 404.
+    pub fn route(&self, raw: &str, what: &str) -> Result<(Uuid, Route), ApiError> {
+        self.router.route_str(raw).map_err(|e| match e {
+            RouteError::Id(shard_router::ids::IdError::Malformed) => {
+                ApiError::field("id", format!("`{raw}` is not a valid {what} id"))
+            }
+            _ => ApiError::NotFound(format!("no {what} with id {raw}")),
+        })
+    }
+
+    pub fn pool(&self, shard: &ShardName) -> Result<&PgPool, ApiError> {
+        self.pools.get(shard).ok_or_else(|| ApiError::internal(anyhow::anyhow!("no pool for shard {shard}")))
+    }
+
+    /// A database error on `shard`: a shard that cannot be reached is a retryable 503 naming
+    /// the region, while the other regions keep working; anything else is internal.
+    pub fn shard_error(&self, shard: &ShardName, region: &shard_router::RegionName, e: sqlx::Error) -> ApiError {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                metrics::counter!("orders_shard_unavailable_total", "shard" => shard.to_string()).increment(1);
+                ApiError::Unavailable {
+                    message: format!("region {region} is temporarily unavailable (shard {shard}); retry shortly"),
+                    retry_after_secs: 2,
+                }
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// A key the router refuses although it came from the router itself (a region parsed against the
+/// same shard map): a bug, not a client error.
+pub fn routing_bug(e: RouteError) -> ApiError {
+    ApiError::internal(anyhow::anyhow!("routing: {e}"))
 }
 
 pub struct Application {
@@ -65,7 +137,21 @@ impl Application {
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
         let mut checks = shard_checks(&pools);
         checks.push(Check::redis("redis", redis));
-        let http = Server::bind(settings.http_addr, platform::http::app(Router::new(), Readiness::new(checks))).await?;
+        let policy = TokenPolicy { issuer: settings.token_issuer.clone(), audience: settings.token_audience.clone() };
+        let verifier = JwksVerifier::new(
+            settings.accounts_jwks_url.clone(),
+            reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
+            policy,
+            Duration::from_millis(settings.jwks_min_refresh_ms),
+        );
+        let state = AppState {
+            router: Arc::new(Router::new(&shards)),
+            shards: Arc::new(shards),
+            pools,
+            verifier: Arc::new(verifier),
+        };
+        let routes = events::router(state);
+        let http = Server::bind(settings.http_addr, platform::http::app(routes, Readiness::new(checks))).await?;
         Ok(Self { http })
     }
 

@@ -1,6 +1,4 @@
-//! The orders service and the relay process, started for real against fresh shard databases.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
+//! Ops endpoints of the orders service and the relay process.
 
 use std::collections::BTreeMap;
 

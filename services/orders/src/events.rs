@@ -1,0 +1,218 @@
+//! Events and their ticket types: created on the shard of their region, read back by id alone.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use platform::auth::{Authenticated, Role};
+use platform::error::{ApiError, FieldErrors};
+use platform::http::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shard_router::ids;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::domain::{Cents, EventWindow, MAX_TICKET_TYPES, Text, TotalQuantity, timestamp};
+
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/api/v1/events", post(create)).route("/api/v1/events/{id}", get(by_id)).with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    region: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    venue: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    ticket_types: Option<Vec<TicketTypeBody>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TicketTypeBody {
+    name: Option<String>,
+    price_in_cents: Option<i64>,
+    total_quantity: Option<i64>,
+}
+
+/// A valid new event, every field parsed.
+struct NewEvent {
+    region: shard_router::RegionName,
+    title: Text,
+    description: Option<Text>,
+    venue: Text,
+    window: EventWindow,
+    ticket_types: Vec<(Text, Cents, TotalQuantity)>,
+}
+
+fn parse(state: &AppState, body: CreateBody) -> Result<NewEvent, ApiError> {
+    let mut errors = FieldErrors::default();
+    let region = errors.check(
+        "region",
+        match body.region.as_deref().map(str::trim) {
+            None | Some("") => Err("is required".into()),
+            Some(r) => state.shards.region_named(r).map(|r| r.name.clone()).ok_or_else(|| {
+                let known: Vec<&str> = state.shards.regions().map(|r| r.name.as_str()).collect();
+                format!("unknown region `{r}`; known: {}", known.join(", "))
+            }),
+        },
+    );
+    let title = errors.check("title", Text::parse(body.title.as_deref().unwrap_or_default(), 255));
+    let description = match body.description.as_deref().map(str::trim) {
+        None | Some("") => Some(None),
+        Some(d) => errors.check("description", Text::parse(d, 5000)).map(Some),
+    };
+    let venue = errors.check("venue", Text::parse(body.venue.as_deref().unwrap_or_default(), 255));
+    let starts = errors.check("startsAt", timestamp(body.starts_at.as_deref().unwrap_or_default()));
+    let ends = errors.check("endsAt", timestamp(body.ends_at.as_deref().unwrap_or_default()));
+    let window = match (starts, ends) {
+        (Some(s), Some(e)) => errors.check("endsAt", EventWindow::new(s, e)),
+        _ => None,
+    };
+    let mut ticket_types = Vec::new();
+    match body.ticket_types {
+        None => {
+            errors.check("ticketTypes", Err::<(), _>(format!("1 to {MAX_TICKET_TYPES} ticket types are required")));
+        }
+        Some(list) if list.is_empty() || list.len() > MAX_TICKET_TYPES => {
+            errors.check("ticketTypes", Err::<(), _>(format!("must hold 1 to {MAX_TICKET_TYPES} ticket types")));
+        }
+        Some(list) => {
+            for (i, t) in list.into_iter().enumerate() {
+                let name = errors
+                    .check(format!("ticketTypes[{i}].name"), Text::parse(t.name.as_deref().unwrap_or_default(), 100));
+                let price = errors.check(
+                    format!("ticketTypes[{i}].priceInCents"),
+                    t.price_in_cents.ok_or_else(|| "is required".to_owned()).and_then(Cents::parse),
+                );
+                let total = errors.check(
+                    format!("ticketTypes[{i}].totalQuantity"),
+                    t.total_quantity.ok_or_else(|| "is required".to_owned()).and_then(TotalQuantity::parse),
+                );
+                if let (Some(n), Some(p), Some(q)) = (name, price, total) {
+                    ticket_types.push((n, p, q));
+                }
+            }
+        }
+    }
+    match (region, title, description, venue, window) {
+        (Some(region), Some(title), Some(description), Some(venue), Some(window)) if errors.is_empty() => {
+            Ok(NewEvent { region, title, description, venue, window, ticket_types })
+        }
+        _ => Err(errors.into_error()),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(organizer = %claims.sub), err(Debug))]
+async fn create(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    if !matches!(claims.role, Role::Organizer | Role::Admin) {
+        return Err(ApiError::Forbidden("creating events needs the ORGANIZER or ADMIN role".into()));
+    }
+    let event = parse(&state, body)?;
+    // A random partition of the region: its ticket types (and later its orders) share it.
+    let placement = state.router.place(&event.region, Uuid::new_v4().as_u64_pair().1).map_err(crate::routing_bug)?;
+    let event_id = ids::new_id(placement);
+    let shard = state.router.shard_for(&event.region, placement.partition).map_err(crate::routing_bug)?.clone();
+    let pool = state.pool(&shard)?;
+    let unavailable = |e: sqlx::Error| state.shard_error(&shard, &event.region, e);
+
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    sqlx::query(
+        "insert into events (id, region, partition, organizer_id, title, description, venue, starts_at, ends_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(event_id)
+    .bind(event.region.as_str())
+    .bind(i16::try_from(placement.partition).unwrap_or_default())
+    .bind(claims.sub)
+    .bind(event.title.as_str())
+    .bind(event.description.as_ref().map(Text::as_str))
+    .bind(event.venue.as_str())
+    .bind(event.window.starts_at)
+    .bind(event.window.ends_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    for (name, price, total) in &event.ticket_types {
+        sqlx::query(
+            "insert into ticket_types (id, event_id, partition, name, price_in_cents, total_quantity, remaining_quantity) \
+             values ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(ids::new_id(placement))
+        .bind(event_id)
+        .bind(i16::try_from(placement.partition).unwrap_or_default())
+        .bind(name.as_str())
+        .bind(price.get())
+        .bind(total.get())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)?;
+    metrics::counter!("orders_events_created_total", "region" => event.region.to_string(), "shard" => shard.to_string())
+        .increment(1);
+    tracing::info!(event_id = %event_id, region = %event.region, shard = %shard, "event created");
+    Ok((StatusCode::CREATED, axum::Json(json!({ "eventId": event_id, "region": event.region.as_str() }))))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct EventRow {
+    id: Uuid,
+    region: String,
+    organizer_id: Uuid,
+    title: String,
+    description: Option<String>,
+    venue: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct TicketTypeRow {
+    id: Uuid,
+    name: String,
+    price_in_cents: i64,
+    total_quantity: i32,
+    remaining_quantity: i32,
+}
+
+#[tracing::instrument(skip_all, fields(event_id = %raw), err(Debug))]
+async fn by_id(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let (id, route) = state.route(&raw, "event")?;
+    let pool = state.pool(&route.shard)?;
+    let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
+    let event: Option<EventRow> = sqlx::query_as(
+        "select id, region, organizer_id, title, description, venue, starts_at, ends_at, created_at from events where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable)?;
+    let event = event.ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+    let ticket_types: Vec<TicketTypeRow> = sqlx::query_as(
+        "select id, name, price_in_cents, total_quantity, remaining_quantity from ticket_types \
+         where event_id = $1 order by price_in_cents, name",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    let mut body = serde_json::to_value(&event).map_err(ApiError::internal)?;
+    body["ticketTypes"] = serde_json::to_value(&ticket_types).map_err(ApiError::internal)?;
+    Ok(axum::Json(body))
+}

@@ -1,0 +1,10 @@
+//! The orders service and the relay process, started for real against fresh shard databases
+//! and a real accounts service (tokens through its JWKS).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
+
+mod api {
+    pub mod events;
+    pub mod helpers;
+    pub mod ops;
+}
