@@ -8,10 +8,14 @@
 //! - [`Settings`] / [`Application`]: the orders HTTP service.
 //! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
 //! - [`events`]: events and ticket types, created on their region's shard, read by id.
+//! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
+//!   stock lock that spaces out contention (the database guard is what prevents overselling).
 //! - [`relay`]: the outbox relay process.
 
 pub mod domain;
 pub mod events;
+pub mod lock;
+pub mod orders;
 pub mod relay;
 
 use std::net::SocketAddr;
@@ -24,10 +28,12 @@ use platform::auth::{JwksVerifier, TokenPolicy, Verifier};
 use platform::error::ApiError;
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
+use proto::accounts::v1::accounts_service_client::AccountsServiceClient;
 use serde::{Deserialize, Serialize};
 use shard_router::{Route, RouteError, Router, ShardMap, ShardName, ShardPools};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
 pub const SERVICE: &str = "orders";
@@ -50,6 +56,18 @@ pub struct Settings {
     /// Expected token issuer and audience.
     pub token_issuer: String,
     pub token_audience: String,
+    /// The accounts gRPC endpoint, for the customer check.
+    pub accounts_grpc_url: String,
+    /// Timeout of the customer check, in milliseconds.
+    pub accounts_timeout_ms: u64,
+    /// Most tickets one order may buy.
+    pub max_quantity_per_order: i32,
+    /// Prefix of every Redis key this service writes.
+    pub redis_key_prefix: String,
+    /// Lease of the per-ticket-type stock lock, in milliseconds.
+    pub lock_ttl_ms: u64,
+    /// How long an order waits for that lock before going on without it, in milliseconds.
+    pub lock_wait_ms: u64,
 }
 
 impl Default for Settings {
@@ -63,6 +81,12 @@ impl Default for Settings {
             jwks_min_refresh_ms: 10_000,
             token_issuer: TokenPolicy::default().issuer,
             token_audience: TokenPolicy::default().audience,
+            accounts_grpc_url: "http://127.0.0.1:50051".into(),
+            accounts_timeout_ms: 1000,
+            max_quantity_per_order: 10,
+            redis_key_prefix: "orders:".into(),
+            lock_ttl_ms: 2000,
+            lock_wait_ms: 300,
         }
     }
 }
@@ -79,6 +103,10 @@ pub struct AppState {
     pub router: Arc<Router>,
     pub pools: ShardPools,
     pub verifier: Verifier,
+    /// accounts over gRPC (a lazily connected channel).
+    pub accounts: AccountsServiceClient<Channel>,
+    pub lock: lock::StockLock,
+    pub max_per_order: i32,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -136,7 +164,12 @@ impl Application {
         let pools = ShardPools::connect_lazy(&shards, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
         let mut checks = shard_checks(&pools);
-        checks.push(Check::redis("redis", redis));
+        checks.push(Check::redis("redis", redis.clone()));
+        let timeout = Duration::from_millis(settings.accounts_timeout_ms);
+        let channel = Endpoint::from_shared(settings.accounts_grpc_url.clone())?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect_lazy();
         let policy = TokenPolicy { issuer: settings.token_issuer.clone(), audience: settings.token_audience.clone() };
         let verifier = JwksVerifier::new(
             settings.accounts_jwks_url.clone(),
@@ -149,8 +182,16 @@ impl Application {
             shards: Arc::new(shards),
             pools,
             verifier: Arc::new(verifier),
+            accounts: AccountsServiceClient::new(channel),
+            lock: lock::StockLock {
+                pool: redis,
+                prefix: settings.redis_key_prefix.clone(),
+                ttl: Duration::from_millis(settings.lock_ttl_ms),
+                wait: Duration::from_millis(settings.lock_wait_ms),
+            },
+            max_per_order: settings.max_quantity_per_order.max(1),
         };
-        let routes = events::router(state);
+        let routes = events::router(state.clone()).merge(orders::router(state));
         let http = Server::bind(settings.http_addr, platform::http::app(routes, Readiness::new(checks))).await?;
         Ok(Self { http })
     }

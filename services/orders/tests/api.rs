@@ -7,4 +7,5 @@ mod api {
     pub mod events;
     pub mod helpers;
     pub mod ops;
+    pub mod orders;
 }

@@ -14,7 +14,8 @@ pub struct Stack {
     _keep: (TestDb, TestRedis, tempfile::TempDir),
 }
 
-pub async fn accounts() -> (TestApp, (TestDb, TestRedis, tempfile::TempDir)) {
+/// A real accounts service: its HTTP app, its gRPC URL, and what must live as long as it.
+pub async fn accounts() -> (TestApp, String, (TestDb, TestRedis, tempfile::TempDir)) {
     let (db, redis) = (TestDb::global(Schema::Accounts).await.unwrap(), TestRedis::new().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("jwt.pem");
@@ -30,15 +31,18 @@ pub async fn accounts() -> (TestApp, (TestDb, TestRedis, tempfile::TempDir)) {
     };
     s.jwt.private_key_file = Some(key);
     let app = accounts::Application::build(s).await.unwrap();
-    (TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop)), (db, redis, dir))
+    let grpc = format!("http://127.0.0.1:{}", app.grpc_port());
+    (TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop)), grpc, (db, redis, dir))
 }
 
-pub async fn orders(map: ShardMap, accounts: &TestApp, redis: &TestRedis) -> TestApp {
+pub async fn orders(map: ShardMap, accounts: &TestApp, grpc: &str, redis: &TestRedis, acquire_ms: u64) -> TestApp {
     let settings = orders::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         redis_url: redis.url.clone(),
+        redis_key_prefix: redis.prefix.clone(),
         accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
-        shard_acquire_timeout_ms: 500,
+        accounts_grpc_url: grpc.to_owned(),
+        shard_acquire_timeout_ms: acquire_ms,
         ..orders::Settings::default()
     };
     let app = orders::Application::build(settings, map).await.unwrap();
@@ -47,14 +51,16 @@ pub async fn orders(map: ShardMap, accounts: &TestApp, redis: &TestRedis) -> Tes
 
 /// Accounts plus orders; `down` names shards whose URL points at a closed port.
 pub async fn stack_with_down(down: &[&str]) -> Stack {
-    let (accounts, keep) = accounts().await;
+    let (accounts, grpc, keep) = accounts().await;
     let shards = TestShards::create().await.unwrap();
     let overrides: BTreeMap<String, String> = down
         .iter()
         .map(|s| (format!("{}_url", s.replace('-', "_")), "postgres://postgres@127.0.0.1:1/ticket_hub".to_owned()))
         .collect();
     let map = shards.map.clone().with_url_overrides(overrides).unwrap();
-    let orders = orders(map, &accounts, &keep.1).await;
+    // A down shard must answer fast; otherwise leave room for the concurrency tests' queues.
+    let acquire_ms = if down.is_empty() { 10_000 } else { 500 };
+    let orders = orders(map, &accounts, &grpc, &keep.1, acquire_ms).await;
     Stack { accounts, orders, shards, _keep: keep }
 }
 
@@ -98,6 +104,29 @@ impl Stack {
         let res = req.send().await.unwrap();
         let (status, headers) = (res.status().as_u16(), res.headers().clone());
         (status, res.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    /// Creates an NA (or `region`) event with one ticket type of `stock` at 2500 cents; returns
+    /// the event and ticket type ids.
+    pub async fn event_with_stock(&self, region: &str, stock: i64) -> (String, String) {
+        let (_, organizer) = self.user("ORGANIZER").await;
+        let mut body = event(region);
+        body["ticketTypes"] = json!([{"name": "GA", "priceInCents": 2500, "totalQuantity": stock}]);
+        let (status, created, _) = self.post("/api/v1/events", Some(&organizer), &body).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["eventId"].as_str().unwrap().to_owned();
+        let (_, got) = self.get(&format!("/api/v1/events/{id}")).await;
+        (id, got["ticketTypes"][0]["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Places an order; returns status and body.
+    pub async fn order(&self, token: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.orders.client.post(self.orders.url("/api/v1/orders")).bearer_auth(token).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

@@ -1,0 +1,281 @@
+//! Creating an order: one transaction on the event's shard holds the stock update, the order,
+//! the idempotency record and the outbox row; all commit or none do.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::Utc;
+use platform::auth::Authenticated;
+use platform::error::{ApiError, FieldErrors};
+use platform::events::{OrderCreated, OrderEvent};
+use platform::http::Json;
+use proto::accounts::v1::{GetUserByIdRequest, UserRole};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shard_router::{Route, ids};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::domain::{Cents, IdempotencyKey, Quantity};
+
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/api/v1/orders", post(create)).with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    region: Option<String>,
+    event_id: Option<String>,
+    ticket_type_id: Option<String>,
+    quantity: Option<i64>,
+}
+
+struct NewOrder {
+    event_id: Uuid,
+    ticket_type_id: Uuid,
+    route: Route,
+    quantity: Quantity,
+}
+
+fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
+    let mut errors = FieldErrors::default();
+    let region = errors.check(
+        "region",
+        match body.region.as_deref().map(str::trim) {
+            None | Some("") => Err("is required".to_owned()),
+            Some(r) => {
+                state.shards.region_named(r).map(|r| r.name.clone()).ok_or_else(|| format!("unknown region `{r}`"))
+            }
+        },
+    );
+    let routed = |raw: &Option<String>| match raw.as_deref().map(str::trim) {
+        None | Some("") => Err("is required".to_owned()),
+        Some(raw) => state.router.route_str(raw).map_err(|_| format!("`{raw}` is not a valid id")),
+    };
+    let event = errors.check("eventId", routed(&body.event_id));
+    let ticket_type = errors.check("ticketTypeId", routed(&body.ticket_type_id));
+    let quantity = errors.check(
+        "quantity",
+        body.quantity.ok_or_else(|| "is required".to_owned()).and_then(|q| Quantity::parse(q, state.max_per_order)),
+    );
+    let (Some(region), Some((event_id, route)), Some((ticket_type_id, tt_route)), Some(quantity)) =
+        (region, event, ticket_type, quantity)
+    else {
+        return Err(errors.into_error());
+    };
+    // The event's id says where it lives: a region tag that disagrees is the client's mistake.
+    if route.region != region {
+        return Err(ApiError::Unprocessable {
+            code: "REGION_MISMATCH",
+            message: format!("the order is tagged {region} but event {event_id} lives in {}", route.region),
+            details: Some(json!({"requestedRegion": region.as_str(), "eventRegion": route.region.as_str()})),
+        });
+    }
+    if tt_route.region != route.region || tt_route.partition != route.partition {
+        return Err(ApiError::field("ticketTypeId", "does not belong to the event"));
+    }
+    Ok(NewOrder { event_id, ticket_type_id, route, quantity })
+}
+
+/// The caller must exist in accounts and be a CUSTOMER; accounts unreachable is retryable.
+async fn check_customer(state: &AppState, customer: Uuid) -> Result<(), ApiError> {
+    let mut client = state.accounts.clone();
+    let mut req = tonic::Request::new(GetUserByIdRequest { id: customer.to_string() });
+    platform::correlation::grpc::inject(&mut req);
+    match client.get_user_by_id(req).await {
+        Ok(user) if user.get_ref().role == i32::from(UserRole::Customer) => Ok(()),
+        Ok(_) => Err(ApiError::Forbidden("only customers place orders".into())),
+        Err(s) if s.code() == tonic::Code::NotFound => Err(ApiError::NotFound("the customer does not exist".into())),
+        Err(s) => {
+            tracing::warn!(code = ?s.code(), message = s.message(), "accounts lookup failed");
+            Err(ApiError::Unavailable {
+                message: "the accounts service is unavailable; retry shortly".into(),
+                retry_after_secs: 1,
+            })
+        }
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(v) = headers.get("idempotency-key").or_else(|| headers.get("x-idempotency-key")) else {
+        return Ok(None);
+    };
+    let raw = v.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
+    IdempotencyKey::parse(raw).map(Some).map_err(|m| ApiError::field("Idempotency-Key", m))
+}
+
+#[tracing::instrument(skip_all, fields(customer = %claims.sub), err(Debug))]
+async fn create(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let key = idempotency_key(&headers)?;
+    let order = parse(&state, &body)?;
+    check_customer(&state, claims.sub).await?;
+    let request_hash = Sha256::digest(
+        format!("{}|{}|{}|{}", order.route.region, order.event_id, order.ticket_type_id, order.quantity.get())
+            .as_bytes(),
+    )
+    .to_vec();
+
+    let lock = state.lock.acquire(order.ticket_type_id).await;
+    let result = place(&state, claims.sub, &order, key.as_ref(), &request_hash).await;
+    if let Some(held) = lock {
+        state.lock.release(held).await;
+    }
+    let (status, body) = result?;
+    Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), axum::Json(body)))
+}
+
+/// The order transaction. Returns the status and body to answer (the stored ones on a replay).
+async fn place(
+    state: &AppState,
+    customer: Uuid,
+    order: &NewOrder,
+    key: Option<&IdempotencyKey>,
+    request_hash: &[u8],
+) -> Result<(u16, Value), ApiError> {
+    let route = &order.route;
+    let pool = state.pool(&route.shard)?;
+    let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+
+    if let Some(key) = key {
+        // Claims the key inside the transaction: a concurrent duplicate blocks on the primary key
+        // until this commits, then finds the stored answer.
+        let claimed = sqlx::query(
+            "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response) \
+             values ($1, 'create_order', $2, $3, 0, '{}') on conflict do nothing",
+        )
+        .bind(customer)
+        .bind(key.as_str())
+        .bind(request_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        if claimed == 0 {
+            drop(tx);
+            let (hash, status, response): (Vec<u8>, i16, Value) = sqlx::query_as(
+                "select request_hash, status_code, response from idempotency_keys \
+                 where owner_id = $1 and operation = 'create_order' and key = $2",
+            )
+            .bind(customer)
+            .bind(key.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(unavailable)?;
+            if hash != request_hash {
+                return Err(ApiError::Unprocessable {
+                    code: "IDEMPOTENCY_KEY_REUSED",
+                    message: "this Idempotency-Key was used with a different request".into(),
+                    details: None,
+                });
+            }
+            metrics::counter!("orders_idempotent_replays_total").increment(1);
+            return Ok((u16::try_from(status).unwrap_or(201), response));
+        }
+    }
+
+    // The stock guard: never below zero, whatever the lock did.
+    let taken: Option<(i64,)> = sqlx::query_as(
+        "update ticket_types set remaining_quantity = remaining_quantity - $3 \
+         where id = $1 and event_id = $2 and remaining_quantity >= $3 returning price_in_cents",
+    )
+    .bind(order.ticket_type_id)
+    .bind(order.event_id)
+    .bind(order.quantity.get())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    let Some((price,)) = taken else {
+        let remaining: Option<(i32,)> =
+            sqlx::query_as("select remaining_quantity from ticket_types where id = $1 and event_id = $2")
+                .bind(order.ticket_type_id)
+                .bind(order.event_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
+        metrics::counter!("orders_stock_conflicts_total", &labels).increment(1);
+        return Err(match remaining {
+            None => ApiError::NotFound(format!("no ticket type {} in event {}", order.ticket_type_id, order.event_id)),
+            Some((0,)) => {
+                ApiError::Conflict { code: "SOLD_OUT", message: "this ticket type is sold out".into(), details: None }
+            }
+            Some((left,)) => ApiError::Conflict {
+                code: "INSUFFICIENT_STOCK",
+                message: format!("only {left} tickets left"),
+                details: Some(json!({ "remaining": left })),
+            },
+        });
+    };
+    let price = Cents::parse(price).map_err(|m| ApiError::internal(anyhow::anyhow!("stored price: {m}")))?;
+    let total =
+        price.times(order.quantity).ok_or_else(|| ApiError::field("quantity", "the total price is out of range"))?;
+
+    let placement = ids::Placement { region_tag: ids::region_tag(route.region.as_str()), partition: route.partition };
+    let order_id = ids::new_id(placement);
+    let partition = i16::try_from(route.partition).unwrap_or_default();
+    sqlx::query(
+        "insert into orders (id, partition, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(order_id)
+    .bind(partition)
+    .bind(route.region.as_str())
+    .bind(customer)
+    .bind(order.event_id)
+    .bind(order.ticket_type_id)
+    .bind(order.quantity.get())
+    .bind(total)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+
+    let event = OrderEvent::OrderCreated(OrderCreated {
+        order_id,
+        customer_id: customer,
+        event_id: order.event_id,
+        ticket_type_id: order.ticket_type_id,
+        quantity: order.quantity.get(),
+        total_price_in_cents: total,
+        occurred_at: Utc::now(),
+        region: route.region.to_string(),
+    });
+    sqlx::query(
+        "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(order_id)
+    .bind(partition)
+    .bind(event.name())
+    .bind(serde_json::to_value(&event).map_err(ApiError::internal)?)
+    .bind(platform::correlation::CorrelationId::current().map(|c| c.to_string()))
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+
+    let body = json!({ "orderId": order_id, "totalPriceInCents": total, "region": route.region.as_str() });
+    if let Some(key) = key {
+        sqlx::query(
+            "update idempotency_keys set status_code = 201, response = $3 \
+             where owner_id = $1 and operation = 'create_order' and key = $2",
+        )
+        .bind(customer)
+        .bind(key.as_str())
+        .bind(&body)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)?;
+    let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
+    metrics::counter!("orders_created_total", &labels).increment(1);
+    tracing::info!(order_id = %order_id, region = %route.region, shard = %route.shard, "order created");
+    Ok((201, body))
+}

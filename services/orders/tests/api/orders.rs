@@ -1,0 +1,215 @@
+//! Order creation: stock, idempotency, region tags, the customer check, and contention.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use super::helpers::{Stack, fields, stack};
+
+fn order(region: &str, event: &str, ticket_type: &str, quantity: i64) -> Value {
+    json!({"region": region, "eventId": event, "ticketTypeId": ticket_type, "quantity": quantity})
+}
+
+async fn scalar(s: &Stack, shard: &str, sql: &str, id: &str) -> i64 {
+    sqlx::query_scalar(sql).bind(id).fetch_one(s.shards.pool(shard).unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_order_takes_stock_and_writes_its_outbox_row_on_the_events_shard() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("SA", 10).await;
+    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let (status, body) = s.order(&customer, None, &order("SA", &event, &tt, 3)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["totalPriceInCents"].as_i64(), body["region"].as_str()), (Some(7500), Some("SA")));
+    let order_id = body["orderId"].as_str().unwrap();
+
+    let (_, got) = s.get(&format!("/api/v1/events/{event}")).await;
+    assert_eq!(got["ticketTypes"][0]["remainingQuantity"], 7);
+    assert_eq!(scalar(&s, "sa-1", "select count(*) from orders where id = $1::uuid", order_id).await, 1);
+    assert_eq!(scalar(&s, "na-1", "select count(*) from orders where id = $1::uuid", order_id).await, 0);
+    let (kind, payload): (String, Value) =
+        sqlx::query_as("select event_type, payload from outbox where aggregate_id = $1::uuid")
+            .bind(order_id)
+            .fetch_one(s.shards.pool("sa-1").unwrap())
+            .await
+            .unwrap();
+    assert_eq!(kind, "OrderCreated");
+    assert_eq!(payload["eventName"], "OrderCreated");
+    assert_eq!(payload["customerId"], customer_id);
+    assert_eq!((payload["quantity"].as_i64(), payload["totalPriceInCents"].as_i64()), (Some(3), Some(7500)));
+    assert_eq!(payload["region"], "SA");
+    let event: platform::events::OrderEvent = serde_json::from_value(payload).unwrap();
+    assert_eq!(event.order_id().to_string(), order_id);
+}
+
+#[tokio::test]
+async fn a_wrong_region_tag_is_a_clear_422() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    let (status, body) = s.order(&customer, None, &order("SA", &event, &tt, 1)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "REGION_MISMATCH");
+    assert_eq!(body["details"], json!({"requestedRegion": "SA", "eventRegion": "NA"}));
+}
+
+#[tokio::test]
+async fn bad_orders_name_the_field() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (other_event, other_tt) = s.event_with_stock("NA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    for (q, ok) in [(0, false), (11, false), (10, true), (-1, false)] {
+        let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, q)).await;
+        assert_eq!(status == 201, ok, "quantity {q}: {body}");
+        if !ok {
+            assert_eq!(fields(&body), ["quantity"], "{body}");
+        }
+    }
+    let (status, body) = s.order(&customer, None, &json!({})).await;
+    assert_eq!(
+        (status, fields(&body)),
+        (400, vec!["region".into(), "eventId".into(), "ticketTypeId".into(), "quantity".into()])
+    );
+    let (status, body) = s.order(&customer, None, &order("NA", "nope", &tt, 1)).await;
+    assert_eq!((status, fields(&body)), (400, vec!["eventId".to_owned()]));
+    // A ticket type of another event: on another partition it is refused by its id alone, on
+    // the same one by the database.
+    let (status, body) = s.order(&customer, None, &order("NA", &event, &other_tt, 1)).await;
+    assert!(matches!(status, 400 | 404), "{status} {body}");
+    let _ = other_event;
+    let (status, body) = s.order(&customer, Some("has space"), &order("NA", &event, &tt, 1)).await;
+    assert_eq!((status, fields(&body)), (400, vec!["Idempotency-Key".to_owned()]));
+}
+
+#[tokio::test]
+async fn only_existing_customers_order_and_accounts_down_is_retryable() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (_, organizer) = s.user("ORGANIZER").await;
+    let (status, body) = s.order(&organizer, None, &order("NA", &event, &tt, 1)).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("FORBIDDEN")), "{body}");
+    let (status, _) = s.order("garbage", None, &order("NA", &event, &tt, 1)).await;
+    assert_eq!(status, 401);
+
+    // The same shards, but accounts' gRPC address points nowhere: 503, not 500.
+    let redis = testkit::TestRedis::new().unwrap();
+    let broken = super::helpers::orders(s.shards.map.clone(), &s.accounts, "http://127.0.0.1:1", &redis, 2000).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    let res = broken
+        .client
+        .post(broken.url("/api/v1/orders"))
+        .bearer_auth(&customer)
+        .json(&order("NA", &event, &tt, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn sold_out_and_insufficient_stock() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 3).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    assert_eq!(s.order(&customer, None, &order("NA", &event, &tt, 2)).await.0, 201);
+    let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, 2)).await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["details"]["remaining"].as_i64()),
+        (409, Some("INSUFFICIENT_STOCK"), Some(1))
+    );
+    assert_eq!(s.order(&customer, None, &order("NA", &event, &tt, 1)).await.0, 201);
+    let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("SOLD_OUT")));
+}
+
+/// Fires `n` orders of 1 at once from `customers` (round robin); returns counts by status/code.
+async fn rush(s: &Stack, customers: &[String], n: usize, event: &str, tt: &str) -> BTreeMap<String, usize> {
+    let body = order("NA", event, tt, 1);
+    let answers = join_all((0..n).map(|i| {
+        let token = customers[i % customers.len()].clone();
+        let body = body.clone();
+        async move { s.order(&token, None, &body).await }
+    }))
+    .await;
+    let mut counts = BTreeMap::new();
+    for (status, body) in answers {
+        let label = if status == 201 {
+            "201".to_owned()
+        } else {
+            format!("{status} {}", body["error"].as_str().unwrap_or("?"))
+        };
+        *counts.entry(label).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn customers(s: &Stack, n: usize) -> Vec<String> {
+    join_all((0..n).map(|_| s.user("CUSTOMER"))).await.into_iter().map(|(_, t)| t).collect()
+}
+
+async fn assert_stock_consistent(s: &Stack, event: &str, tt: &str, sold: i64) {
+    let (_, got) = s.get(&format!("/api/v1/events/{event}")).await;
+    assert_eq!(got["ticketTypes"][0]["remainingQuantity"], 0);
+    let pool = s.shards.pool("na-1").unwrap();
+    let (orders, quantity): (i64, Option<i64>) =
+        sqlx::query_as("select count(*), sum(quantity)::bigint from orders where ticket_type_id = $1::uuid")
+            .bind(tt)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((orders, quantity), (sold, Some(sold)));
+    let outbox: i64 = sqlx::query_scalar(
+        "select count(*) from outbox o join orders r on r.id = o.aggregate_id where r.ticket_type_id = $1::uuid",
+    )
+    .bind(tt)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(outbox, sold, "one outbox row per order");
+}
+
+#[tokio::test]
+async fn two_hundred_buyers_for_fifty_tickets_make_exactly_fifty_orders() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 50).await;
+    let buyers = customers(&s, 8).await;
+    let counts = rush(&s, &buyers, 200, &event, &tt).await;
+    assert_eq!(counts, BTreeMap::from([("201".to_owned(), 50), ("409 SOLD_OUT".to_owned(), 150)]));
+    assert_stock_consistent(&s, &event, &tt, 50).await;
+}
+
+#[tokio::test]
+async fn flash_sale_500_buyers_100_tickets_no_retry_answers() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 100).await;
+    let buyers = customers(&s, 20).await;
+    let counts = rush(&s, &buyers, 500, &event, &tt).await;
+    assert_eq!(counts, BTreeMap::from([("201".to_owned(), 100), ("409 SOLD_OUT".to_owned(), 400)]));
+    assert_stock_consistent(&s, &event, &tt, 100).await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 100).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    let body = order("NA", &event, &tt, 2);
+    let answers = join_all((0..50).map(|_| s.order(&customer, Some("checkout-42"), &body))).await;
+    let first = answers[0].clone();
+    assert_eq!(first.0, 201, "{}", first.1);
+    assert!(answers.iter().all(|a| *a == first), "all 50 answers identical");
+    let (_, got) = s.get(&format!("/api/v1/events/{event}")).await;
+    assert_eq!(got["ticketTypes"][0]["remainingQuantity"], 98);
+
+    // The same key with another body is refused; another customer's same key is theirs.
+    let (status, body2) = s.order(&customer, Some("checkout-42"), &order("NA", &event, &tt, 3)).await;
+    assert_eq!((status, body2["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")));
+    let (_, other) = s.user("CUSTOMER").await;
+    let (status, theirs) = s.order(&other, Some("checkout-42"), &body).await;
+    assert_eq!(status, 201);
+    assert_ne!(theirs["orderId"], first.1["orderId"]);
+}
