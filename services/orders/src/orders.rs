@@ -2,16 +2,16 @@
 //! the idempotency record and the outbox row; all commit or none do.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use chrono::Utc;
-use platform::auth::Authenticated;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use platform::auth::{Authenticated, Role};
 use platform::error::{ApiError, FieldErrors};
-use platform::events::{OrderCreated, OrderEvent};
+use platform::events::{OrderCreated, OrderEvent, OrderPaid};
 use platform::http::Json;
 use proto::accounts::v1::{GetUserByIdRequest, UserRole};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shard_router::{Route, ids};
@@ -21,7 +21,11 @@ use crate::AppState;
 use crate::domain::{Cents, IdempotencyKey, Quantity};
 
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/api/v1/orders", post(create)).with_state(state)
+    Router::new()
+        .route("/api/v1/orders", post(create))
+        .route("/api/v1/orders/{id}", get(by_id))
+        .route("/api/v1/orders/{id}/pay", post(pay))
+        .with_state(state)
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +134,22 @@ async fn create(
     }
     let (status, body) = result?;
     Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), axum::Json(body)))
+}
+
+/// Appends `event` to the shard's outbox inside the caller's transaction, with the request's
+/// correlation id, so it is published exactly when the change it announces commits.
+async fn write_outbox(tx: &mut sqlx::PgConnection, partition: i16, event: &OrderEvent) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.order_id())
+    .bind(partition)
+    .bind(event.name())
+    .bind(sqlx::types::Json(event))
+    .bind(platform::correlation::CorrelationId::current().map(|c| c.to_string()))
+    .execute(tx)
+    .await
+    .map(drop)
 }
 
 /// The order transaction. Returns the status and body to answer (the stored ones on a replay).
@@ -248,17 +268,7 @@ async fn place(
         occurred_at: Utc::now(),
         region: route.region.to_string(),
     });
-    sqlx::query(
-        "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id) values ($1, $2, $3, $4, $5)",
-    )
-    .bind(order_id)
-    .bind(partition)
-    .bind(event.name())
-    .bind(serde_json::to_value(&event).map_err(ApiError::internal)?)
-    .bind(platform::correlation::CorrelationId::current().map(|c| c.to_string()))
-    .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    write_outbox(&mut tx, partition, &event).await.map_err(unavailable)?;
 
     let body = json!({ "orderId": order_id, "totalPriceInCents": total, "region": route.region.as_str() });
     if let Some(key) = key {
@@ -278,4 +288,91 @@ async fn place(
     metrics::counter!("orders_created_total", &labels).increment(1);
     tracing::info!(order_id = %order_id, region = %route.region, shard = %route.shard, "order created");
     Ok((201, body))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct OrderRow {
+    id: Uuid,
+    region: String,
+    customer_id: Uuid,
+    event_id: Uuid,
+    ticket_type_id: Uuid,
+    quantity: i32,
+    total_price_in_cents: i64,
+    status: String,
+    created_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+}
+
+const ORDER_COLUMNS: &str =
+    "id, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents, status, created_at, paid_at";
+
+/// An order, to its customer or an ADMIN.
+#[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
+async fn by_id(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (id, route) = state.route(&raw, "order")?;
+    let pool = state.pool(&route.shard)?;
+    let row: Option<OrderRow> = sqlx::query_as(&format!("select {ORDER_COLUMNS} from orders where id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| state.shard_error(&route.shard, &route.region, e))?;
+    let row = row.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
+    if row.customer_id != claims.sub && claims.role != Role::Admin {
+        return Err(ApiError::Forbidden("only the order's customer or an ADMIN may see it".into()));
+    }
+    serde_json::to_value(&row).map(axum::Json).map_err(ApiError::internal)
+}
+
+/// PENDING → PAID with an OrderPaid outbox row in the same transaction. Paying a PAID order
+/// answers the same again (safe to retry); a CANCELLED one is a conflict.
+#[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
+async fn pay(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (id, route) = state.route(&raw, "order")?;
+    let pool = state.pool(&route.shard)?;
+    let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let row: Option<(Uuid, String, i16)> =
+        sqlx::query_as("select customer_id, status, partition from orders where id = $1 for update")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    let (customer, status, partition) = row.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
+    if customer != claims.sub {
+        return Err(ApiError::Forbidden("only the order's customer may pay it".into()));
+    }
+    match status.as_str() {
+        "PAID" => return Ok(axum::Json(json!({ "id": id, "status": "PAID" }))),
+        "CANCELLED" => {
+            return Err(ApiError::Conflict {
+                code: "CONFLICT",
+                message: "a cancelled order cannot be paid".into(),
+                details: None,
+            });
+        }
+        _ => {}
+    }
+    let paid_at = Utc::now();
+    sqlx::query("update orders set status = 'PAID', paid_at = $2 where id = $1")
+        .bind(id)
+        .bind(paid_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let event = OrderEvent::OrderPaid(OrderPaid { order_id: id, paid_at, region: route.region.to_string() });
+    write_outbox(&mut tx, partition, &event).await.map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)?;
+    metrics::counter!("orders_paid_total", "region" => route.region.to_string(), "shard" => route.shard.to_string())
+        .increment(1);
+    Ok(axum::Json(json!({ "id": id, "status": "PAID" })))
 }

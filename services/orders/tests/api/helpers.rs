@@ -129,6 +129,18 @@ impl Stack {
         (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self.orders.client.get(self.orders.url(path)).bearer_auth(token).send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST /api/v1/orders/{id}/pay.
+    pub async fn pay(&self, token: &str, id: &str) -> (u16, Value) {
+        let (status, body, _) = self.post(&format!("/api/v1/orders/{id}/pay"), Some(token), &json!({})).await;
+        (status, body)
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let res = self.orders.get(path).await;
         (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))

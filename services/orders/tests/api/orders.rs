@@ -213,3 +213,86 @@ async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
     assert_eq!(status, 201);
     assert_ne!(theirs["orderId"], first.1["orderId"]);
 }
+
+#[tokio::test]
+async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let (_, created) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
+    let id = created["orderId"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/orders/{id}");
+    let (status, got) = s.get_as(&path, &customer).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!((got["status"].as_str(), got["customerId"].as_str()), (Some("PENDING"), Some(customer_id.as_str())));
+    let (_, stranger) = s.user("CUSTOMER").await;
+    assert_eq!(s.get_as(&path, &stranger).await.0, 403);
+
+    assert_eq!(s.pay(&stranger, &id).await.0, 403);
+    assert_eq!(s.pay(&customer, &id).await, (200, json!({"id": id, "status": "PAID"})));
+    // Paying again is the same answer and writes nothing new.
+    assert_eq!(s.pay(&customer, &id).await, (200, json!({"id": id, "status": "PAID"})));
+    let (_, got) = s.get_as(&path, &customer).await;
+    assert_eq!(got["status"], "PAID");
+    assert!(got["paidAt"].is_string());
+
+    let kinds: Vec<String> =
+        sqlx::query_scalar("select event_type from outbox where aggregate_id = $1::uuid order by id")
+            .bind(&id)
+            .fetch_all(s.shards.pool("na-1").unwrap())
+            .await
+            .unwrap();
+    assert_eq!(kinds, ["OrderCreated", "OrderPaid"]);
+
+    // A cancelled order cannot be paid; unknown and malformed ids are 404 and 400.
+    let (_, other) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
+    let other = other["orderId"].as_str().unwrap().to_owned();
+    sqlx::query("update orders set status = 'CANCELLED' where id = $1::uuid")
+        .bind(&other)
+        .execute(s.shards.pool("na-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(s.pay(&customer, &other).await.0, 409);
+    let unknown = shard_router::ids::new_id(shard_router::ids::Placement {
+        region_tag: shard_router::ids::region_tag("NA"),
+        partition: 1,
+    });
+    assert_eq!(s.pay(&customer, &unknown.to_string()).await.0, 404);
+    assert_eq!(s.pay(&customer, "nope").await.0, 400);
+}
+
+#[tokio::test]
+async fn order_and_outbox_commit_together_or_not_at_all() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("SA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    // Inject a failure between the transaction's statements: the outbox insert of any order of
+    // 7 tickets fails, after the stock update and the order insert have run.
+    sqlx::raw_sql(
+        "create function fail_sevens() returns trigger language plpgsql as $$ \
+         begin if (new.payload->>'quantity')::int = 7 then raise exception 'injected failure'; end if; return new; end $$; \
+         create trigger fail_sevens before insert on outbox for each row execute function fail_sevens();",
+    )
+    .execute(s.shards.pool("sa-1").unwrap())
+    .await
+    .unwrap();
+
+    let (status, body) = s.order(&customer, Some("seven"), &order("SA", &event, &tt, 7)).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body, json!({"error": "INTERNAL", "message": "internal error"}), "no internals leak");
+    let pool = s.shards.pool("sa-1").unwrap();
+    let orders: i64 = sqlx::query_scalar("select count(*) from orders where event_id = $1::uuid")
+        .bind(&event)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let keys: i64 =
+        sqlx::query_scalar("select count(*) from idempotency_keys where key = 'seven'").fetch_one(pool).await.unwrap();
+    assert_eq!((orders, keys), (0, 0), "neither order nor idempotency record survived");
+    let (_, got) = s.get(&format!("/api/v1/events/{event}")).await;
+    assert_eq!(got["ticketTypes"][0]["remainingQuantity"], 10, "stock untouched");
+
+    // The same key works once the fault is gone: nothing half-done blocks it.
+    sqlx::raw_sql("drop trigger fail_sevens on outbox").execute(pool).await.unwrap();
+    assert_eq!(s.order(&customer, Some("seven"), &order("SA", &event, &tt, 7)).await.0, 201);
+}
