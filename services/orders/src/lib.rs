@@ -8,12 +8,14 @@
 //! - [`Settings`] / [`Application`]: the orders HTTP service.
 //! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
 //! - [`events`]: events and ticket types, created on their region's shard, read by id.
+//! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
 //! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
 //!   stock lock that spaces out contention (the database guard is what prevents overselling).
 //! - [`relay`]: the outbox relay process.
 
 pub mod domain;
 pub mod events;
+pub mod listing;
 pub mod lock;
 pub mod orders;
 pub mod relay;
@@ -191,7 +193,7 @@ impl Application {
             },
             max_per_order: settings.max_quantity_per_order.max(1),
         };
-        let routes = events::router(state.clone()).merge(orders::router(state));
+        let routes = events::router(state.clone()).merge(listing::router(state.clone())).merge(orders::router(state));
         let http = Server::bind(settings.http_addr, platform::http::app(routes, Readiness::new(checks))).await?;
         Ok(Self { http })
     }

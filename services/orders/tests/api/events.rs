@@ -115,3 +115,102 @@ async fn a_down_shard_answers_503_for_its_region_while_the_other_works() {
     let (status, _, _) = s.post("/api/v1/events", Some(&token), &event("NA")).await;
     assert_eq!(status, 201);
 }
+
+/// Creates an event in `region` starting on day `day` of January 2027, titled `title`.
+async fn dated(s: &super::helpers::Stack, token: &str, region: &str, day: u32, title: &str) -> String {
+    let mut body = event(region);
+    body["title"] = json!(title);
+    body["startsAt"] = json!(format!("2027-01-{day:02}T20:00:00Z"));
+    body["endsAt"] = json!(format!("2027-01-{day:02}T23:00:00Z"));
+    let (status, created, _) = s.post("/api/v1/events", Some(token), &body).await;
+    assert_eq!(status, 201, "{created}");
+    created["eventId"].as_str().unwrap().to_owned()
+}
+
+fn titles(page: &serde_json::Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(|e| e["title"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn listing_pages_one_region_or_fans_out_over_all_by_start_time() {
+    let s = stack().await;
+    let (organizer, token) = s.user("ORGANIZER").await;
+    let (_, other) = s.user("ORGANIZER").await;
+    for (region, day, title) in
+        [("NA", 1, "na1"), ("SA", 2, "sa2"), ("NA", 3, "na3"), ("SA", 4, "sa4"), ("NA", 5, "na5")]
+    {
+        dated(&s, &token, region, day, title).await;
+    }
+    dated(&s, &other, "NA", 6, "other6").await;
+
+    let (status, first) = s.get("/api/v1/events?region=NA&limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(titles(&first), ["na1", "na3"]);
+    assert_eq!(first["items"][0]["ticketTypes"].as_array().unwrap().len(), 2, "ticket types come along");
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let (_, second) = s.get(&format!("/api/v1/events?region=NA&limit=2&cursor={cursor}")).await;
+    assert_eq!(titles(&second), ["na5", "other6"]);
+    assert!(second["nextCursor"].is_null(), "the last page says so: {second}");
+
+    // No region: every shard, merged by start time.
+    let (_, all) = s.get(&format!("/api/v1/events?organizerId={organizer}&limit=4")).await;
+    assert_eq!(titles(&all), ["na1", "sa2", "na3", "sa4"]);
+    let (_, rest) = s
+        .get(&format!("/api/v1/events?organizerId={organizer}&limit=4&cursor={}", all["nextCursor"].as_str().unwrap()))
+        .await;
+    assert_eq!(titles(&rest), ["na5"]);
+    assert!(rest["nextCursor"].is_null());
+
+    let (status, body) = s.get("/api/v1/events?region=EU&limit=0&cursor=garbage&organizerId=x").await;
+    assert_eq!(
+        (status, fields(&body)),
+        (400, vec!["region".into(), "organizerId".into(), "limit".into(), "cursor".into()])
+    );
+}
+
+#[tokio::test]
+async fn a_fan_out_over_a_down_shard_is_a_clear_503_while_the_other_region_lists() {
+    let s = stack_with_down(&["sa-1"]).await;
+    let (_, token) = s.user("ORGANIZER").await;
+    dated(&s, &token, "NA", 1, "na1").await;
+    let (status, page) = s.get("/api/v1/events?region=NA").await;
+    assert_eq!((status, titles(&page)), (200, vec!["na1".to_owned()]));
+    let (status, body) = s.get("/api/v1/events").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("region SA"), "{body}");
+}
+
+#[tokio::test]
+async fn a_customer_lists_their_orders_across_regions_newest_first() {
+    let s = stack().await;
+    let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
+    let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    let mut placed = Vec::new();
+    for (region, e, t) in [("NA", &na_event, &na_tt), ("SA", &sa_event, &sa_tt), ("NA", &na_event, &na_tt)] {
+        let (status, body) =
+            s.order(&customer, None, &json!({"region": region, "eventId": e, "ticketTypeId": t, "quantity": 1})).await;
+        assert_eq!(status, 201);
+        placed.push(body["orderId"].as_str().unwrap().to_owned());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (status, page) = s.get_as("/api/v1/customers/me/orders?limit=2", &customer).await;
+    assert_eq!(status, 200, "{page}");
+    let ids = |p: &serde_json::Value| {
+        p["items"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&page), [placed[2].clone(), placed[1].clone()]);
+    let (_, rest) = s
+        .get_as(
+            &format!("/api/v1/customers/me/orders?limit=2&cursor={}", page["nextCursor"].as_str().unwrap()),
+            &customer,
+        )
+        .await;
+    assert_eq!(ids(&rest), [placed[0].clone()]);
+    assert_eq!(rest["items"][0]["region"], "NA");
+
+    let (_, stranger) = s.user("CUSTOMER").await;
+    let (_, none) = s.get_as("/api/v1/customers/me/orders", &stranger).await;
+    assert!(ids(&none).is_empty());
+    assert_eq!(s.get("/api/v1/customers/me/orders").await.0, 401);
+}

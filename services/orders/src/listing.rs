@@ -1,0 +1,248 @@
+//! Reads that span shards: events of a region (its shards) or of every region, and a
+//! customer's orders. Each names its fan-out explicitly, queries the shards concurrently, merges
+//! by the sort key and pages with a keyset cursor, so a page costs the same at any depth.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use platform::auth::Authenticated;
+use platform::error::{ApiError, FieldErrors};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shard_router::ShardName;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/customers/me/orders", get(my_orders))
+        .with_state(state)
+}
+
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 100;
+
+/// Where a page ends: the sort key of its last row.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    at: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(raw: &str) -> Result<Self, String> {
+        URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| "is not a cursor this API returned".to_owned())
+    }
+}
+
+fn limit(raw: Option<&str>) -> Result<i64, String> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| format!("must be 1 to {MAX_LIMIT}")),
+    }
+}
+
+/// Runs `query` on every shard in `shards` at once; any shard that cannot answer makes the
+/// whole read a 503 naming its region (a partial page would silently skip data).
+async fn fan_out<T, F, Fut>(state: &AppState, shards: Vec<ShardName>, query: F) -> Result<Vec<T>, ApiError>
+where
+    F: Fn(PgPool) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, sqlx::Error>>,
+{
+    let runs = shards.iter().map(|shard| {
+        let pool = state.pool(shard).cloned();
+        let query = &query;
+        async move {
+            match pool {
+                Ok(pool) => query(pool).await.map_err(|e| (shard.clone(), Some(e))),
+                Err(_) => Err((shard.clone(), None)),
+            }
+        }
+    });
+    let mut rows = Vec::new();
+    for result in join_all(runs).await {
+        match result {
+            Ok(mut r) => rows.append(&mut r),
+            Err((shard, e)) => {
+                let region = state.shards.shard(&shard).map(|s| s.region.clone());
+                return Err(match (e, region) {
+                    (Some(e), Some(region)) => state.shard_error(&shard, &region, e),
+                    _ => ApiError::internal(anyhow::anyhow!("no pool for shard {shard}")),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsQuery {
+    region: Option<String>,
+    organizer_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct EventRow {
+    id: Uuid,
+    region: String,
+    organizer_id: Uuid,
+    title: String,
+    description: Option<String>,
+    venue: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    /// Ticket types as JSON, aggregated on the shard: one round trip per shard, no N+1.
+    #[serde(rename = "ticketTypes")]
+    ticket_types: sqlx::types::Json<Value>,
+}
+
+/// `GET /api/v1/events?region=&organizerId=&limit=&cursor=`: one region's shards, or with no
+/// region an explicit fan-out over every shard; ordered by `startsAt`, then id.
+#[tracing::instrument(skip_all, err(Debug))]
+async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> Result<axum::Json<Value>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let region = match q.region.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        None => Some(None),
+        Some(r) => errors.check(
+            "region",
+            state.shards.region_named(r).cloned().map(Some).ok_or_else(|| format!("unknown region `{r}`")),
+        ),
+    };
+    let organizer = match q.organizer_id.as_deref() {
+        None => Some(None),
+        Some(o) => errors.check("organizerId", Uuid::parse_str(o).map(Some).map_err(|_| "must be a UUID".to_owned())),
+    };
+    let limit = errors.check("limit", limit(q.limit.as_deref()));
+    let cursor = match q.cursor.as_deref() {
+        None => Some(None),
+        Some(c) => errors.check("cursor", Cursor::decode(c).map(Some)),
+    };
+    let (Some(region), Some(organizer), Some(limit), Some(cursor)) = (region, organizer, limit, cursor) else {
+        return Err(errors.into_error());
+    };
+    let shards: Vec<ShardName> = match &region {
+        Some(r) => r.shards.clone(),
+        None => state.shards.shards().map(|s| s.name.clone()).collect(),
+    };
+    let region_name = region.as_ref().map(|r| r.name.as_str().to_owned());
+    let mut rows: Vec<EventRow> = fan_out(&state, shards, |pool| {
+        let region_name = region_name.clone();
+        let cursor = cursor.as_ref().map(|c| (c.at, c.id));
+        async move {
+            sqlx::query_as(
+                "select e.id, e.region, e.organizer_id, e.title, e.description, e.venue, e.starts_at, e.ends_at, e.created_at, \
+                   coalesce((select json_agg(json_build_object('id', t.id, 'name', t.name, 'priceInCents', t.price_in_cents, \
+                       'totalQuantity', t.total_quantity, 'remainingQuantity', t.remaining_quantity) order by t.price_in_cents, t.name) \
+                     from ticket_types t where t.event_id = e.id), '[]'::json) as ticket_types \
+                 from events e \
+                 where ($1::text is null or e.region = $1) and ($2::uuid is null or e.organizer_id = $2) \
+                   and ($3::timestamptz is null or (e.starts_at, e.id) > ($3, $4)) \
+                 order by e.starts_at, e.id limit $5",
+            )
+            .bind(region_name)
+            .bind(organizer)
+            .bind(cursor.map(|c| c.0))
+            .bind(cursor.map(|c| c.1))
+            .bind(limit + 1)
+            .fetch_all(&pool)
+            .await
+        }
+    })
+    .await?;
+    rows.sort_by(|a, b| (a.starts_at, a.id).cmp(&(b.starts_at, b.id)));
+    page(rows, limit, |r| Cursor { at: r.starts_at, id: r.id })
+}
+
+/// The first `limit` rows, and a cursor when more exist.
+fn page<T: Serialize>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> Cursor) -> Result<axum::Json<Value>, ApiError> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(|r| key(r).encode()) } else { None };
+    Ok(axum::Json(json!({ "items": rows, "nextCursor": next })))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct OrderRow {
+    id: Uuid,
+    region: String,
+    customer_id: Uuid,
+    event_id: Uuid,
+    ticket_type_id: Uuid,
+    quantity: i32,
+    total_price_in_cents: i64,
+    status: String,
+    created_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/customers/me/orders`: the caller's orders in every region, newest first; an
+/// explicit fan-out over all shards (orders live with their event, not their customer).
+#[tracing::instrument(skip_all, fields(customer = %claims.sub), err(Debug))]
+async fn my_orders(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let limit = errors.check("limit", limit(q.limit.as_deref()));
+    let cursor = match q.cursor.as_deref() {
+        None => Some(None),
+        Some(c) => errors.check("cursor", Cursor::decode(c).map(Some)),
+    };
+    let (Some(limit), Some(cursor)) = (limit, cursor) else {
+        return Err(errors.into_error());
+    };
+    let shards = state.shards.shards().map(|s| s.name.clone()).collect();
+    let customer = claims.sub;
+    let mut rows: Vec<OrderRow> = fan_out(&state, shards, |pool| {
+        let cursor = cursor.as_ref().map(|c| (c.at, c.id));
+        async move {
+            sqlx::query_as(
+                "select id, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents, status, created_at, paid_at \
+                 from orders where customer_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3)) \
+                 order by created_at desc, id desc limit $4",
+            )
+            .bind(customer)
+            .bind(cursor.map(|c| c.0))
+            .bind(cursor.map(|c| c.1))
+            .bind(limit + 1)
+            .fetch_all(&pool)
+            .await
+        }
+    })
+    .await?;
+    rows.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    page(rows, limit, |r| Cursor { at: r.created_at, id: r.id })
+}
