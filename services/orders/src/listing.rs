@@ -173,7 +173,7 @@ async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> 
         }
     })
     .await?;
-    rows.sort_by(|a, b| (a.starts_at, a.id).cmp(&(b.starts_at, b.id)));
+    rows.sort_by_key(|r| (r.starts_at, r.id));
     page(rows, limit, |r| Cursor { at: r.starts_at, id: r.id })
 }
 
@@ -243,6 +243,6 @@ async fn my_orders(
         }
     })
     .await?;
-    rows.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    rows.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
     page(rows, limit, |r| Cursor { at: r.created_at, id: r.id })
 }
