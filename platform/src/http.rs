@@ -97,3 +97,25 @@ impl Server {
         serve(self.listener, self.router, shutdown).await
     }
 }
+
+/// Middleware bounding a request's whole handling: past `limit` the caller gets a 503 with
+/// `Retry-After` (in the usual JSON shape) instead of waiting on a stuck dependency. Mount with
+/// `axum::middleware::from_fn_with_state(limit, platform::http::deadline)`.
+pub async fn deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            metrics::counter!("http_request_timeouts_total").increment(1);
+            ApiError::Unavailable {
+                message: format!("the request did not finish within {} ms; retry shortly", limit.as_millis()),
+                retry_after_secs: 1,
+            }
+            .into_response()
+        }
+    }
+}

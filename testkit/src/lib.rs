@@ -11,6 +11,7 @@
 //! - [`redis`]: [`TestRedis`], a pool plus a key prefix whose keys are deleted afterwards.
 //! - [`kafka`]: [`TestKafka`], a fresh topic, DLQ topic and consumer group on the running
 //!   broker; [`PrivateBroker`], a broker of the test's own that it can stop and restart.
+//! - [`postgres`]: [`PrivatePostgres`], an instance of the test's own that it can stop and start.
 //! - [`app`]: [`TestApp`], a service started on port 0 with an HTTP client pointed at it,
 //!   and the assertions every service must pass on its ops endpoints.
 //! - [`process`]: a service binary run as a real process, stopped by SIGTERM.
@@ -20,6 +21,7 @@
 pub mod app;
 pub mod db;
 pub mod kafka;
+pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod stack;
@@ -27,6 +29,7 @@ pub mod stack;
 pub use app::TestApp;
 pub use db::{TestDb, TestShards};
 pub use kafka::{PrivateBroker, TestKafka};
+pub use postgres::PrivatePostgres;
 pub use redis::TestRedis;
 
 /// A short random id for naming a test's resources.

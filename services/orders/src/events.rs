@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use platform::auth::{Authenticated, Role};
@@ -10,6 +10,7 @@ use platform::error::{ApiError, FieldErrors};
 use platform::http::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use shard_router::ids;
 use uuid::Uuid;
 
@@ -20,7 +21,7 @@ pub fn router(state: AppState) -> Router {
     Router::new().route("/api/v1/events", post(create)).route("/api/v1/events/{id}", get(by_id)).with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateBody {
     region: Option<String>,
@@ -32,7 +33,7 @@ struct CreateBody {
     ticket_types: Option<Vec<TicketTypeBody>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TicketTypeBody {
     name: Option<String>,
@@ -112,20 +113,44 @@ fn parse(state: &AppState, body: CreateBody) -> Result<NewEvent, ApiError> {
 async fn create(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    headers: HeaderMap,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
     if !matches!(claims.role, Role::Organizer | Role::Admin) {
         return Err(ApiError::Forbidden("creating events needs the ORGANIZER or ADMIN role".into()));
     }
+    let key = crate::idempotency::key(&headers)?;
+    let request_hash = Sha256::digest(serde_json::to_vec(&body).map_err(ApiError::internal)?).to_vec();
     let event = parse(&state, body)?;
-    // A random partition of the region: its ticket types (and later its orders) share it.
-    let placement = state.router.place(&event.region, Uuid::new_v4().as_u64_pair().1).map_err(crate::routing_bug)?;
+    // A partition of the region: random, or derived from the Idempotency-Key so a replay reaches
+    // the shard holding its record. Ticket types (and orders) share the event's partition.
+    let seed = key
+        .as_ref()
+        .map_or_else(|| Uuid::new_v4().as_u64_pair().1, |k| crate::idempotency::placement_seed(claims.sub, k));
+    let placement = state.router.place(&event.region, seed).map_err(crate::routing_bug)?;
     let event_id = ids::new_id(placement);
     let shard = state.router.shard_for(&event.region, placement.partition).map_err(crate::routing_bug)?.clone();
     let pool = state.pool(&shard)?;
     let unavailable = |e: sqlx::Error| state.shard_error(&shard, &event.region, e);
 
+    if let Some(key) = &key
+        && let Some((status, body)) =
+            crate::idempotency::seen_elsewhere(&state, &shard, claims.sub, "create_event", key, &request_hash).await?
+    {
+        return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), axum::Json(body)));
+    }
     let mut tx = pool.begin().await.map_err(unavailable)?;
+    if let Some(key) = &key {
+        match crate::idempotency::claim(&mut tx, claims.sub, "create_event", key, &request_hash)
+            .await
+            .map_err(unavailable)??
+        {
+            crate::idempotency::Claim::Fresh => {}
+            crate::idempotency::Claim::Replay(status, body) => {
+                return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), axum::Json(body)));
+            }
+        }
+    }
     sqlx::query(
         "insert into events (id, region, partition, organizer_id, title, description, venue, starts_at, ends_at) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -157,11 +182,15 @@ async fn create(
         .await
         .map_err(unavailable)?;
     }
+    let body = json!({ "eventId": event_id, "region": event.region.as_str() });
+    if let Some(key) = &key {
+        crate::idempotency::record(&mut tx, claims.sub, "create_event", key, 201, &body).await.map_err(unavailable)?;
+    }
     tx.commit().await.map_err(unavailable)?;
     metrics::counter!("orders_events_created_total", "region" => event.region.to_string(), "shard" => shard.to_string())
         .increment(1);
     tracing::info!(event_id = %event_id, region = %event.region, shard = %shard, "event created");
-    Ok((StatusCode::CREATED, axum::Json(json!({ "eventId": event_id, "region": event.region.as_str() }))))
+    Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

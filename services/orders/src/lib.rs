@@ -8,6 +8,7 @@
 //! - [`Settings`] / [`Application`]: the orders HTTP service.
 //! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
 //! - [`events`]: events and ticket types, created on their region's shard, read by id.
+//! - [`idempotency`]: `Idempotency-Key` records claimed inside the guarded transaction.
 //! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
 //! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
 //!   stock lock that spaces out contention (the database guard is what prevents overselling).
@@ -15,6 +16,7 @@
 
 pub mod domain;
 pub mod events;
+pub mod idempotency;
 pub mod listing;
 pub mod lock;
 pub mod orders;
@@ -70,6 +72,8 @@ pub struct Settings {
     pub lock_ttl_ms: u64,
     /// How long an order waits for that lock before going on without it, in milliseconds.
     pub lock_wait_ms: u64,
+    /// Upper bound on handling one request; past it the answer is 503, in milliseconds.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -89,6 +93,7 @@ impl Default for Settings {
             redis_key_prefix: "orders:".into(),
             lock_ttl_ms: 2000,
             lock_wait_ms: 300,
+            request_timeout_ms: 5000,
         }
     }
 }
@@ -157,6 +162,31 @@ pub fn routing_bug(e: RouteError) -> ApiError {
 
 pub struct Application {
     http: Server,
+    pools: ShardPools,
+}
+
+/// Publishes each shard pool's busy and idle connections every few seconds until `stop`.
+async fn report_pool_usage(pools: ShardPools, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (shard, pool) in pools.all() {
+            let (size, idle) = (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX));
+            let labels = [("shard", shard.to_string())];
+            metrics::gauge!("orders_shard_pool_busy_connections", &labels).set(f64::from(size.saturating_sub(idle)));
+            metrics::gauge!("orders_shard_pool_idle_connections", &labels).set(f64::from(idle));
+        }
+    }
+}
+
+/// Records how long a shard transaction took, by region, shard and operation.
+pub fn observe_tx(route: &Route, operation: &'static str, started: std::time::Instant) {
+    let labels =
+        [("region", route.region.to_string()), ("shard", route.shard.to_string()), ("operation", operation.to_owned())];
+    metrics::histogram!("orders_shard_transaction_seconds", &labels).record(started.elapsed().as_secs_f64());
 }
 
 impl Application {
@@ -193,9 +223,16 @@ impl Application {
             },
             max_per_order: settings.max_quantity_per_order.max(1),
         };
-        let routes = events::router(state.clone()).merge(listing::router(state.clone())).merge(orders::router(state));
+        let pools_for_metrics = state.pools.clone();
+        let routes = events::router(state.clone())
+            .merge(listing::router(state.clone()))
+            .merge(orders::router(state))
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(settings.request_timeout_ms),
+                platform::http::deadline,
+            ));
         let http = Server::bind(settings.http_addr, platform::http::app(routes, Readiness::new(checks))).await?;
-        Ok(Self { http })
+        Ok(Self { http, pools: pools_for_metrics })
     }
 
     pub fn port(&self) -> u16 {
@@ -204,6 +241,7 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "orders listening");
+        tokio::spawn(report_pool_usage(self.pools, shutdown.clone()));
         self.http.run(shutdown).await?;
         Ok(())
     }

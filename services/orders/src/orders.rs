@@ -103,14 +103,6 @@ async fn check_customer(state: &AppState, customer: Uuid) -> Result<(), ApiError
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(v) = headers.get("idempotency-key").or_else(|| headers.get("x-idempotency-key")) else {
-        return Ok(None);
-    };
-    let raw = v.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
-    IdempotencyKey::parse(raw).map(Some).map_err(|m| ApiError::field("Idempotency-Key", m))
-}
-
 #[tracing::instrument(skip_all, fields(customer = %claims.sub), err(Debug))]
 async fn create(
     State(state): State<AppState>,
@@ -118,7 +110,7 @@ async fn create(
     headers: HeaderMap,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
-    let key = idempotency_key(&headers)?;
+    let key = crate::idempotency::key(&headers)?;
     let order = parse(&state, &body)?;
     check_customer(&state, claims.sub).await?;
     let request_hash = Sha256::digest(
@@ -128,7 +120,9 @@ async fn create(
     .to_vec();
 
     let lock = state.lock.acquire(order.ticket_type_id).await;
+    let started = std::time::Instant::now();
     let result = place(&state, claims.sub, &order, key.as_ref(), &request_hash).await;
+    crate::observe_tx(&order.route, "create_order", started);
     if let Some(held) = lock {
         state.lock.release(held).await;
     }
@@ -163,42 +157,21 @@ async fn place(
     let route = &order.route;
     let pool = state.pool(&route.shard)?;
     let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
+    if let Some(key) = key
+        && let Some(answer) =
+            crate::idempotency::seen_elsewhere(state, &route.shard, customer, "create_order", key, request_hash).await?
+    {
+        return Ok(answer);
+    }
     let mut tx = pool.begin().await.map_err(unavailable)?;
 
     if let Some(key) = key {
-        // Claims the key inside the transaction: a concurrent duplicate blocks on the primary key
-        // until this commits, then finds the stored answer.
-        let claimed = sqlx::query(
-            "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response) \
-             values ($1, 'create_order', $2, $3, 0, '{}') on conflict do nothing",
-        )
-        .bind(customer)
-        .bind(key.as_str())
-        .bind(request_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
-        if claimed == 0 {
-            drop(tx);
-            let (hash, status, response): (Vec<u8>, i16, Value) = sqlx::query_as(
-                "select request_hash, status_code, response from idempotency_keys \
-                 where owner_id = $1 and operation = 'create_order' and key = $2",
-            )
-            .bind(customer)
-            .bind(key.as_str())
-            .fetch_one(pool)
+        match crate::idempotency::claim(&mut tx, customer, "create_order", key, request_hash)
             .await
-            .map_err(unavailable)?;
-            if hash != request_hash {
-                return Err(ApiError::Unprocessable {
-                    code: "IDEMPOTENCY_KEY_REUSED",
-                    message: "this Idempotency-Key was used with a different request".into(),
-                    details: None,
-                });
-            }
-            metrics::counter!("orders_idempotent_replays_total").increment(1);
-            return Ok((u16::try_from(status).unwrap_or(201), response));
+            .map_err(unavailable)??
+        {
+            crate::idempotency::Claim::Fresh => {}
+            crate::idempotency::Claim::Replay(status, body) => return Ok((status, body)),
         }
     }
 
@@ -272,16 +245,7 @@ async fn place(
 
     let body = json!({ "orderId": order_id, "totalPriceInCents": total, "region": route.region.as_str() });
     if let Some(key) = key {
-        sqlx::query(
-            "update idempotency_keys set status_code = 201, response = $3 \
-             where owner_id = $1 and operation = 'create_order' and key = $2",
-        )
-        .bind(customer)
-        .bind(key.as_str())
-        .bind(&body)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        crate::idempotency::record(&mut tx, customer, "create_order", key, 201, &body).await.map_err(unavailable)?;
     }
     tx.commit().await.map_err(unavailable)?;
     let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
@@ -340,6 +304,7 @@ async fn pay(
     let (id, route) = state.route(&raw, "order")?;
     let pool = state.pool(&route.shard)?;
     let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
+    let started = std::time::Instant::now();
     let mut tx = pool.begin().await.map_err(unavailable)?;
     let row: Option<(Uuid, String, i16)> =
         sqlx::query_as("select customer_id, status, partition from orders where id = $1 for update")
@@ -372,6 +337,7 @@ async fn pay(
     let event = OrderEvent::OrderPaid(OrderPaid { order_id: id, paid_at, region: route.region.to_string() });
     write_outbox(&mut tx, partition, &event).await.map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)?;
+    crate::observe_tx(&route, "pay_order", started);
     metrics::counter!("orders_paid_total", "region" => route.region.to_string(), "shard" => route.shard.to_string())
         .increment(1);
     Ok(axum::Json(json!({ "id": id, "status": "PAID" })))

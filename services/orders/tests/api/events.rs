@@ -214,3 +214,29 @@ async fn a_customer_lists_their_orders_across_regions_newest_first() {
     assert!(ids(&none).is_empty());
     assert_eq!(s.get("/api/v1/customers/me/orders").await.0, 401);
 }
+
+#[tokio::test]
+async fn creating_an_event_is_idempotent_by_key() {
+    let s = stack().await;
+    let (_, token) = s.user("ORGANIZER").await;
+    let post = |body: serde_json::Value, key: &'static str| {
+        let req = s
+            .orders
+            .client
+            .post(s.orders.url("/api/v1/events"))
+            .bearer_auth(token.clone())
+            .header("Idempotency-Key", key)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let answers = futures::future::join_all((0..10).map(|_| post(event("NA"), "launch-1"))).await;
+    assert_eq!(answers[0].0, 201, "{:?}", answers[0]);
+    assert!(answers.iter().all(|a| *a == answers[0]), "one event, ten identical answers");
+    let (_, page) = s.get("/api/v1/events?region=NA").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (status, body) = post(event("SA"), "launch-1").await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")));
+}

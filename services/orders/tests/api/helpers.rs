@@ -9,6 +9,8 @@ use testkit::{TestApp, TestDb, TestRedis, TestShards};
 
 pub struct Stack {
     pub accounts: TestApp,
+    /// The accounts gRPC URL, for tests that start a second orders service.
+    pub accounts_grpc: String,
     pub orders: TestApp,
     pub shards: TestShards,
     _keep: (TestDb, TestRedis, tempfile::TempDir),
@@ -35,11 +37,11 @@ pub async fn accounts() -> (TestApp, String, (TestDb, TestRedis, tempfile::TempD
     (TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop)), grpc, (db, redis, dir))
 }
 
-pub async fn orders(map: ShardMap, accounts: &TestApp, grpc: &str, redis: &TestRedis, acquire_ms: u64) -> TestApp {
+pub async fn orders(map: ShardMap, accounts: &TestApp, grpc: &str, redis: (&str, &str), acquire_ms: u64) -> TestApp {
     let settings = orders::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
-        redis_url: redis.url.clone(),
-        redis_key_prefix: redis.prefix.clone(),
+        redis_url: redis.0.to_owned(),
+        redis_key_prefix: redis.1.to_owned(),
         accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
         accounts_grpc_url: grpc.to_owned(),
         shard_acquire_timeout_ms: acquire_ms,
@@ -60,8 +62,8 @@ pub async fn stack_with_down(down: &[&str]) -> Stack {
     let map = shards.map.clone().with_url_overrides(overrides).unwrap();
     // A down shard must answer fast; otherwise leave room for the concurrency tests' queues.
     let acquire_ms = if down.is_empty() { 10_000 } else { 500 };
-    let orders = orders(map, &accounts, &grpc, &keep.1, acquire_ms).await;
-    Stack { accounts, orders, shards, _keep: keep }
+    let orders = orders(map, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), acquire_ms).await;
+    Stack { accounts, accounts_grpc: grpc, orders, shards, _keep: keep }
 }
 
 pub async fn stack() -> Stack {
@@ -69,6 +71,16 @@ pub async fn stack() -> Stack {
 }
 
 impl Stack {
+    pub fn from_parts(
+        accounts: TestApp,
+        accounts_grpc: String,
+        orders: TestApp,
+        shards: TestShards,
+        keep: (TestDb, TestRedis, tempfile::TempDir),
+    ) -> Self {
+        Self { accounts, accounts_grpc, orders, shards, _keep: keep }
+    }
+
     /// A new user with `role`, logged in: its id and token.
     pub async fn user(&self, role: &str) -> (String, String) {
         let email = format!("{}@example.org", testkit::unique_id());

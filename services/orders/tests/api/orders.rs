@@ -96,7 +96,14 @@ async fn only_existing_customers_order_and_accounts_down_is_retryable() {
 
     // The same shards, but accounts' gRPC address points nowhere: 503, not 500.
     let redis = testkit::TestRedis::new().unwrap();
-    let broken = super::helpers::orders(s.shards.map.clone(), &s.accounts, "http://127.0.0.1:1", &redis, 2000).await;
+    let broken = super::helpers::orders(
+        s.shards.map.clone(),
+        &s.accounts,
+        "http://127.0.0.1:1",
+        (&redis.url, &redis.prefix),
+        2000,
+    )
+    .await;
     let (_, customer) = s.user("CUSTOMER").await;
     let res = broken
         .client
@@ -295,4 +302,73 @@ async fn order_and_outbox_commit_together_or_not_at_all() {
     // The same key works once the fault is gone: nothing half-done blocks it.
     sqlx::raw_sql("drop trigger fail_sevens on outbox").execute(pool).await.unwrap();
     assert_eq!(s.order(&customer, Some("seven"), &order("SA", &event, &tt, 7)).await.0, 201);
+}
+
+#[tokio::test]
+async fn a_stopped_shard_fails_fast_for_its_region_and_recovers_without_a_restart() {
+    // `sa-1` is an instance of this test's own, so stopping it disturbs no other test.
+    let private = testkit::PrivatePostgres::start().await.unwrap();
+    let sa_db = testkit::TestDb::create_on(&private.url(), platform::db::Schema::Shard).await.unwrap();
+    let (accounts, grpc, keep) = super::helpers::accounts().await;
+    let shards = testkit::TestShards::create().await.unwrap();
+    let map =
+        shards.map.clone().with_url_overrides(BTreeMap::from([("sa_1_url".to_owned(), sa_db.url.clone())])).unwrap();
+    let orders = super::helpers::orders(map, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), 500).await;
+    let s = Stack::from_parts(accounts, grpc, orders, shards, keep);
+
+    let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
+    let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    assert_eq!(s.order(&customer, None, &order("SA", &sa_event, &sa_tt, 1)).await.0, 201);
+
+    private.stop().await.unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = s.order(&customer, None, &order("SA", &sa_event, &sa_tt, 1)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("region SA"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "503 within {:?}", started.elapsed());
+    assert_eq!(s.order(&customer, None, &order("NA", &na_event, &na_tt, 1)).await.0, 201, "NA keeps selling");
+
+    private.resume().await.unwrap();
+    let (status, body) = s.order(&customer, None, &order("SA", &sa_event, &sa_tt, 1)).await;
+    assert_eq!(status, 201, "SA recovers without restarting orders: {body}");
+    drop(sa_db);
+}
+
+#[tokio::test]
+async fn one_key_for_two_orders_in_different_regions_is_refused() {
+    let s = stack().await;
+    let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
+    let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    assert_eq!(s.order(&customer, Some("k-1"), &order("NA", &na_event, &na_tt, 1)).await.0, 201);
+    let (status, body) = s.order(&customer, Some("k-1"), &order("SA", &sa_event, &sa_tt, 1)).await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{body}");
+    let (_, sa) = s.get(&format!("/api/v1/events/{sa_event}")).await;
+    assert_eq!(sa["ticketTypes"][0]["remainingQuantity"], 10, "no SA order was made");
+}
+
+#[tokio::test]
+async fn with_redis_down_orders_slow_down_but_never_oversell() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 30).await;
+    // The same shards and accounts, but the lock's Redis points nowhere.
+    let lockless = super::helpers::orders(
+        s.shards.map.clone(),
+        &s.accounts,
+        &s.accounts_grpc,
+        ("redis://127.0.0.1:1", "dead:"),
+        10_000,
+    )
+    .await;
+    let buyers = customers(&s, 5).await;
+    let body = order("NA", &event, &tt, 1);
+    let answers = join_all((0..100).map(|i| {
+        let req = lockless.client.post(lockless.url("/api/v1/orders")).bearer_auth(&buyers[i % 5]).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    }))
+    .await;
+    assert_eq!(answers.iter().filter(|s| **s == 201).count(), 30);
+    assert_eq!(answers.iter().filter(|s| **s == 409).count(), 70);
+    assert_stock_consistent(&s, &event, &tt, 30).await;
 }
