@@ -89,7 +89,7 @@ async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result
         return Err(fields.into_error());
     };
     let normalized = email.normalized();
-    if let Err(e) = s.throttle.check(&normalized).await {
+    if let Err(e) = s.throttle.admit(&normalized).await {
         metrics::counter!("accounts_logins_total", "outcome" => "throttled").increment(1);
         return Err(e);
     }
@@ -105,7 +105,7 @@ async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result
             Ok(axum::Json(json!({ "accessToken": token, "expiresAt": expires_at.to_rfc3339() })))
         }
         _ => {
-            s.throttle.failed(&normalized).await;
+            // Already counted by `admit`.
             metrics::counter!("accounts_logins_total", "outcome" => "failure").increment(1);
             // One answer for an unknown email and a wrong password: no account enumeration.
             Err(ApiError::Unauthorized("invalid email or password".into()))

@@ -1,9 +1,18 @@
 //! Login throttling per email, in Redis so it holds across instances.
 //!
-//! Each failed login increments `{prefix}login-fail:{email}`, which expires a window after the
-//! first failure; at `max_failures` further attempts get 429 until it expires. A success clears
-//! it. If Redis is down the check lets logins through (logged and counted): throttling slows
-//! attackers, it must not lock every user out.
+//! Every login attempt for an email first increments `{prefix}login-fail:{email}` (one atomic
+//! `MULTI`: `INCR`, `EXPIRE … NX`, `TTL`); the key expires a window after the first attempt
+//! that created it, and later attempts do not push that back. An attempt whose count exceeds
+//! `max_failures` gets 429 with the seconds left; a successful login deletes the key. So after
+//! `max_failures` failures within the window, further attempts are refused until it ends.
+//!
+//! Counting before the password is checked (rather than after it failed) is what makes the
+//! limit hold under concurrency: a burst of parallel guesses cannot all pass a check that none
+//! of them has been counted in yet. The cost is that an attempt cut short by an outage (503)
+//! also counts, which errs on the safe side.
+//!
+//! If Redis is down the attempt goes through (logged and counted): throttling slows attackers,
+//! it must not lock every user out.
 
 use platform::error::ApiError;
 use platform::redis::RedisPool;
@@ -26,18 +35,31 @@ impl Throttle {
         format!("{}login-fail:{email_normalized}", self.prefix)
     }
 
-    /// 429 with the seconds left when the email is locked out.
-    pub async fn check(&self, email_normalized: &str) -> Result<(), ApiError> {
+    /// Counts an attempt for `email_normalized`: `Ok` when it may go on, 429 with the seconds
+    /// left when the email has used up its attempts for the window.
+    pub async fn admit(&self, email_normalized: &str) -> Result<(), ApiError> {
         let key = self.key(email_normalized);
-        let result: Result<(Option<u32>, i64), String> = async {
+        let window_secs = i64::try_from(self.settings.window_secs).unwrap_or(i64::MAX);
+        let result: Result<(u64, i64), String> = async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            redis::pipe().get(&key).ttl(&key).query_async(&mut *conn).await.map_err(|e| e.to_string())
+            redis::pipe()
+                .atomic()
+                .incr(&key, 1)
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(window_secs)
+                .arg("NX")
+                .ignore()
+                .ttl(&key)
+                .query_async(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())
         }
         .await;
         match result {
-            Ok((Some(n), ttl)) if n >= self.settings.max_failures => {
+            Ok((attempt, ttl_secs)) if attempt > u64::from(self.settings.max_failures) => {
                 metrics::counter!("accounts_login_throttled_total").increment(1);
-                let retry_after_secs = u64::try_from(ttl).unwrap_or(self.settings.window_secs).max(1);
+                let retry_after_secs = u64::try_from(ttl_secs).unwrap_or(self.settings.window_secs).max(1);
                 Err(ApiError::TooManyRequests {
                     message: format!("too many failed logins; try again in {retry_after_secs} s"),
                     retry_after_secs,
@@ -52,34 +74,16 @@ impl Throttle {
         }
     }
 
-    pub async fn failed(&self, email_normalized: &str) {
+    /// Clears the count after a successful login: failures before it no longer count.
+    pub async fn succeeded(&self, email_normalized: &str) {
         let key = self.key(email_normalized);
-        let window = i64::try_from(self.settings.window_secs).unwrap_or(i64::MAX);
         let result: Result<(), String> = async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            // NX: the window starts at the first failure and is not pushed back by later ones.
-            redis::pipe()
-                .incr(&key, 1)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(window)
-                .arg("NX")
-                .ignore()
-                .query_async(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())
+            redis::cmd("DEL").arg(&key).query_async(&mut *conn).await.map_err(|e| e.to_string())
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, "recording a failed login");
-        }
-    }
-
-    pub async fn succeeded(&self, email_normalized: &str) {
-        let key = self.key(email_normalized);
-        if let Ok(mut conn) = self.pool.get().await {
-            let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut *conn).await;
+            tracing::warn!(error = %e, "clearing the failed-login count");
         }
     }
 }

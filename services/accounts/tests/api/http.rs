@@ -139,6 +139,35 @@ async fn repeated_failures_are_throttled_across_instances_via_redis() {
 }
 
 #[tokio::test]
+async fn a_burst_of_parallel_guesses_gets_no_more_than_the_limit() {
+    let ctx = spawn_with(|s| {
+        s.login_throttle.max_failures = 3;
+        s.login_throttle.window_secs = 120;
+    })
+    .await;
+    ctx.user("burst@example.org", None).await;
+    let ctx = &ctx;
+    let statuses = futures::future::join_all(
+        (0..12).map(|i| async move { ctx.login("burst@example.org", &format!("guess number {i}")).await.0 }),
+    )
+    .await;
+    let count = |code| statuses.iter().filter(|&&s| s == code).count();
+    assert_eq!((count(401), count(429)), (3, 9), "{statuses:?}");
+    // Locked out: even the right password waits for the window.
+    assert_eq!(ctx.login("burst@example.org", "correct horse battery").await.0, 429);
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_earlier_failures() {
+    let ctx = spawn_with(|s| s.login_throttle.max_failures = 2).await;
+    ctx.user("forgetful@example.org", None).await;
+    for _ in 0..3 {
+        assert_eq!(ctx.login("forgetful@example.org", "wrong guess").await.0, 401);
+        assert_eq!(ctx.login("forgetful@example.org", "correct horse battery").await.0, 200);
+    }
+}
+
+#[tokio::test]
 async fn tokens_verify_through_the_published_jwks() {
     let ctx = spawn_with(|s| s.jwt.ttl_secs = 900).await;
     let (id, token) = ctx.user("jwks@example.org", Some("ORGANIZER")).await;
