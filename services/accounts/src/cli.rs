@@ -58,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CreateAdmin { email, name, password_env } => {
             let settings: Settings = platform::settings::load(SERVICE, cli.config.as_deref())?;
+            settings.validate()?;
             let raw = match password_env {
                 Some(var) => {
                     std::env::var(&var).map_err(|_| anyhow::anyhow!("--password-env: variable {var} is not set"))?
@@ -72,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let name = UserName::parse(&name).map_err(|m| anyhow::anyhow!("--name {m}"))?;
             let password = Password::parse(&raw).map_err(|m| anyhow::anyhow!("password {m}"))?;
             let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&settings.database_url).await?;
-            let hash = password::Hasher::new(&settings.argon2)?.hash(password).await?;
+            let hash = password::Hasher::new(&settings.argon2).await?.hash(password).await?;
             let id = repo::insert(&db, &email, &name, &hash, Role::Admin).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created ADMIN {id} <{}>", email.as_str());
             Ok(())

@@ -51,6 +51,7 @@ impl Application {
     /// Loads the signing key (refusing to start without one), prepares pools that connect on
     /// first use, and binds both listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
         let keys = Arc::new(keys::SigningKeys::from_settings(&settings.jwt)?);
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
@@ -59,7 +60,7 @@ impl Application {
         let redis = platform::redis::pool_lazy(&settings.redis_url, 16, Duration::from_secs(1))?;
         let state = http::AppState {
             db: db.clone(),
-            hasher: password::Hasher::new(&settings.argon2)?,
+            hasher: password::Hasher::new(&settings.argon2).await?,
             verifier: Arc::new(keys.verifier()?),
             keys,
             throttle: throttle::Throttle::new(

@@ -17,15 +17,47 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     /// The `accounts` database on the global instance.
     pub database_url: String,
-    /// Upper bound on waiting for a database connection, in milliseconds.
+    /// Upper bound on waiting for a database connection, in milliseconds (default 2000); past
+    /// it a request answers 503 with `Retry-After`.
     pub db_acquire_timeout_ms: u64,
+    /// Redis, where failed logins are counted (default `redis://127.0.0.1:6379`).
     pub redis_url: String,
     /// Prefix of every Redis key this service writes, so instances of several stacks (or
-    /// tests) share one Redis without meeting.
+    /// tests) share one Redis without meeting (default `accounts:`).
     pub redis_key_prefix: String,
+    /// Access tokens: signing key, claims, lifetime.
     pub jwt: JwtSettings,
+    /// Failed-login limits per email.
     pub login_throttle: ThrottleSettings,
+    /// Password hashing cost.
     pub argon2: Argon2Settings,
+}
+
+impl Settings {
+    /// Rules serde cannot express; the error names the setting. Called by
+    /// [`crate::Application::build`], so a bad value stops the service before it listens.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let jwt = &self.jwt;
+        if jwt.private_key_file.is_some() && jwt.private_key_pem.is_some() {
+            anyhow::bail!("jwt.private_key_file and jwt.private_key_pem are both set; set one");
+        }
+        if jwt.ttl_secs == 0 {
+            anyhow::bail!("jwt.ttl_secs must be at least 1");
+        }
+        if jwt.issuer.trim().is_empty() || jwt.audience.trim().is_empty() {
+            anyhow::bail!("jwt.issuer and jwt.audience must not be empty");
+        }
+        if jwt.key_id.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            anyhow::bail!("jwt.key_id must not be empty when set");
+        }
+        if self.login_throttle.max_failures == 0 {
+            anyhow::bail!("login_throttle.max_failures must be at least 1");
+        }
+        if self.login_throttle.window_secs == 0 {
+            anyhow::bail!("login_throttle.window_secs must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 impl Default for Settings {
@@ -50,7 +82,9 @@ impl Default for Settings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSettings {
+    /// Path of the Ed25519 private key, PKCS#8 PEM (`TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_FILE`).
     pub private_key_file: Option<PathBuf>,
+    /// The same key inline, for secret stores that inject variables; never logged.
     pub private_key_pem: Option<String>,
     /// Key id published in the JWKS and stamped on tokens; default derived from the public key,
     /// so a new key gets a new id by itself.
@@ -100,7 +134,9 @@ impl fmt::Debug for JwtSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleSettings {
+    /// Failed attempts allowed per email within the window (default 10); the next gets 429.
     pub max_failures: u32,
+    /// Length of the window, in seconds, counted from its first failure (default 300).
     pub window_secs: u64,
 }
 
@@ -116,13 +152,64 @@ impl Default for ThrottleSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Argon2Settings {
+    /// Memory per hash, in KiB (default 19456 = 19 MiB).
     pub memory_kib: u32,
+    /// Passes over that memory (default 2).
     pub iterations: u32,
+    /// Lanes (default 1: one core per hash, so concurrent logins use the other cores).
     pub parallelism: u32,
 }
 
 impl Default for Argon2Settings {
     fn default() -> Self {
         Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert!(Settings::default().validate().is_ok());
+        type Tweak = fn(&mut Settings);
+        let cases: [(&str, Tweak); 5] = [
+            ("jwt.ttl_secs", |s| s.jwt.ttl_secs = 0),
+            ("login_throttle.max_failures", |s| s.login_throttle.max_failures = 0),
+            ("login_throttle.window_secs", |s| s.login_throttle.window_secs = 0),
+            ("jwt.private_key_pem", |s| {
+                s.jwt.private_key_file = Some("k.pem".into());
+                s.jwt.private_key_pem = Some("pem".into());
+            }),
+            ("jwt.key_id", |s| s.jwt.key_id = Some(" ".into())),
+        ];
+        for (name, tweak) in cases {
+            let mut s = Settings::default();
+            tweak(&mut s);
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_inline_key_never_shows_in_debug() {
+        let mut s = Settings::default();
+        s.jwt.private_key_pem = Some("-----BEGIN PRIVATE KEY-----secret".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("secret") && shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err, reason = "figment::Jail fixes the closure's error type")]
+    fn env_layering_reaches_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_FILE", "/keys/jwt.pem");
+            jail.set_env("TICKET_HUB_ACCOUNTS__LOGIN_THROTTLE__MAX_FAILURES", "3");
+            let s: Settings = platform::settings::load("accounts", None).map_err(|e| e.to_string())?;
+            assert_eq!(s.jwt.private_key_file.as_deref(), Some(std::path::Path::new("/keys/jwt.pem")));
+            assert_eq!(s.login_throttle.max_failures, 3);
+            Ok(())
+        });
     }
 }
