@@ -2,11 +2,10 @@
 
 use std::process::Stdio;
 
-use accounts::Application;
 use serde_json::json;
 use testkit::TestApp;
 
-use super::helpers::{settings, spawn, spawn_with};
+use super::helpers::{spawn, spawn_with};
 
 #[tokio::test]
 async fn serves_ops_endpoints_against_real_dependencies() {
@@ -48,18 +47,30 @@ async fn binary_logs_json_and_stops_on_sigterm() {
 }
 
 #[tokio::test]
-async fn refuses_to_start_without_a_signing_key() {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
-        .env("TICKET_HUB_ACCOUNTS__HTTP_ADDR", "127.0.0.1:0")
-        .env("TICKET_HUB_ACCOUNTS__GRPC_ADDR", "127.0.0.1:0")
-        .env_remove("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_FILE")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("jwt.private_key_file"), "{stderr}");
+async fn refuses_to_start_without_a_usable_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("not-a-key.pem");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (what, file, expected) in [
+        ("no key", None, "jwt.private_key_file is required"),
+        ("missing file", Some(&missing), "jwt.private_key_file"),
+        ("not a key", Some(&not_a_key), "not an Ed25519 PKCS#8 PEM key"),
+    ] {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_accounts"));
+        cmd.env("TICKET_HUB_ACCOUNTS__HTTP_ADDR", "127.0.0.1:0")
+            .env("TICKET_HUB_ACCOUNTS__GRPC_ADDR", "127.0.0.1:0")
+            .env_remove("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_FILE")
+            .env_remove("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_PEM")
+            .current_dir(std::env::temp_dir());
+        if let Some(f) = file {
+            cmd.env("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_FILE", f);
+        }
+        let out = cmd.output().await.unwrap();
+        assert!(!out.status.success(), "{what}: started anyway");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+    }
 }
 
 #[tokio::test]
@@ -105,45 +116,50 @@ async fn create_admin_is_the_way_to_an_admin() {
     assert_eq!(me["role"], "ADMIN");
 }
 
+/// Runs the real binary with debug logs, signs up, logs in, calls `/me` and gRPC with a
+/// correlation id, then reads everything it printed.
 #[tokio::test]
-async fn secrets_never_reach_the_logs() {
-    // Run the real binary, sign up and log in, then read everything it printed.
+async fn logs_carry_grpc_correlation_ids_and_never_secrets() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
     let (db, redis) =
         (testkit::TestDb::global(platform::db::Schema::Accounts).await.unwrap(), testkit::TestRedis::new().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(&db, &redis, super::helpers::key_file(&dir)).await;
-    let app = Application::build(s.clone()).await.unwrap();
-    drop(app);
+    // The key inline, as a secret store would inject it: its text must not be logged either.
+    let key_pem = std::fs::read_to_string(super::helpers::key_file(&dir)).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
         .env("TICKET_HUB_ACCOUNTS__HTTP_ADDR", "127.0.0.1:0")
         .env("TICKET_HUB_ACCOUNTS__GRPC_ADDR", "127.0.0.1:0")
         .env("TICKET_HUB_ACCOUNTS__DATABASE_URL", &db.url)
+        .env("TICKET_HUB_ACCOUNTS__REDIS_URL", &redis.url)
         .env("TICKET_HUB_ACCOUNTS__REDIS_KEY_PREFIX", &redis.prefix)
-        .env("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_FILE", s.jwt.private_key_file.as_ref().unwrap())
+        .env_remove("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_FILE")
+        .env("TICKET_HUB_ACCOUNTS__JWT__PRIVATE_KEY_PEM", &key_pem)
+        .env("TICKET_HUB_ACCOUNTS__ARGON2__MEMORY_KIB", "1024")
+        .env("TICKET_HUB_ACCOUNTS__ARGON2__ITERATIONS", "1")
         .env("RUST_LOG", "debug")
+        .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut port = None;
     let mut seen = String::new();
-    while port.is_none() {
+    let (port, grpc_port) = loop {
         let mut line = String::new();
         assert!(stdout.read_line(&mut line).await.unwrap() > 0, "exited early: {seen}");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        port = v["port"].as_u64();
         seen.push_str(&line);
-    }
-    let app = TestApp::spawn(u16::try_from(port.unwrap()).unwrap(), |_| async { Ok(()) });
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let (Some(p), Some(g)) = (v["port"].as_u64(), v["grpc_port"].as_u64()) {
+            break (u16::try_from(p).unwrap(), g);
+        }
+    };
+    let app = TestApp::spawn(port, |_| async { Ok(()) });
     let password = "very secret password 42";
-    assert_eq!(
-        app.post_json("/api/v1/signup", &json!({"email": "s@example.org", "name": "S", "password": password}))
-            .await
-            .status(),
-        201
-    );
+    let res =
+        app.post_json("/api/v1/signup", &json!({"email": "s@example.org", "name": "S", "password": password})).await;
+    assert_eq!(res.status(), 201);
+    let user_id = res.json::<serde_json::Value>().await.unwrap()["userId"].as_str().unwrap().to_owned();
     let login: serde_json::Value = app
         .post_json("/api/v1/login", &json!({"email": "s@example.org", "password": password}))
         .await
@@ -151,12 +167,39 @@ async fn secrets_never_reach_the_logs() {
         .await
         .unwrap();
     let token = login["accessToken"].as_str().unwrap().to_owned();
-    let _ = app.client.get(app.url("/api/v1/me")).header("authorization", format!("Bearer {token}")).send().await;
+    let me = app.client.get(app.url("/api/v1/me")).header("authorization", format!("Bearer {token}")).send().await;
+    assert_eq!(me.unwrap().status(), 200);
+    let mut grpc = proto::accounts::v1::accounts_service_client::AccountsServiceClient::connect(format!(
+        "http://127.0.0.1:{grpc_port}"
+    ))
+    .await
+    .unwrap();
+    for id in [user_id.clone(), uuid::Uuid::now_v7().to_string()] {
+        let mut req = tonic::Request::new(proto::accounts::v1::GetUserByIdRequest { id });
+        req.metadata_mut().insert("x-correlation-id", "grpc-corr-42".parse().unwrap());
+        let _ = grpc.get_user_by_id(req).await;
+    }
+
     let _ = tokio::process::Command::new("kill").arg("-TERM").arg(child.id().unwrap().to_string()).status().await;
-    let _ = child.wait().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await;
     stdout.read_to_string(&mut seen).await.unwrap();
     assert!(seen.contains("logged in"), "the log was read: {seen}");
+
+    let grpc_lines: Vec<serde_json::Value> = seen
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["span"]["method"] == "GetUserById")
+        .collect();
+    assert!(
+        grpc_lines.iter().any(|v| v["message"] == "GetUserById ok")
+            && grpc_lines.iter().any(|v| v["message"] == "GetUserById failed"),
+        "{seen}"
+    );
+    assert!(grpc_lines.iter().all(|v| v["span"]["correlation_id"] == "grpc-corr-42"), "{grpc_lines:?}");
+
     assert!(!seen.contains(password), "password in the log");
     assert!(!seen.contains(&token), "token in the log");
     assert!(!seen.contains(token.split('.').nth(2).unwrap()), "token signature in the log");
+    let key_body = key_pem.lines().nth(1).unwrap();
+    assert!(!seen.contains(key_body), "private key in the log");
 }
