@@ -3,6 +3,8 @@
 use std::fmt;
 
 use platform::auth::Role;
+use serde::Serialize;
+use uuid::Uuid;
 
 /// An email address: trimmed, at most 254 bytes, one `@` with a non-empty local part and a
 /// dotted domain, no spaces or control characters. Compared case-insensitively through
@@ -100,6 +102,41 @@ impl fmt::Debug for Password {
     }
 }
 
+/// A user's id: a UUID (v7 for users made here, so ids sort by creation). Parsed at the door
+/// from gRPC strings; token subjects arrive already typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UserId(Uuid);
+
+impl UserId {
+    /// A new id for a user being created.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The id in `raw` (surrounding spaces ignored). The message does not echo the input, so
+    /// arbitrary client text is never reflected or logged.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Uuid::parse_str(raw.trim()).map(Self).map_err(|_| "must be a UUID".into())
+    }
+
+    pub fn as_uuid(self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for UserId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The role chosen at signup: CUSTOMER (default) or ORGANIZER. ADMIN is made only by the
 /// `create-admin` command.
 pub fn signup_role(raw: Option<&str>) -> Result<Role, String> {
@@ -137,6 +174,16 @@ mod tests {
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
         assert_eq!(format!("{:?}", Password::parse("secret-pw").unwrap()), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn user_ids() {
+        let id = UserId::generate();
+        assert_eq!(UserId::parse(&format!(" {id} ")), Ok(id));
+        assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(id.to_string()));
+        for bad in ["", "123", "not-a-uuid", "0190e5c8-0000-7000-8000-00000000000g"] {
+            assert_eq!(UserId::parse(bad), Err("must be a UUID".into()), "{bad}");
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ use proto::accounts::v1::{GetUserByIdRequest, GetUserByIdResponse, UserRole};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
-use uuid::Uuid;
 
+use crate::domain::UserId;
 use crate::repo;
 
 #[derive(Debug, Clone)]
@@ -45,9 +45,8 @@ impl AccountsService for Accounts {
         let result: Result<Response<GetUserByIdResponse>, Status> = correlation
             .scope(
                 async {
-                    let raw = req.into_inner().id;
-                    let id = Uuid::parse_str(raw.trim())
-                        .map_err(|_| Status::invalid_argument(format!("id: `{raw}` is not a UUID")))?;
+                    let id = UserId::parse(&req.into_inner().id)
+                        .map_err(|m| Status::invalid_argument(format!("id: {m}")))?;
                     let user = repo::by_id(&self.db, id)
                         .await
                         .map_err(Status::from)?

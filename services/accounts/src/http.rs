@@ -1,5 +1,6 @@
 //! The HTTP API: signup, login, me, and the JWKS.
 
+use std::fmt;
 use std::sync::Arc;
 
 use axum::Router;
@@ -47,13 +48,25 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Every field optional here so a missing one is reported by name with the others.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignupBody {
     email: Option<String>,
     name: Option<String>,
     password: Option<String>,
     role: Option<String>,
+}
+
+/// Written by hand so that logging a body can never print the password.
+impl fmt::Debug for SignupBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignupBody")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("role", &self.role)
+            .finish()
+    }
 }
 
 #[tracing::instrument(skip_all, err(Debug))]
@@ -73,11 +86,20 @@ async fn signup(State(s): State<AppState>, Json(body): Json<SignupBody>) -> Resu
     Ok((StatusCode::CREATED, axum::Json(json!({ "userId": id }))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     email: Option<String>,
     password: Option<String>,
+}
+
+impl fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginBody")
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[tracing::instrument(skip_all, err(Debug))]
@@ -115,7 +137,7 @@ async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result
 
 #[tracing::instrument(skip_all, fields(user_id = %claims.sub), err(Debug))]
 async fn me(State(s): State<AppState>, Authenticated(claims): Authenticated) -> Result<axum::Json<Value>, ApiError> {
-    let user = repo::by_id(&s.db, claims.sub)
+    let user = repo::by_id(&s.db, claims.sub.into())
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
     Ok(axum::Json(json!({ "id": user.id, "email": user.email, "name": user.name, "role": user.role })))
@@ -124,4 +146,20 @@ async fn me(State(s): State<AppState>, Authenticated(claims): Authenticated) -> 
 async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
     // Verifiers cache keys and refetch on an unknown kid, so a short max-age is enough.
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(s.keys.jwks()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_never_show_the_password_in_debug() {
+        let signup: SignupBody =
+            serde_json::from_value(json!({"email": "a@b.org", "name": "A", "password": "hunter2hunter2"})).unwrap();
+        let login: LoginBody =
+            serde_json::from_value(json!({"email": "a@b.org", "password": "hunter2hunter2"})).unwrap();
+        for shown in [format!("{signup:?}"), format!("{login:?}")] {
+            assert!(!shown.contains("hunter2") && shown.contains("<redacted>") && shown.contains("a@b.org"), "{shown}");
+        }
+    }
 }

@@ -13,8 +13,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use platform::auth::{Claims, KeySet, Role, StaticKeys, TokenPolicy};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
+use crate::domain::UserId;
 use crate::settings::JwtSettings;
 
 /// The key accounts signs with, and what it publishes about it.
@@ -88,11 +88,17 @@ impl SigningKeys {
     }
 
     /// Signs an access token for `user` valid from `now` for the configured lifetime.
-    pub fn issue(&self, user: Uuid, role: Role, now: DateTime<Utc>) -> anyhow::Result<(String, DateTime<Utc>)> {
+    pub fn issue(&self, user: UserId, role: Role, now: DateTime<Utc>) -> anyhow::Result<(String, DateTime<Utc>)> {
         let iat = now.timestamp();
         let exp = iat + self.ttl_secs;
-        let claims =
-            Claims { sub: user, role, iat, exp, iss: self.policy.issuer.clone(), aud: self.policy.audience.clone() };
+        let claims = Claims {
+            sub: user.as_uuid(),
+            role,
+            iat,
+            exp,
+            iss: self.policy.issuer.clone(),
+            aud: self.policy.audience.clone(),
+        };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)?;

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`settings`]: figment-loaded configuration.
-//! - [`domain`]: `Email`, `UserName`, `Password`, signup roles — input parsed once.
+//! - [`domain`]: `Email`, `UserName`, `Password`, `UserId`, signup roles — input parsed once.
 //! - [`keys`]: the Ed25519 signing key, token issuance, the JWKS document.
 //! - [`password`]: argon2id hashing off the async threads.
 //! - [`repo`]: the `users` table. [`throttle`]: failed-login limits in Redis.

@@ -5,12 +5,12 @@ use platform::error::ApiError;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{Email, UserName};
+use crate::domain::{Email, UserId, UserName};
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -32,7 +32,7 @@ impl TryFrom<Row> for User {
     fn try_from(r: Row) -> Result<Self, ApiError> {
         let role = Role::parse(&r.role)
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown role {} in users", r.role)))?;
-        Ok(Self { id: r.id, email: r.email, name: r.name, role, password_hash: r.password_hash })
+        Ok(Self { id: r.id.into(), email: r.email, name: r.name, role, password_hash: r.password_hash })
     }
 }
 
@@ -51,12 +51,12 @@ pub async fn insert(
     name: &UserName,
     password_hash: &str,
     role: Role,
-) -> Result<Uuid, ApiError> {
-    let id = Uuid::now_v7();
+) -> Result<UserId, ApiError> {
+    let id = UserId::generate();
     let res = sqlx::query(
         "insert into users (id, email, email_normalized, name, password_hash, role) values ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(id)
+    .bind(id.as_uuid())
     .bind(email.as_str())
     .bind(email.normalized())
     .bind(name.as_str())
@@ -85,9 +85,9 @@ pub async fn by_email(db: &PgPool, email: &Email) -> Result<Option<User>, ApiErr
     row.map(User::try_from).transpose()
 }
 
-pub async fn by_id(db: &PgPool, id: Uuid) -> Result<Option<User>, ApiError> {
+pub async fn by_id(db: &PgPool, id: UserId) -> Result<Option<User>, ApiError> {
     let row: Option<Row> = sqlx::query_as("select id, email, name, role, password_hash from users where id = $1")
-        .bind(id)
+        .bind(id.as_uuid())
         .fetch_optional(db)
         .await
         .map_err(db_error)?;

@@ -7,7 +7,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use platform::auth::{JwksVerifier, Role, TokenPolicy, TokenVerifier};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::helpers::{fields, json, spawn, spawn_with};
 
@@ -213,7 +212,7 @@ fn b64(v: &serde_json::Value) -> String {
 async fn me_refuses_every_bad_token_with_401() {
     let ctx = spawn().await;
     let (id, good) = ctx.user("me@example.org", None).await;
-    let user = Uuid::parse_str(&id).unwrap();
+    let user = accounts::domain::UserId::parse(&id).unwrap();
     let policy = ctx.settings.jwt.policy();
     let own = accounts::keys::SigningKeys::from_pem(&ctx.key_pem, None, policy.clone(), 3600).unwrap();
 
