@@ -96,24 +96,58 @@ async fn gen_key_writes_a_private_file_once() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "an existing key is never replaced");
 }
 
-#[tokio::test]
-async fn create_admin_is_the_way_to_an_admin() {
-    let ctx = spawn().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
-        .args(["create-admin", "--email", "root@example.org", "--name", "Root", "--password-env", "ADMIN_PW"])
+/// `accounts create-admin` with `args`, the password on `stdin`, against `ctx`'s database.
+async fn create_admin(ctx: &super::helpers::Ctx, args: &[&str], stdin: &str) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
+        .arg("create-admin")
+        .args(args)
         .env("ADMIN_PW", "admin password 1")
         .env("TICKET_HUB_ACCOUNTS__DATABASE_URL", &ctx.db.url)
         .env("TICKET_HUB_ACCOUNTS__ARGON2__MEMORY_KIB", "1024")
         .env("TICKET_HUB_ACCOUNTS__ARGON2__ITERATIONS", "1")
-        .stdin(Stdio::null())
-        .output()
-        .await
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn create_admin_is_the_way_to_an_admin() {
+    let ctx = spawn().await;
+    // Password from the variable --password-env names.
+    let out =
+        create_admin(&ctx, &["--email", "root@example.org", "--name", "Root", "--password-env", "ADMIN_PW"], "").await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (status, login) = ctx.login("root@example.org", "admin password 1").await;
     assert_eq!(status, 200, "{login}");
     let (_, me) = ctx.me(login["accessToken"].as_str()).await;
     assert_eq!(me["role"], "ADMIN");
+
+    // Password from the first line of standard input.
+    let out = create_admin(&ctx, &["--email", "ops@example.org", "--name", "Ops"], "stdin password 2\n").await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, login) = ctx.login("OPS@example.org", "stdin password 2").await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(ctx.me(login["accessToken"].as_str()).await.1["role"], "ADMIN");
+
+    // Never as an argument; the domain rules and uniqueness hold here too.
+    for (args, stdin, expected) in [
+        (&["--email", "x@example.org", "--name", "X", "--password", "in plain sight"][..], "", "--password"),
+        (&["--email", "y@example.org", "--name", "Y"][..], "short\n", "password must be at least 8 bytes"),
+        (&["--email", "not-an-email", "--name", "Z"][..], "long enough 3\n", "--email"),
+        (&["--email", "Root@Example.org", "--name", "Again"][..], "long enough 4\n", "already exists"),
+    ] {
+        let out = create_admin(&ctx, args, stdin).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expected), "{args:?}: {stderr}");
+    }
 }
 
 /// Runs the real binary with debug logs, signs up, logs in, calls `/me` and gRPC with a
