@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::orders::{ORDER_COLUMNS, OrderRow};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -192,21 +193,6 @@ struct PageQuery {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-struct OrderRow {
-    id: Uuid,
-    region: String,
-    customer_id: Uuid,
-    event_id: Uuid,
-    ticket_type_id: Uuid,
-    quantity: i32,
-    total_price_in_cents: i64,
-    status: String,
-    created_at: DateTime<Utc>,
-    paid_at: Option<DateTime<Utc>>,
-}
-
 /// `GET /api/v1/customers/me/orders`: the caller's orders in every region, newest first; an
 /// explicit fan-out over all shards (orders live with their event, not their customer).
 #[tracing::instrument(skip_all, fields(customer = %claims.sub), err(Debug))]
@@ -229,11 +215,11 @@ async fn my_orders(
     let mut rows: Vec<OrderRow> = fan_out(&state, shards, |pool| {
         let cursor = cursor.as_ref().map(|c| (c.at, c.id));
         async move {
-            sqlx::query_as(
-                "select id, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents, status, created_at, paid_at \
-                 from orders where customer_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3)) \
-                 order by created_at desc, id desc limit $4",
-            )
+            sqlx::query_as(&format!(
+                "select {ORDER_COLUMNS} from orders where customer_id = $1 \
+                 and ($2::timestamptz is null or (created_at, id) < ($2, $3)) \
+                 order by created_at desc, id desc limit $4"
+            ))
             .bind(customer)
             .bind(cursor.map(|c| c.0))
             .bind(cursor.map(|c| c.1))

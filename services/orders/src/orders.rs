@@ -254,10 +254,11 @@ async fn place(
     Ok((201, body))
 }
 
+/// An order as the API shows it (single reads and listings alike).
 #[derive(Debug, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
-struct OrderRow {
-    id: Uuid,
+pub(crate) struct OrderRow {
+    pub(crate) id: Uuid,
     region: String,
     customer_id: Uuid,
     event_id: Uuid,
@@ -265,11 +266,11 @@ struct OrderRow {
     quantity: i32,
     total_price_in_cents: i64,
     status: String,
-    created_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
 }
 
-const ORDER_COLUMNS: &str =
+pub(crate) const ORDER_COLUMNS: &str =
     "id, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents, status, created_at, paid_at";
 
 /// An order, to its customer or an ADMIN.
