@@ -1,0 +1,199 @@
+//! loadtest: load tests of the running stack through the GraphQL gateway, with results per
+//! region and per shard, and a pgbench reference measured in the same run.
+//!
+//! Its own small engine on tokio + reqwest + hdrhistogram rather than goose: an open loop whose
+//! latency counts from each request's intended send time (no coordinated omission), results
+//! labelled by the shard each request's data lives on (routed with `shard-router` and
+//! `shards.toml`, as the services route), a one-shot flash sale that is not a duration-bound
+//! user loop, and far fewer dependencies on a machine where every build competes for 2 cores.
+//!
+//! # Layout
+//! - [`cli`]: the command line. [`mix`]: `--mix NA=70,SA=30` and the deterministic choices.
+//! - [`client`]: the GraphQL operations and error codes. [`setup`]: users and events per region.
+//! - [`workload`]: one request of `orders`, `browse`, `mixed`. [`flash`]: the flash sale.
+//! - [`engine`]: closed and open loops, warm-up, progress line; [`schedule`]: the open-loop
+//!   arrival times. [`stats`]: histograms, rows and the per-second timeline.
+//! - [`pgbench`]: the reference. [`relay`]: outbox publication after the load. [`rss`]: memory.
+//! - [`report`]: table, JSON, SVG chart.
+
+pub mod cli;
+pub mod client;
+pub mod engine;
+pub mod flash;
+pub mod mix;
+pub mod pgbench;
+pub mod relay;
+pub mod report;
+pub mod rss;
+pub mod schedule;
+pub mod setup;
+pub mod stats;
+pub mod workload;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use shard_router::{Router, ShardMap};
+
+use crate::cli::{Args, Scenario};
+use crate::client::Gql;
+use crate::engine::{Mode, Plan};
+use crate::mix::Mix;
+use crate::report::{Machine, Ratio, Report};
+use crate::setup::Fixture;
+
+/// Runs the scenario `args` names and prints (and writes) its report.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let map = ShardMap::load(&args.shards_file).with_context(|| format!("loading {}", args.shards_file.display()))?;
+    let router = Router::new(&map);
+    let mix = match &args.mix {
+        Some(m) => m.clone(),
+        None => Mix::equal(&map.regions().map(|r| r.name.as_str().to_owned()).collect::<Vec<_>>())
+            .map_err(anyhow::Error::msg)?,
+    };
+    for region in mix.regions() {
+        anyhow::ensure!(
+            map.region_named(region).is_some(),
+            "--mix names region {region}, which shards.toml does not have"
+        );
+    }
+    let (mode, concurrency) = match args.rate {
+        Some(rate) => (Mode::Open { rate_per_s: rate, max_in_flight: args.max_in_flight }, None),
+        None => (Mode::Closed { concurrency: args.concurrency }, Some(args.concurrency)),
+    };
+    let mut report = Report {
+        scenario: args.scenario,
+        started_at: Utc::now().to_rfc3339(),
+        machine: Machine::this(),
+        mode: if args.rate.is_some() { "open" } else { "closed" }.into(),
+        concurrency,
+        rate_per_s: args.rate,
+        warmup_s: args.warmup.as_secs_f64(),
+        duration_s: args.duration.as_secs_f64(),
+        mix: mix.shares().map(|(r, s)| (r.to_owned(), s)).collect(),
+        hot: args.hot,
+        ticket_types_per_region: if args.hot { 1 } else { args.ticket_types },
+        gateway: args.gateway.clone(),
+        rows: Vec::new(),
+        timeline: Vec::new(),
+        warmup_requests: 0,
+        late_sends: 0,
+        flash_sale: None,
+        pgbench: Vec::new(),
+        ratios: Vec::new(),
+        relay: Vec::new(),
+        peak_rss_mb: BTreeMap::new(),
+    };
+    let rss = args.rss_from.clone().map(|dir| rss::Sampler::start(dir, Duration::from_millis(250)));
+
+    // Shards whose orders the pgbench reference and the relay measurement are about.
+    let mut order_shards: BTreeSet<String> = BTreeSet::new();
+    let load_started = Utc::now();
+    if args.scenario == Scenario::Pgbench {
+        order_shards.extend(map.shards().map(|s| s.name.to_string()));
+    } else {
+        let gql = Gql::new(&args.gateway, args.timeout)?;
+        let tag = setup::run_tag();
+        eprintln!("setup: run tag {tag}");
+        let organizer = setup::users(&gql, &tag, "ORGANIZER", 1, 1)
+            .await
+            .context("setup through the gateway; is the stack up (./dev up -d)?")?
+            .remove(0);
+        if args.scenario == Scenario::FlashSale {
+            let region = mix.regions().next().unwrap_or("NA").to_owned();
+            eprintln!("setup: {} buyers, one event in {region} with {} tickets", args.buyers, args.tickets);
+            let buyers = setup::users(&gql, &tag, "CUSTOMER", args.buyers, args.setup_concurrency).await?;
+            let event = setup::events(&gql, &router, &organizer, &tag, &region, &[1], args.tickets).await?.remove(0);
+            eprintln!("flash sale: {} buyers at once for {} tickets", buyers.len(), args.tickets);
+            let (mut sale, recorder) = flash::run(&gql, &buyers, &event, args.tickets).await;
+            let shard = map.shard_named(&event.shard).context("the event's shard is not in shards.toml")?;
+            flash::check_stock(shard.url.expose(), &event.ticket_types[0], &mut sale)
+                .await
+                .context("counting the sale on the shard")?;
+            order_shards.insert(event.shard.to_string());
+            report.rows = recorder
+                .rows(Duration::from_secs_f64(sale.sell_out_ms.unwrap_or(sale.latency.max_ms).max(1.0) / 1000.0));
+            report.flash_sale = Some(sale);
+        } else {
+            let customers = if args.scenario == Scenario::Browse { 1 } else { args.customers.max(1) };
+            eprintln!("setup: {customers} customers, {} events per region", args.events);
+            let mut fixture = Fixture {
+                customers: setup::users(&gql, &tag, "CUSTOMER", customers, args.setup_concurrency).await?,
+                events: BTreeMap::new(),
+            };
+            let spread = setup::spread(if args.hot { 1 } else { args.ticket_types }, args.events);
+            for region in mix.regions() {
+                let events = setup::events(&gql, &router, &organizer, &tag, region, &spread, args.stock).await?;
+                fixture.events.insert(region.to_owned(), events);
+            }
+            let common = workload::Common::new(gql, mix.clone(), &fixture, args.seed)?;
+            let plan = Plan { mode, warmup: args.warmup, duration: args.duration, progress: !args.quiet };
+            eprintln!(
+                "load: {:?}, {} s warm-up + {} s",
+                plan.mode,
+                plan.warmup.as_secs_f64(),
+                plan.duration.as_secs_f64()
+            );
+            let measured = match args.scenario {
+                Scenario::Browse => engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await,
+                Scenario::Mixed => engine::run(Arc::new(workload::Mixed { common }), plan).await,
+                _ => engine::run(Arc::new(workload::Orders { common, hot: args.hot }), plan).await,
+            };
+            report.rows = measured.recorder.rows(measured.window);
+            report.timeline = measured.recorder.timeline();
+            report.warmup_requests = measured.recorder.warmup_requests;
+            report.late_sends = measured.late_sends;
+            order_shards.extend(
+                report.rows.iter().filter(|r| r.op == "createOrder" && r.shard != "*").map(|r| r.shard.clone()),
+            );
+        }
+    }
+    if let Some(rss) = rss {
+        report.peak_rss_mb = rss.finish().await;
+    }
+
+    if args.scenario != Scenario::Pgbench && !args.relay_wait.is_zero() {
+        for name in &order_shards {
+            let Some(shard) = map.shard_named(name) else { continue };
+            match relay::measure(name, shard.url.expose(), load_started, args.relay_wait).await {
+                Ok(r) => report.relay.push(r),
+                Err(e) => eprintln!("relay measurement on {name} skipped: {e:#}"),
+            }
+        }
+    }
+
+    if args.pgbench || args.scenario == Scenario::Pgbench {
+        let bin = pgbench::find_binary(args.pgbench_bin.as_deref())?;
+        let ticket_types = if args.hot { 1 } else { args.ticket_types };
+        let duration = args.pgbench_duration.unwrap_or(args.duration);
+        for name in &order_shards {
+            let Some(shard) = map.shard_named(name) else { continue };
+            for clients in args.pgbench_clients() {
+                // Seeded afresh before each run: the same starting state for every client count.
+                let url = pgbench::prepare(shard, &args.migrations, &args.pgbench_dir).await?;
+                eprintln!(
+                    "pgbench on {name}: {clients} clients, {ticket_types} ticket type(s), {} s",
+                    duration.as_secs()
+                );
+                report
+                    .pgbench
+                    .push(pgbench::run(&bin, &args.pgbench_dir, &url, shard, clients, ticket_types, duration).await?);
+            }
+        }
+        report.ratios = Ratio::all(&report.rows, &report.pgbench);
+    }
+
+    println!("{}", report.table());
+    if let Some(path) = &args.json {
+        report.write_json(path).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.chart {
+        report.write_chart(path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! What one request of each duration-bound scenario is. A request is a pure function of its
+//! sequence number (and the seed), so workers share no state but the fixture.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::cli::BrowseQuery;
+use crate::client::{Gql, ops};
+use crate::mix::{Mix, random};
+use crate::setup::{EventFixture, Fixture};
+use crate::stats::{Key, Outcome};
+
+/// One request of a scenario.
+pub trait Workload: Send + Sync + 'static {
+    /// Sends request number `seq` and says what it was and how it ended.
+    fn one(&self, seq: u64) -> impl Future<Output = (Key, Outcome)> + Send;
+}
+
+/// A region's targets, at the index the mix picks.
+#[derive(Debug)]
+struct RegionTargets {
+    name: Arc<str>,
+    events: Vec<EventFixture>,
+    ticket_types: Vec<(EventFixture, String)>,
+}
+
+/// Salts that keep the independent choices of one request uncorrelated.
+const SALT_REGION: u64 = 1;
+const SALT_TARGET: u64 = 2;
+const SALT_KIND: u64 = 3;
+
+/// Shared by the scenarios: the client, the fixture arranged by mix index, the choices.
+#[derive(Debug)]
+pub struct Common {
+    gql: Gql,
+    mix: Mix,
+    regions: Vec<RegionTargets>,
+    customers: Vec<String>,
+    seed: u64,
+}
+
+impl Common {
+    pub fn new(gql: Gql, mix: Mix, fixture: &Fixture, seed: u64) -> anyhow::Result<Self> {
+        let regions = mix
+            .regions()
+            .map(|r| {
+                let events = fixture.events.get(r).cloned().unwrap_or_default();
+                anyhow::ensure!(!events.is_empty(), "the setup made no events in region {r}");
+                Ok(RegionTargets { name: r.into(), ticket_types: fixture.ticket_types(r), events })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!fixture.customers.is_empty(), "the setup made no customers");
+        Ok(Self { gql, mix, regions, customers: fixture.customers.clone(), seed })
+    }
+
+    fn region(&self, seq: u64) -> &RegionTargets {
+        &self.regions[self.mix.pick(random(self.seed ^ SALT_REGION, seq))]
+    }
+
+    fn choose<'a, T>(&self, items: &'a [T], seq: u64) -> &'a T {
+        &items[(random(self.seed ^ SALT_TARGET, seq) % items.len() as u64) as usize]
+    }
+
+    /// A `createOrder` for one ticket, with a fresh idempotency key so the service runs its
+    /// whole keyed transaction (claim, stock, order, outbox, record).
+    async fn order(&self, seq: u64, hot: bool) -> (Key, Outcome) {
+        let region = self.region(seq);
+        let (event, ticket_type) = if hot { &region.ticket_types[0] } else { self.choose(&region.ticket_types, seq) };
+        let customer = &self.customers[(seq % self.customers.len() as u64) as usize];
+        let vars = json!({"input": {
+            "region": &*region.name, "eventId": event.id, "ticketTypeId": ticket_type, "quantity": 1
+        }});
+        let key = uuid::Uuid::new_v4().to_string();
+        let outcome = self.gql.send(ops::CREATE_ORDER, vars, Some(customer), Some(&key)).await;
+        let key = Key { op: "createOrder", region: region.name.clone(), shard: event.shard.clone() };
+        (key, outcome.map(drop).map_err(|f| f.code))
+    }
+
+    /// A page of a region's events: one region, all of its shards.
+    async fn events(&self, seq: u64) -> (Key, Outcome) {
+        let region = self.region(seq);
+        let vars = json!({"region": &*region.name, "first": 20});
+        let outcome = self.gql.send(ops::EVENTS, vars, None, None).await;
+        (Key { op: "events", region: region.name.clone(), shard: "*".into() }, outcome.map(drop).map_err(|f| f.code))
+    }
+
+    /// One event by id, routed to its shard.
+    async fn event(&self, seq: u64) -> (Key, Outcome) {
+        let region = self.region(seq);
+        let event = self.choose(&region.events, seq);
+        let outcome = self.gql.send(&ops::event(&event.id), json!({}), None, None).await;
+        (
+            Key { op: "event", region: region.name.clone(), shard: event.shard.clone() },
+            outcome.map(drop).map_err(|f| f.code),
+        )
+    }
+
+    fn kind(&self, seq: u64) -> u64 {
+        random(self.seed ^ SALT_KIND, seq) % 100
+    }
+}
+
+/// `orders`: region-tagged `createOrder`.
+#[derive(Debug)]
+pub struct Orders {
+    pub common: Common,
+    /// Every order of a region on its first ticket type.
+    pub hot: bool,
+}
+
+impl Workload for Orders {
+    fn one(&self, seq: u64) -> impl Future<Output = (Key, Outcome)> + Send {
+        self.common.order(seq, self.hot)
+    }
+}
+
+/// `browse`: `events` pages and `event(id)` reads.
+#[derive(Debug)]
+pub struct Browse {
+    pub common: Common,
+    pub query: BrowseQuery,
+}
+
+impl Workload for Browse {
+    async fn one(&self, seq: u64) -> (Key, Outcome) {
+        match self.query {
+            BrowseQuery::Events => self.common.events(seq).await,
+            BrowseQuery::Event => self.common.event(seq).await,
+            BrowseQuery::Both if self.common.kind(seq) < 50 => self.common.events(seq).await,
+            BrowseQuery::Both => self.common.event(seq).await,
+        }
+    }
+}
+
+/// `mixed`: half `events` pages, a quarter `event(id)`, a quarter orders.
+#[derive(Debug)]
+pub struct Mixed {
+    pub common: Common,
+}
+
+impl Workload for Mixed {
+    async fn one(&self, seq: u64) -> (Key, Outcome) {
+        match self.common.kind(seq) {
+            0..50 => self.common.events(seq).await,
+            50..75 => self.common.event(seq).await,
+            _ => self.common.order(seq, false).await,
+        }
+    }
+}
