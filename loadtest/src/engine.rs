@@ -175,3 +175,65 @@ async fn progress_line(shared: Arc<Shared>, finished: Arc<AtomicBool>, start: In
     }
     eprintln!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in service: request 0 stalls for `stall`, every other takes `work`. Under
+    /// `tokio::time::pause` the clock only moves when every task waits, so the figures below are
+    /// exact, not timing-dependent.
+    struct Fake {
+        stall: Duration,
+        work: Duration,
+    }
+
+    impl Workload for Fake {
+        async fn one(&self, seq: u64) -> (Key, Outcome) {
+            tokio::time::sleep(if seq == 0 { self.stall } else { self.work }).await;
+            (Key { op: "fake", region: "NA".into(), shard: "na-1".into() }, Ok(()))
+        }
+    }
+
+    fn only_series(m: &Measured) -> &crate::stats::Series {
+        m.recorder.series().values().next().expect("one series")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_loop_charges_a_stall_to_every_request_it_delayed() {
+        let fake = Fake { stall: Duration::from_millis(500), work: Duration::from_millis(10) };
+        let plan = Plan {
+            mode: Mode::Open { rate_per_s: 10, max_in_flight: 1 },
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            progress: false,
+        };
+        let m = run(Arc::new(fake), plan).await;
+        let h = &only_series(&m).latency;
+        assert_eq!(h.len(), 10);
+        // Due at 0, 100, …, 900 ms; the first answers at 500 ms, so requests 1–5 leave late and
+        // their latency counts from when they were due: 410, 320, 230, 140, 50 ms.
+        assert_eq!(m.late_sends, 5);
+        assert_eq!(h.count_between(100_000, 1_000_000), 5);
+        let max_ms = h.max() as f64 / 1000.0;
+        assert!((max_ms - 500.0).abs() < 1.0, "{max_ms}");
+        assert_eq!(h.count_between(1, 11_000), 4, "the requests after the stall took 10 ms");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_loop_counts_only_what_was_sent_after_warm_up() {
+        let fake = Fake { stall: Duration::from_millis(100), work: Duration::from_millis(100) };
+        let plan = Plan {
+            mode: Mode::Closed { concurrency: 2 },
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_secs(1),
+            progress: false,
+        };
+        let m = run(Arc::new(fake), plan).await;
+        assert_eq!(m.recorder.warmup_requests, 4);
+        assert_eq!(only_series(&m).ok, 20);
+        assert_eq!(m.window, Duration::from_secs(1));
+        let timeline = m.recorder.timeline();
+        assert_eq!(timeline.iter().map(|p| p.ok).sum::<u64>(), 20);
+    }
+}
