@@ -3,13 +3,13 @@
 //! by the sort key and pages with a keyset cursor, so a page costs the same at any depth.
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use platform::auth::Authenticated;
+use platform::auth::{Authenticated, Role};
 use platform::error::{ApiError, FieldErrors};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/events", get(events))
         .route("/api/v1/customers/me/orders", get(my_orders))
+        .route("/api/v1/customers/{id}/orders", get(customer_orders))
         .with_state(state)
 }
 
@@ -201,6 +202,27 @@ async fn my_orders(
     Authenticated(claims): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    orders_of(&state, claims.sub, q).await
+}
+
+/// `GET /api/v1/customers/{id}/orders`: the same listing for a named customer, to that
+/// customer or an ADMIN (the gateway's `ordersByCustomer` for admins).
+#[tracing::instrument(skip_all, fields(customer = %raw, caller = %claims.sub), err(Debug))]
+async fn customer_orders(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(raw): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let customer = Uuid::parse_str(&raw).map_err(|_| ApiError::field("id", format!("`{raw}` is not a customer id")))?;
+    if customer != claims.sub && claims.role != Role::Admin {
+        return Err(ApiError::Forbidden("only the customer or an ADMIN may list these orders".into()));
+    }
+    orders_of(&state, customer, q).await
+}
+
+/// One page of `customer`'s orders from every shard.
+async fn orders_of(state: &AppState, customer: Uuid, q: PageQuery) -> Result<axum::Json<Value>, ApiError> {
     let mut errors = FieldErrors::default();
     let limit = errors.check("limit", limit(q.limit.as_deref()));
     let cursor = match q.cursor.as_deref() {
@@ -211,8 +233,7 @@ async fn my_orders(
         return Err(errors.into_error());
     };
     let shards = state.shards.shards().map(|s| s.name.clone()).collect();
-    let customer = claims.sub;
-    let mut rows: Vec<OrderRow> = fan_out(&state, shards, |pool| {
+    let mut rows: Vec<OrderRow> = fan_out(state, shards, |pool| {
         let cursor = cursor.as_ref().map(|c| (c.at, c.id));
         async move {
             sqlx::query_as(&format!(

@@ -240,3 +240,35 @@ async fn creating_an_event_is_idempotent_by_key() {
     let (status, body) = post(event("SA"), "launch-1").await;
     assert_eq!((status, body["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")));
 }
+
+#[tokio::test]
+async fn a_customers_orders_are_listed_to_them_and_to_admins_only() {
+    let s = stack().await;
+    let (na_event, na_tt) = s.event_with_stock("NA", 5).await;
+    let (sa_event, sa_tt) = s.event_with_stock("SA", 5).await;
+    let (customer_id, customer) = s.user("CUSTOMER").await;
+    for (region, event, tt) in [("NA", &na_event, &na_tt), ("SA", &sa_event, &sa_tt)] {
+        let body = json!({"region": region, "eventId": event, "ticketTypeId": tt, "quantity": 1});
+        assert_eq!(s.order(&customer, None, &body).await.0, 201);
+    }
+    let path = format!("/api/v1/customers/{customer_id}/orders");
+    let regions = |p: &serde_json::Value| {
+        let mut r: Vec<String> =
+            p["items"].as_array().unwrap().iter().map(|o| o["region"].as_str().unwrap().to_owned()).collect();
+        r.sort();
+        r
+    };
+    let (status, own) = s.get_as(&path, &customer).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(regions(&own), ["NA", "SA"]);
+    let (_, admin) = s.admin().await;
+    let (status, seen) = s.get_as(&path, &admin).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(regions(&seen), ["NA", "SA"]);
+
+    let (_, other) = s.user("CUSTOMER").await;
+    let (status, body) = s.get_as(&path, &other).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("FORBIDDEN")));
+    assert_eq!(s.get_as("/api/v1/customers/not-a-uuid/orders", &admin).await.0, 400);
+    assert_eq!(s.get(&path).await.0, 401);
+}

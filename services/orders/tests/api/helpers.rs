@@ -103,6 +103,29 @@ impl Stack {
         (id, login["accessToken"].as_str().unwrap().to_owned())
     }
 
+    /// A new ADMIN, logged in: signed up, then promoted in the accounts database (the only
+    /// other way to one is `accounts create-admin`).
+    pub async fn admin(&self) -> (String, String) {
+        let email = format!("{}@example.org", testkit::unique_id());
+        let body = json!({"email": email, "name": "A", "password": "password 123"});
+        let res = self.accounts.post_json("/api/v1/signup", &body).await;
+        assert_eq!(res.status(), 201);
+        let id = res.json::<Value>().await.unwrap()["userId"].as_str().unwrap().to_owned();
+        sqlx::query("update users set role = 'ADMIN' where id = $1::uuid")
+            .bind(&id)
+            .execute(&self._keep.0.pool)
+            .await
+            .unwrap();
+        let login: Value = self
+            .accounts
+            .post_json("/api/v1/login", &json!({"email": email, "password": "password 123"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (id, login["accessToken"].as_str().unwrap().to_owned())
+    }
+
     pub async fn post(
         &self,
         path: &str,
