@@ -14,7 +14,7 @@ pub mod ops {
         "mutation CreateEvent($input: CreateEventInput!) { createEvent(input: $input) { eventId region } }";
     pub const CREATE_ORDER: &str = "mutation CreateOrder($input: CreateOrderInput!) \
          { createOrder(input: $input) { orderId totalPriceInCents region } }";
-    pub const EVENTS: &str = "query Events($region: Region!, $first: Int) \
+    pub const EVENTS: &str = "query Events($region: Region!, $first: Int!) \
          { events(region: $region, first: $first) { id title region startsAt } }";
 
     /// `event(id)` with the id written into the document: a literal is accepted whatever

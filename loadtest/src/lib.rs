@@ -79,15 +79,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         gateway: args.gateway.clone(),
         rows: Vec::new(),
         timeline: Vec::new(),
+        requests: 0,
         warmup_requests: 0,
         late_sends: 0,
         flash_sale: None,
         pgbench: Vec::new(),
         ratios: Vec::new(),
         relay: Vec::new(),
-        peak_rss_mb: BTreeMap::new(),
+        usage: rss::Usage::default(),
     };
-    let rss = args.rss_from.clone().map(|dir| rss::Sampler::start(dir, Duration::from_millis(250)));
+    let rss_dir = args.rss_from.clone().unwrap_or_default();
+    let sample = || rss::Sampler::start(rss_dir.clone(), Duration::from_millis(250));
 
     // Shards whose orders the pgbench reference and the relay measurement are about.
     let mut order_shards: BTreeSet<String> = BTreeSet::new();
@@ -108,7 +110,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let buyers = setup::users(&gql, &tag, "CUSTOMER", args.buyers, args.setup_concurrency).await?;
             let event = setup::events(&gql, &router, &organizer, &tag, &region, &[1], args.tickets).await?.remove(0);
             eprintln!("flash sale: {} buyers at once for {} tickets", buyers.len(), args.tickets);
+            let sampler = sample();
             let (mut sale, recorder) = flash::run(&gql, &buyers, &event, args.tickets).await;
+            report.usage = sampler.finish().await;
             let shard = map.shard_named(&event.shard).context("the event's shard is not in shards.toml")?;
             flash::check_stock(shard.url.expose(), &event.ticket_types[0], &mut sale)
                 .await
@@ -116,6 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             order_shards.insert(event.shard.to_string());
             report.rows = recorder
                 .rows(Duration::from_secs_f64(sale.sell_out_ms.unwrap_or(sale.latency.max_ms).max(1.0) / 1000.0));
+            report.requests = sale.buyers as u64;
             report.flash_sale = Some(sale);
         } else {
             let customers = if args.scenario == Scenario::Browse { 1 } else { args.customers.max(1) };
@@ -137,13 +142,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 plan.warmup.as_secs_f64(),
                 plan.duration.as_secs_f64()
             );
+            let sampler = sample();
             let measured = match args.scenario {
                 Scenario::Browse => engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await,
                 Scenario::Mixed => engine::run(Arc::new(workload::Mixed { common }), plan).await,
                 _ => engine::run(Arc::new(workload::Orders { common, hot: args.hot }), plan).await,
             };
+            report.usage = sampler.finish().await;
             report.rows = measured.recorder.rows(measured.window);
             report.timeline = measured.recorder.timeline();
+            report.requests = measured.recorder.series().values().map(stats::Series::requests).sum();
             report.warmup_requests = measured.recorder.warmup_requests;
             report.late_sends = measured.late_sends;
             order_shards.extend(
@@ -151,10 +159,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some(rss) = rss {
-        report.peak_rss_mb = rss.finish().await;
-    }
-
     if args.scenario != Scenario::Pgbench && !args.relay_wait.is_zero() {
         for name in &order_shards {
             let Some(shard) = map.shard_named(name) else { continue };

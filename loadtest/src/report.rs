@@ -10,6 +10,7 @@ use crate::cli::Scenario;
 use crate::flash::FlashSale;
 use crate::pgbench::PgbenchRun;
 use crate::relay::RelayResult;
+use crate::rss::Usage;
 use crate::stats::{Point, Row};
 
 /// Everything one run measured, as written to `--json`.
@@ -30,14 +31,16 @@ pub struct Report {
     pub gateway: String,
     pub rows: Vec<Row>,
     pub timeline: Vec<Point>,
+    /// Measured requests (the sum of the per-shard rows).
+    pub requests: u64,
     pub warmup_requests: u64,
     pub late_sends: u64,
     pub flash_sale: Option<FlashSale>,
     pub pgbench: Vec<PgbenchRun>,
     pub ratios: Vec<Ratio>,
     pub relay: Vec<RelayResult>,
-    /// Peak resident memory per process during the run, MB.
-    pub peak_rss_mb: BTreeMap<String, f64>,
+    /// Memory and CPU of the stack's processes during the load (warm-up included).
+    pub usage: Usage,
 }
 
 /// A shard's `createOrder` throughput next to the pgbench ceiling of the same transaction on
@@ -215,14 +218,42 @@ impl Report {
                     .map_or("not drained in time".into(), |ms| format!("drained {ms:.0} ms after the load"))
             );
         }
-        if !self.peak_rss_mb.is_empty() {
-            let rss: Vec<String> = self.peak_rss_mb.iter().map(|(n, mb)| format!("{n} {mb:.1} MB")).collect();
+        let u = &self.usage;
+        if !u.peak_rss_mb.is_empty() {
+            let rss: Vec<String> = u.peak_rss_mb.iter().map(|(n, mb)| format!("{n} {mb:.1} MB")).collect();
             let _ = writeln!(out, "peak RSS: {}", rss.join(", "));
+        }
+        if u.window_s > 0.0 {
+            let requests = self.requests + self.warmup_requests;
+            let mut cpu: Vec<(&String, &f64)> = u.cpu_s.iter().filter(|(_, s)| **s > 0.0).collect();
+            cpu.sort_by(|a, b| b.1.total_cmp(a.1));
+            let per: Vec<String> = cpu
+                .iter()
+                .map(|(n, s)| {
+                    let per_req = if requests > 0 {
+                        format!(", {:.2} ms/req", *s * 1000.0 / requests as f64)
+                    } else {
+                        String::new()
+                    };
+                    format!("{n} {:.2}{per_req}", *s / u.window_s)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "CPU in cores over {:.1} s: {}; machine busy {:.2} of {:.2}",
+                u.window_s,
+                per.join(", "),
+                u.machine_busy_s / u.window_s,
+                u.machine_capacity_s / u.window_s
+            );
         }
         out
     }
 
     fn mode_line(&self) -> String {
+        if self.scenario == Scenario::Pgbench {
+            return "the pgbench reference alone".into();
+        }
         match (self.mode.as_str(), self.rate_per_s, self.concurrency) {
             ("open", Some(rate), _) => {
                 format!("open loop {rate}/s, {:.0} s (+{:.0} s warm-up)", self.duration_s, self.warmup_s)
