@@ -1,64 +1,80 @@
 //! gateway: the one entry point for clients.
 //!
-//! GraphQL at `/graphql` over the accounts and orders HTTP APIs, with a Redis cache in front of
-//! the hot reads. This first version is the process shell: ops endpoints and readiness on
-//! Redis and both downstream services.
+//! GraphQL at `/graphql` (GraphiQL on GET) over the accounts and orders HTTP APIs, with a Redis
+//! cache-aside in front of the event reads. The gateway owns no data: it parses arguments,
+//! forwards the caller's token, idempotency key and correlation id, and maps every service
+//! answer to a GraphQL result or an error with `extensions.code`.
 //!
 //! # Layout
 //! - [`Settings`] / [`Application`]: the service.
+//! - [`http`]: the `/graphql` handler (body limit, request scope, response extensions).
+//! - [`schema`]: queries, mutations, the per-request [`schema::Scope`] (current user resolved
+//!   once, event DataLoader) and [`schema::types`] (the GraphQL types, `Region` scalar).
+//! - [`downstream`]: the pooled HTTP client and what every downstream call carries.
+//! - [`cache`]: Redis cache-aside with generation keys; degrades to direct reads.
+//! - [`error`]: the one error enum, mapped from service answers and to GraphQL codes.
 
-use std::net::SocketAddr;
+pub mod cache;
+pub mod downstream;
+pub mod error;
+pub mod http;
+pub mod schema;
+pub mod settings;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
-use serde::{Deserialize, Serialize};
+use shard_router::ShardMap;
 use tokio_util::sync::CancellationToken;
 
+pub use settings::Settings;
+
 pub const SERVICE: &str = "gateway";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// HTTP listen address (default `127.0.0.1:4000`).
-    pub http_addr: SocketAddr,
-    pub redis_url: String,
-    /// Base URL of the accounts HTTP API.
-    pub accounts_url: String,
-    /// Base URL of the orders HTTP API.
-    pub orders_url: String,
-    /// Timeout of every downstream call, in milliseconds.
-    pub downstream_timeout_ms: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
-            redis_url: "redis://127.0.0.1:6379".into(),
-            accounts_url: "http://127.0.0.1:3001".into(),
-            orders_url: "http://127.0.0.1:3002".into(),
-            downstream_timeout_ms: 3000,
-        }
-    }
-}
 
 pub struct Application {
     http: Server,
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let timeout = Duration::from_millis(settings.downstream_timeout_ms);
-        let client = reqwest::Client::builder().timeout(timeout).pool_max_idle_per_host(64).build()?;
-        let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(1))?;
+    /// Builds the gateway on a loaded shard map (whose region names it serves); binds the
+    /// listener, connects nothing yet.
+    pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let downstream = downstream::Downstream::new(
+            &settings.accounts_url,
+            &settings.orders_url,
+            Duration::from_millis(settings.downstream_timeout_ms),
+            settings.downstream_max_idle_per_host,
+        )?;
+        let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
+        let redis = platform::redis::pool_lazy(&settings.redis_url, 32, redis_timeout)?;
+        let cache = cache::Cache::new(
+            redis,
+            &settings.redis_key_prefix,
+            settings.cache_ttl_secs,
+            redis_timeout,
+            Duration::from_millis(settings.redis_retry_ms),
+        );
+        // Redis is left out on purpose: without it the gateway serves every query (uncached),
+        // so its outage must not take the gateway out of rotation.
         let readiness = Readiness::new(vec![
-            Check::redis("redis", redis),
-            Check::http("accounts", client.clone(), format!("{}/healthz", settings.accounts_url)),
-            Check::http("orders", client, format!("{}/healthz", settings.orders_url)),
+            Check::http(
+                "accounts",
+                downstream.client(),
+                format!("{}/healthz", downstream.base(downstream::Service::Accounts)),
+            ),
+            Check::http(
+                "orders",
+                downstream.client(),
+                format!("{}/healthz", downstream.base(downstream::Service::Orders)),
+            ),
         ]);
-        let http = Server::bind(settings.http_addr, platform::http::app(Router::new(), readiness)).await?;
+        let gateway = Arc::new(schema::Gateway::new(downstream, cache, &shards));
+        let schema = schema::build(gateway.clone(), settings.max_query_depth, settings.max_query_complexity);
+        let routes = http::router(http::AppState { schema, gateway }, settings.max_body_bytes);
+        let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
         Ok(Self { http })
     }
 

@@ -1,0 +1,106 @@
+//! `/graphql`: GraphiQL on GET, operations on POST.
+//!
+//! The handler is ours rather than async-graphql-axum's so that the body limit, the
+//! correlation id and the error shape are the platform's: a body too large is a 413, a body
+//! that is not a GraphQL request a 400, both in the GraphQL error shape with a code.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use platform::correlation::CorrelationId;
+use serde_json::json;
+
+use crate::downstream::{Caller, Service};
+use crate::schema::{Gateway, GatewaySchema, Scope};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: GatewaySchema,
+    pub gateway: Arc<Gateway>,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        // Inner to the platform's default limit, so this one applies to /graphql.
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn graphiql() -> Html<String> {
+    Html(async_graphql::http::GraphiQLSource::build().endpoint("/graphql").title("Ticket Hub").finish())
+}
+
+/// A request the GraphQL engine never saw: `status` with one error carrying `code`.
+fn refused(status: StatusCode, message: String) -> Response {
+    metrics::counter!("gateway_graphql_requests_total", "outcome" => "refused").increment(1);
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }] });
+    (status, axum::Json(body)).into_response()
+}
+
+#[tracing::instrument(skip_all, fields(operation))]
+async fn graphql(
+    State(state): State<AppState>,
+    correlation_id: CorrelationId,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large".into());
+        }
+        Err(e) => return refused(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a GraphQL request ({{\"query\": …, \"variables\": …}}): {e}"),
+            );
+        }
+    };
+    if let Some(name) = &request.operation_name {
+        tracing::Span::current().record("operation", name.as_str());
+    }
+    let caller = Caller::from_headers(&headers, correlation_id);
+    let tally = caller.tally.clone();
+    let mut response = state.schema.execute(request.data(Scope::new(state.gateway.clone(), caller))).await;
+
+    // Errors the engine raised itself (syntax, validation, depth and complexity limits, bad
+    // variables) carry no code; every resolver error does. Give the former theirs.
+    for error in &mut response.errors {
+        let ext = error.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "BAD_USER_INPUT");
+            metrics::counter!("gateway_errors_total", "code" => "BAD_USER_INPUT").increment(1);
+        }
+    }
+    let outcome = if response.errors.is_empty() { "ok" } else { "error" };
+    metrics::counter!("gateway_graphql_requests_total", "outcome" => outcome).increment(1);
+    response.extensions.insert(
+        "downstreamCalls".into(),
+        async_graphql::Value::from_json(json!({
+            "accounts": tally.calls(Service::Accounts),
+            "orders": tally.calls(Service::Orders),
+        }))
+        .unwrap_or_default(),
+    );
+    response.extensions.insert(
+        "cache".into(),
+        async_graphql::Value::from_json(json!({
+            "hits": tally.cache_hits.load(Ordering::Relaxed),
+            "misses": tally.cache_misses.load(Ordering::Relaxed),
+        }))
+        .unwrap_or_default(),
+    );
+    axum::Json(response).into_response()
+}

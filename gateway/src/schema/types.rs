@@ -1,0 +1,246 @@
+//! The GraphQL types: the seed's names, plus regions. Output types deserialize straight from
+//! the services' JSON (the same camelCase names), so a cached body and a fresh one decode alike.
+
+use async_graphql::{
+    ComplexObject, Context, Enum, InputObject, InputValueError, InputValueResult, Result, Scalar, ScalarType,
+    SimpleObject, Value,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::scope;
+
+/// A region of the shard map (`shards.toml`), such as `NA` or `SA`: the home of an event and
+/// of everything sold for it. Written as a string (`"NA"`) or bare (`NA`); a name the shard
+/// map does not hold is refused with BAD_USER_INPUT listing the known ones (query `regions`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Region(pub String);
+
+#[Scalar(name = "Region")]
+impl ScalarType for Region {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        let raw = match &value {
+            Value::String(s) => s.as_str(),
+            Value::Enum(name) => name.as_str(),
+            _ => return Err(InputValueError::expected_type(value.clone())),
+        };
+        shard_router::RegionName::parse(raw.trim())
+            .map(|r| Self(r.as_str().to_owned()))
+            .map_err(|m| InputValueError::custom(format!("`{raw}` is not a region name: {m}")))
+    }
+
+    fn is_valid(value: &Value) -> bool {
+        matches!(value, Value::String(_) | Value::Enum(_))
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+}
+
+/// A region and the shards serving it.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RegionInfo {
+    pub name: Region,
+    /// Physical shards serving the region (names only; no addresses).
+    pub shards: Vec<String>,
+    /// Logical partitions of the region, spread over its shards.
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserRole {
+    Customer,
+    Organizer,
+    Admin,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "CUSTOMER",
+            Self::Organizer => "ORGANIZER",
+            Self::Admin => "ADMIN",
+        }
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject, Deserialize)]
+pub struct User {
+    pub id: async_graphql::ID,
+    pub email: String,
+    pub name: String,
+    pub role: UserRole,
+}
+
+#[derive(Debug, Clone, SimpleObject, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketType {
+    pub id: async_graphql::ID,
+    pub name: String,
+    pub price_in_cents: i64,
+    pub total_quantity: i32,
+    pub remaining_quantity: i32,
+}
+
+/// An event; `startsAt`, `endsAt` and `createdAt` are RFC 3339 timestamps in UTC.
+#[derive(Debug, Clone, SimpleObject, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[graphql(complex)]
+pub struct Event {
+    pub id: async_graphql::ID,
+    pub region: Region,
+    pub organizer_id: async_graphql::ID,
+    pub title: String,
+    pub description: Option<String>,
+    pub venue: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub created_at: String,
+    pub ticket_types: Vec<TicketType>,
+}
+
+/// The orders service's keyset cursor: base64url of `{"at": <sort timestamp>, "id": <id>}`.
+/// Made here per item because a GraphQL list has no page-level field to carry it.
+fn cursor(at: &str, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::json!({ "at": at, "id": id }).to_string())
+}
+
+#[ComplexObject]
+impl Event {
+    /// Pass as `after` to `events` to get the events that follow this one.
+    async fn cursor(&self) -> String {
+        cursor(&self.starts_at, &self.id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[graphql(complex)]
+pub struct Order {
+    pub id: async_graphql::ID,
+    pub region: Region,
+    pub customer_id: async_graphql::ID,
+    pub event_id: async_graphql::ID,
+    pub ticket_type_id: async_graphql::ID,
+    pub quantity: i32,
+    pub total_price_in_cents: i64,
+    pub status: OrderStatus,
+    pub created_at: String,
+    pub paid_at: Option<String>,
+}
+
+#[ComplexObject]
+impl Order {
+    /// Pass as `after` to `ordersByCustomer` to get the (older) orders that follow this one.
+    async fn cursor(&self) -> String {
+        cursor(&self.created_at, &self.id)
+    }
+
+    /// The event the order is for, batched and cached across a list of orders.
+    async fn event(&self, ctx: &Context<'_>) -> Result<Option<Event>> {
+        let scope = scope(ctx)?;
+        Ok(scope.event(&self.event_id).await?)
+    }
+}
+
+/// A page of a listing as the orders service answers it.
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+}
+
+#[derive(InputObject)]
+pub struct SignupInput {
+    pub email: String,
+    pub name: String,
+    #[graphql(secret)]
+    pub password: String,
+    /// CUSTOMER (the default) or ORGANIZER; ADMIN only through `accounts create-admin`.
+    pub role: Option<UserRole>,
+}
+
+#[derive(Debug, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupPayload {
+    pub user_id: async_graphql::ID,
+}
+
+#[derive(InputObject)]
+pub struct LoginInput {
+    pub email: String,
+    #[graphql(secret)]
+    pub password: String,
+}
+
+#[derive(SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginPayload {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, InputObject, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateEventTicketTypeInput {
+    pub name: String,
+    pub price_in_cents: i64,
+    pub total_quantity: i64,
+}
+
+#[derive(Debug, InputObject, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateEventInput {
+    /// Where the event lives; its orders must carry the same tag.
+    pub region: Region,
+    pub title: String,
+    pub description: Option<String>,
+    pub venue: String,
+    /// RFC 3339, e.g. `2027-01-20T20:00:00Z`.
+    pub starts_at: String,
+    pub ends_at: String,
+    pub ticket_types: Vec<CreateEventTicketTypeInput>,
+}
+
+#[derive(Debug, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateEventPayload {
+    pub event_id: async_graphql::ID,
+    pub region: Region,
+}
+
+#[derive(Debug, InputObject, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrderInput {
+    /// The event's region; a different one is refused with REGION_MISMATCH.
+    pub region: Region,
+    pub event_id: async_graphql::ID,
+    pub ticket_type_id: async_graphql::ID,
+    pub quantity: i32,
+}
+
+#[derive(Debug, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrderPayload {
+    pub order_id: async_graphql::ID,
+    pub total_price_in_cents: i64,
+    pub region: Region,
+}
+
+#[derive(Debug, SimpleObject, Deserialize)]
+pub struct PayOrderPayload {
+    pub id: async_graphql::ID,
+    pub status: OrderStatus,
+}

@@ -1,0 +1,105 @@
+//! The gateway's settings: defaults for the local stack, then `config/gateway.toml`, then
+//! `TICKET_HUB_GATEWAY__*`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listen address (default `127.0.0.1:4000`).
+    pub http_addr: SocketAddr,
+    /// The shard map whose regions the `Region` scalar accepts and `regions` lists (default
+    /// `shards.toml` in the working directory). Only names are read; no database is touched.
+    pub shards_file: PathBuf,
+    /// Base URL of the accounts HTTP API (default `http://127.0.0.1:3001`).
+    pub accounts_url: String,
+    /// Base URL of the orders HTTP API (default `http://127.0.0.1:3002`).
+    pub orders_url: String,
+    /// Bound on each downstream call, connect to last byte, in milliseconds (default 3000);
+    /// past it the field fails with `UNAVAILABLE`.
+    pub downstream_timeout_ms: u64,
+    /// Idle keep-alive connections kept per downstream host (default 64).
+    pub downstream_max_idle_per_host: usize,
+    /// Redis of the cache (default `redis://127.0.0.1:6379`). Optional at run time: while it
+    /// is down every read goes to the services directly.
+    pub redis_url: String,
+    /// Prefix of every Redis key the gateway writes (default `gateway:`), so several
+    /// gateways or tests can share one Redis.
+    pub redis_key_prefix: String,
+    /// Bound on each cache operation, connection checkout included, in milliseconds
+    /// (default 200): what a Redis outage may add to a query, at most once per
+    /// `redis_retry_ms`.
+    pub redis_timeout_ms: u64,
+    /// After a failed cache operation, how long reads skip Redis before trying it again, in
+    /// milliseconds (default 1000).
+    pub redis_retry_ms: u64,
+    /// Lifetime of cached event pages and events, in seconds (default 30). Also the longest a
+    /// value can stay stale when a mutation could not reach Redis to invalidate it.
+    pub cache_ttl_secs: u64,
+    /// Deepest selection nesting a query may have (default 10).
+    pub max_query_depth: usize,
+    /// Highest complexity a query may have (default 5000): one per field, list fields
+    /// multiplied by their `first`.
+    pub max_query_complexity: usize,
+    /// Largest request body, in bytes (default 65536); larger is a 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            shards_file: PathBuf::from("shards.toml"),
+            accounts_url: "http://127.0.0.1:3001".into(),
+            orders_url: "http://127.0.0.1:3002".into(),
+            downstream_timeout_ms: 3000,
+            downstream_max_idle_per_host: 64,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "gateway:".into(),
+            redis_timeout_ms: 200,
+            redis_retry_ms: 1000,
+            cache_ttl_secs: 30,
+            max_query_depth: 10,
+            max_query_complexity: 5000,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// Cross-field and range checks serde cannot express; each error names its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (key, url) in [("accounts_url", &self.accounts_url), ("orders_url", &self.orders_url)] {
+            let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("{key}: `{url}` is not a URL: {e}"))?;
+            anyhow::ensure!(matches!(parsed.scheme(), "http" | "https"), "{key}: must be an http(s) URL");
+        }
+        for (key, value) in [
+            ("downstream_timeout_ms", self.downstream_timeout_ms),
+            ("redis_timeout_ms", self.redis_timeout_ms),
+            ("cache_ttl_secs", self.cache_ttl_secs),
+        ] {
+            anyhow::ensure!(value > 0, "{key}: must be greater than 0");
+        }
+        anyhow::ensure!(self.max_query_depth >= 3, "max_query_depth: must be at least 3");
+        anyhow::ensure!(self.max_query_complexity >= 10, "max_query_complexity: must be at least 10");
+        anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes: must be at least 1024");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        Settings::default().validate().unwrap_or_else(|e| panic!("{e}"));
+        let bad = Settings { orders_url: "orders:3002".into(), ..Settings::default() };
+        assert!(bad.validate().is_err_and(|e| e.to_string().contains("orders_url")));
+        let bad = Settings { cache_ttl_secs: 0, ..Settings::default() };
+        assert!(bad.validate().is_err_and(|e| e.to_string().contains("cache_ttl_secs")));
+    }
+}

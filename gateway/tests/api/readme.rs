@@ -1,0 +1,39 @@
+//! The README's gateway example, run as it is (only the address changed) against a test stack.
+
+use super::helpers::stack;
+
+#[tokio::test]
+async fn the_readme_example_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let block = readme
+        .split("<!-- gateway-example:start -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- gateway-example:end -->").next())
+        .expect("README.md holds the gateway example between its markers");
+    let script = block.trim().trim_start_matches("```bash").trim_end_matches("```");
+    let s = stack().await;
+    let address = s.gateway.base_url.trim_start_matches("http://").to_owned();
+    let script = script.replace("localhost:4000", &address);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output(),
+    )
+    .await
+    .expect("the example ends within 60 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {}: {stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        r#""role":"ORGANIZER""#,
+        r#"{"name":"NA","shards":["na-1"]}"#,
+        r#""remainingQuantity":100"#,
+        r#""code":"REGION_MISMATCH""#,
+        r#""status":"PAID""#,
+        r#""event":{"title":"Indie Night"}"#,
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
+    }
+    // The only error is the deliberate region mismatch; the idempotent retry placed no second order.
+    assert_eq!(stdout.matches(r#""errors""#).count(), 1, "{stdout}");
+    assert_eq!(stdout.matches(r#""event":{"title":"Indie Night"}"#).count(), 1, "one order listed: {stdout}");
+}
