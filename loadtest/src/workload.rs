@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::cli::BrowseQuery;
-use crate::client::{Gql, ops};
+use crate::client::{Gql, body, ops};
 use crate::mix::{Mix, random};
-use crate::setup::{EventFixture, Fixture};
+use crate::setup::Fixture;
 use crate::stats::{Key, Outcome};
 
 /// One request of a scenario.
@@ -18,12 +18,23 @@ pub trait Workload: Send + Sync + 'static {
     fn one(&self, seq: u64) -> impl Future<Output = (Key, Outcome)> + Send;
 }
 
-/// A region's targets, at the index the mix picks.
+/// A request ready to send: its body serialized once, and the shard its data lives on.
+#[derive(Debug)]
+struct Target {
+    shard: Arc<str>,
+    body: String,
+}
+
+/// A region's requests, at the index the mix picks.
 #[derive(Debug)]
 struct RegionTargets {
     name: Arc<str>,
-    events: Vec<EventFixture>,
-    ticket_types: Vec<(EventFixture, String)>,
+    /// `events(region, first: 20)`.
+    page: String,
+    /// `event(id)` of each event.
+    events: Vec<Target>,
+    /// `createOrder` of one ticket of each ticket type.
+    orders: Vec<Target>,
 }
 
 /// Salts that keep the independent choices of one request uncorrelated.
@@ -48,7 +59,26 @@ impl Common {
             .map(|r| {
                 let events = fixture.events.get(r).cloned().unwrap_or_default();
                 anyhow::ensure!(!events.is_empty(), "the setup made no events in region {r}");
-                Ok(RegionTargets { name: r.into(), ticket_types: fixture.ticket_types(r), events })
+                let orders = fixture
+                    .ticket_types(r)
+                    .into_iter()
+                    .map(|(event, ticket_type)| Target {
+                        body: body(
+                            ops::CREATE_ORDER,
+                            &json!({"input": {"region": r, "eventId": event.id, "ticketTypeId": ticket_type, "quantity": 1}}),
+                        ),
+                        shard: event.shard,
+                    })
+                    .collect();
+                Ok(RegionTargets {
+                    name: r.into(),
+                    page: body(ops::EVENTS, &json!({"region": r, "first": 20})),
+                    events: events
+                        .iter()
+                        .map(|e| Target { shard: e.shard.clone(), body: body(&ops::event(&e.id), &json!({})) })
+                        .collect(),
+                    orders,
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         anyhow::ensure!(!fixture.customers.is_empty(), "the setup made no customers");
@@ -67,34 +97,27 @@ impl Common {
     /// whole keyed transaction (claim, stock, order, outbox, record).
     async fn order(&self, seq: u64, hot: bool) -> (Key, Outcome) {
         let region = self.region(seq);
-        let (event, ticket_type) = if hot { &region.ticket_types[0] } else { self.choose(&region.ticket_types, seq) };
+        let target = if hot { &region.orders[0] } else { self.choose(&region.orders, seq) };
         let customer = &self.customers[(seq % self.customers.len() as u64) as usize];
-        let vars = json!({"input": {
-            "region": &*region.name, "eventId": event.id, "ticketTypeId": ticket_type, "quantity": 1
-        }});
         let key = uuid::Uuid::new_v4().to_string();
-        let outcome = self.gql.send(ops::CREATE_ORDER, vars, Some(customer), Some(&key)).await;
-        let key = Key { op: "createOrder", region: region.name.clone(), shard: event.shard.clone() };
-        (key, outcome.map(drop).map_err(|f| f.code))
+        let outcome = self.gql.fire(&target.body, Some(customer), Some(&key)).await;
+        let key = Key { op: "createOrder", region: region.name.clone(), shard: target.shard.clone() };
+        (key, outcome.map_err(|f| f.code))
     }
 
     /// A page of a region's events: one region, all of its shards.
     async fn events(&self, seq: u64) -> (Key, Outcome) {
         let region = self.region(seq);
-        let vars = json!({"region": &*region.name, "first": 20});
-        let outcome = self.gql.send(ops::EVENTS, vars, None, None).await;
-        (Key { op: "events", region: region.name.clone(), shard: "*".into() }, outcome.map(drop).map_err(|f| f.code))
+        let outcome = self.gql.fire(&region.page, None, None).await;
+        (Key { op: "events", region: region.name.clone(), shard: "*".into() }, outcome.map_err(|f| f.code))
     }
 
     /// One event by id, routed to its shard.
     async fn event(&self, seq: u64) -> (Key, Outcome) {
         let region = self.region(seq);
-        let event = self.choose(&region.events, seq);
-        let outcome = self.gql.send(&ops::event(&event.id), json!({}), None, None).await;
-        (
-            Key { op: "event", region: region.name.clone(), shard: event.shard.clone() },
-            outcome.map(drop).map_err(|f| f.code),
-        )
+        let target = self.choose(&region.events, seq);
+        let outcome = self.gql.fire(&target.body, None, None).await;
+        (Key { op: "event", region: region.name.clone(), shard: target.shard.clone() }, outcome.map_err(|f| f.code))
     }
 
     fn kind(&self, seq: u64) -> u64 {
