@@ -66,6 +66,9 @@ pub async fn stack_with(adjust: impl FnOnce(&mut gateway::Settings)) -> Stack {
         orders_url: orders.base_url.clone(),
         redis_url: redis.url.clone(),
         redis_key_prefix: format!("{}gateway:", redis.prefix),
+        // Generous, so a loaded machine does not turn a slow cache answer into a miss and
+        // break a test's hit/miss expectations; the outage tests set their own.
+        redis_timeout_ms: 2000,
         ..gateway::Settings::default()
     };
     adjust(&mut settings);
