@@ -41,6 +41,11 @@ pub enum GatewayError {
     Internal,
 }
 
+/// The code of a request the engine refused before any resolver ran (syntax, unknown fields,
+/// bad variables, depth or complexity over the limit) or never saw (a body too large or not a
+/// GraphQL request): the client's input, like any other bad input.
+pub const REQUEST_ERROR_CODE: &str = "BAD_USER_INPUT";
+
 /// Downstream codes that pass through as they are.
 const CONFLICT_CODES: [&str; 4] = ["CONFLICT", "SOLD_OUT", "INSUFFICIENT_STOCK", "REGION_MISMATCH"];
 

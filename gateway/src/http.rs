@@ -18,6 +18,7 @@ use platform::correlation::CorrelationId;
 use serde_json::json;
 
 use crate::downstream::{Caller, Service};
+use crate::error::REQUEST_ERROR_CODE;
 use crate::schema::{Gateway, GatewaySchema, Scope};
 
 #[derive(Clone)]
@@ -41,7 +42,7 @@ async fn graphiql() -> Html<String> {
 /// A request the GraphQL engine never saw: `status` with one error carrying `code`.
 fn refused(status: StatusCode, message: String) -> Response {
     metrics::counter!("gateway_graphql_requests_total", "outcome" => "refused").increment(1);
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }] });
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": REQUEST_ERROR_CODE } }] });
     (status, axum::Json(body)).into_response()
 }
 
@@ -80,8 +81,8 @@ async fn graphql(
     for error in &mut response.errors {
         let ext = error.extensions.get_or_insert_with(Default::default);
         if ext.get("code").is_none() {
-            ext.set("code", "BAD_USER_INPUT");
-            metrics::counter!("gateway_errors_total", "code" => "BAD_USER_INPUT").increment(1);
+            ext.set("code", REQUEST_ERROR_CODE);
+            metrics::counter!("gateway_errors_total", "code" => REQUEST_ERROR_CODE).increment(1);
         }
     }
     let outcome = if response.errors.is_empty() { "ok" } else { "error" };

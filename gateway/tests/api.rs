@@ -8,6 +8,7 @@ mod api {
     pub mod errors;
     pub mod flows;
     pub mod helpers;
+    pub mod measure;
     pub mod ops;
     pub mod readme;
 }
