@@ -49,7 +49,7 @@ impl Application {
             settings.downstream_max_idle_per_host,
         )?;
         let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
-        let redis = platform::redis::pool_lazy(&settings.redis_url, 32, redis_timeout)?;
+        let redis = platform::redis::pool_lazy(&settings.redis_url, settings.redis_pool_size, redis_timeout)?;
         let cache = cache::Cache::new(
             redis,
             &settings.redis_key_prefix,

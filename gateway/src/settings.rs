@@ -29,6 +29,8 @@ pub struct Settings {
     /// Prefix of every Redis key the gateway writes (default `gateway:`), so several
     /// gateways or tests can share one Redis.
     pub redis_key_prefix: String,
+    /// Connections to Redis (default 32); each operation holds one for a round trip.
+    pub redis_pool_size: u32,
     /// Bound on each cache operation, connection checkout included, in milliseconds
     /// (default 200): what a Redis outage may add to a query, at most once per
     /// `redis_retry_ms`.
@@ -59,6 +61,7 @@ impl Default for Settings {
             downstream_max_idle_per_host: 64,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "gateway:".into(),
+            redis_pool_size: 32,
             redis_timeout_ms: 200,
             redis_retry_ms: 1000,
             cache_ttl_secs: 30,
@@ -83,6 +86,7 @@ impl Settings {
         ] {
             anyhow::ensure!(value > 0, "{key}: must be greater than 0");
         }
+        anyhow::ensure!(self.redis_pool_size > 0, "redis_pool_size: must be greater than 0");
         anyhow::ensure!(self.max_query_depth >= 3, "max_query_depth: must be at least 3");
         anyhow::ensure!(self.max_query_complexity >= 10, "max_query_complexity: must be at least 10");
         anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes: must be at least 1024");
