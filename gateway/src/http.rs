@@ -25,13 +25,15 @@ use crate::schema::{Gateway, GatewaySchema, Scope};
 pub struct AppState {
     pub schema: GatewaySchema,
     pub gateway: Arc<Gateway>,
+    /// The body limit, to name it when a request exceeds it.
+    pub max_body_bytes: usize,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         // Inner to the platform's default limit, so this one applies to /graphql.
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }
 
@@ -56,7 +58,8 @@ async fn graphql(
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refused(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large".into());
+            let message = format!("the request body is larger than {} bytes", state.max_body_bytes);
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, message);
         }
         Err(e) => return refused(StatusCode::BAD_REQUEST, e.body_text()),
     };

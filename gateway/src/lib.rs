@@ -73,7 +73,7 @@ impl Application {
         ]);
         let gateway = Arc::new(schema::Gateway::new(downstream, cache, &shards));
         let schema = schema::build(gateway.clone(), settings.max_query_depth, settings.max_query_complexity);
-        let routes = http::router(http::AppState { schema, gateway }, settings.max_body_bytes);
+        let routes = http::router(http::AppState { schema, gateway, max_body_bytes: settings.max_body_bytes });
         let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
         Ok(Self { http })
     }

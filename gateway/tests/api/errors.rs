@@ -75,6 +75,7 @@ async fn limits_refuse_deep_complex_and_large_requests() {
     assert_eq!(res.status(), 413);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("4096 bytes"), "{body}");
 
     let res = s
         .gateway
