@@ -245,3 +245,35 @@ async fn the_correlation_id_is_returned_and_reaches_the_services() {
     let (headers, _) = s.gql_req(req, "{ regions { name } }", json!({})).await;
     assert_ne!(headers["x-correlation-id"], "bad id!");
 }
+
+#[tokio::test]
+async fn a_region_added_to_the_shard_map_is_a_region_of_the_schema() {
+    let s = stack().await;
+    let map = shard_router::ShardMap::parse(
+        "[regions.NA]\npartitions = 1024\nshards = [\"na-1\"]\n\
+         [regions.SA]\npartitions = 1024\nshards = [\"sa-1\"]\n\
+         [regions.EU]\npartitions = 512\nshards = [\"eu-1\", \"eu-2\"]\n\
+         [shards.na-1]\nurl = \"postgres://h/na\"\n[shards.sa-1]\nurl = \"postgres://h/sa\"\n\
+         [shards.eu-1]\nurl = \"postgres://h/eu1\"\n[shards.eu-2]\nurl = \"postgres://h/eu2\"\n",
+        "test shards.toml",
+    )
+    .unwrap();
+    let app = gateway::Application::build(s.settings.clone(), map).await.unwrap();
+    let three = testkit::TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop));
+    let ask = |query: &'static str| {
+        let three = &three;
+        async move {
+            let res = three.post_json("/graphql", &json!({"query": query})).await;
+            res.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let res = ask("{ regions { name shards partitions } }").await;
+    assert_eq!(data(&res)["regions"][0], json!({"name": "EU", "shards": ["eu-1", "eu-2"], "partitions": 512}));
+    // The gateway takes EU (orders, on the stack's own map, does not know it: its words come back).
+    let res = ask("{ events(region: EU) { id } }").await;
+    assert_eq!(code(&res), Some("BAD_USER_INPUT"), "{res}");
+    assert_eq!(res["extensions"]["downstreamCalls"]["orders"], 1, "{res}");
+    let res = ask("{ events(region: XX) { id } }").await;
+    assert!(res["errors"][0]["message"].as_str().unwrap().contains("known: EU, NA, SA"), "{res}");
+    assert_eq!(res["extensions"]["downstreamCalls"]["orders"], 0, "{res}");
+}
