@@ -18,6 +18,9 @@ use crate::schema::scope;
 #[serde(transparent)]
 pub struct Region(pub String);
 
+/// A region of the shard map (`shards.toml`), such as `NA` or `SA`; query `regions` for the
+/// list. Written `"NA"` in variables or bare `NA` in a query; a name the map does not hold is
+/// refused with BAD_USER_INPUT naming the known ones.
 #[Scalar(name = "Region")]
 impl ScalarType for Region {
     fn parse(value: Value) -> InputValueResult<Self> {
