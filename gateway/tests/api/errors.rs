@@ -4,7 +4,7 @@
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use super::helpers::{CREATE_EVENT, code, stack, stack_with};
+use super::helpers::{CREATE_EVENT, code, data, stack, stack_with, stack_with_down};
 
 #[tokio::test]
 async fn bad_input_is_refused_with_codes_and_field_details() {
@@ -132,4 +132,17 @@ async fn a_down_or_silent_service_is_unavailable_without_its_address() {
     let (_, _, token) = s.user("CUSTOMER").await;
     let res = s.gql(Some(&token), "{ me { role } }", json!({})).await;
     assert_eq!(res["data"]["me"]["role"], "CUSTOMER", "{res}");
+}
+
+#[tokio::test]
+async fn a_lost_region_is_unavailable_with_retry_after_while_the_other_answers() {
+    let s = stack_with_down(&["sa-1"]).await;
+    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let (event, _) = s.event(&organizer, "NA", 5).await;
+    let res = s.gql(None, "{ events(region: SA) { id } }", json!({})).await;
+    assert_eq!(code(&res), Some("UNAVAILABLE"), "{res}");
+    assert!(res["errors"][0]["message"].as_str().unwrap().contains("region SA"), "{res}");
+    assert!(res["errors"][0]["extensions"]["retryAfter"].as_u64().is_some_and(|s| s > 0), "{res}");
+    let res = s.gql(None, "{ events(region: NA) { id } }", json!({})).await;
+    assert_eq!(data(&res)["events"][0]["id"], event.as_str());
 }

@@ -173,6 +173,8 @@ async fn a_customer_buys_in_two_regions_with_region_tags_keys_and_stock_limits()
     assert_eq!(data(&res)["ordersByCustomer"].as_array().unwrap().len(), 4, "{res}");
     let res = s.gql(Some(&stranger), "query($id: ID!) { order(id: $id) { id } }", json!({"id": na_order})).await;
     assert_eq!(code(&res), Some("FORBIDDEN"), "{res}");
+    let res = s.gql(Some(&stranger), "mutation($id: ID!) { payOrder(id: $id) { id } }", json!({"id": sa_order})).await;
+    assert_eq!(code(&res), Some("FORBIDDEN"), "{res}");
 }
 
 #[tokio::test]

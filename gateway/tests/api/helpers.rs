@@ -26,6 +26,16 @@ pub async fn stack() -> Stack {
 
 /// The stack with the gateway's settings adjusted by `adjust` (after the test defaults).
 pub async fn stack_with(adjust: impl FnOnce(&mut gateway::Settings)) -> Stack {
+    build(adjust, &[]).await
+}
+
+/// The stack with the shards in `down` unreachable for orders (their URL points at a closed
+/// port), as when a regional database is lost.
+pub async fn stack_with_down(down: &[&str]) -> Stack {
+    build(|_| {}, down).await
+}
+
+async fn build(adjust: impl FnOnce(&mut gateway::Settings), down: &[&str]) -> Stack {
     let redis = TestRedis::new().unwrap();
     let accounts_db = TestDb::global(Schema::Accounts).await.unwrap();
     let shards = TestShards::create().await.unwrap();
@@ -45,6 +55,10 @@ pub async fn stack_with(adjust: impl FnOnce(&mut gateway::Settings)) -> Stack {
     let accounts = accounts::Application::build(settings).await.unwrap();
     let grpc = format!("http://127.0.0.1:{}", accounts.grpc_port());
     let accounts = TestApp::spawn(accounts.port(), move |stop| accounts.run_until_stopped(stop));
+    let overrides = down
+        .iter()
+        .map(|s| (format!("{}_url", s.replace('-', "_")), "postgres://postgres@127.0.0.1:1/ticket_hub".to_owned()))
+        .collect();
     let orders = orders::Application::build(
         orders::Settings {
             http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -52,9 +66,10 @@ pub async fn stack_with(adjust: impl FnOnce(&mut gateway::Settings)) -> Stack {
             redis_key_prefix: format!("{}orders:", redis.prefix),
             accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
             accounts_grpc_url: grpc,
+            shard_acquire_timeout_ms: if down.is_empty() { 10_000 } else { 500 },
             ..orders::Settings::default()
         },
-        shards.map.clone(),
+        shards.map.clone().with_url_overrides(overrides).unwrap(),
     )
     .await
     .unwrap();
