@@ -1,0 +1,111 @@
+//! Exactly one notification per event, whatever Kafka redelivers: rewound offsets, a relay that
+//! published a row twice, and a process killed between its database commit and its offset
+//! commit.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+use platform::db::Schema;
+use testkit::{TestDb, TestKafka};
+use tokio::process::Command;
+use uuid::Uuid;
+
+use super::helpers::{
+    Producer, WAIT, committed, count, created, paid, per_order, rewind, settings, spawn, wait_all_committed,
+    wait_metric, wait_notifications,
+};
+
+#[tokio::test]
+async fn a_message_delivered_again_yields_no_second_notification() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(2).await.unwrap());
+    let p = Producer::new(&kafka);
+    let (order, customer) = (Uuid::now_v7(), Uuid::now_v7());
+    p.send_event(&created(order, customer), "na-1", "1").await;
+    p.send_event(&paid(order), "na-1", "2").await;
+    // The relay published row 1 again (it died after the broker's ack, before marking it SENT).
+    p.send_event(&created(order, customer), "na-1", "1").await;
+    // Row 1 of another shard's outbox: the same outbox id, yet another message.
+    let (other, other_customer) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut sa = created(other, other_customer);
+    sa["region"] = "SA".into();
+    p.send_event(&sa, "sa-1", "1").await;
+
+    let app = spawn(settings(&db.url, &kafka)).await;
+    let got = wait_notifications(&app, order, 2).await;
+    wait_notifications(&app, other, 1).await;
+    wait_all_committed(&kafka).await;
+    let duplicates = [("topic", kafka.topic.as_str())];
+    wait_metric(&app, "notifications_duplicates_total", &duplicates, 1.0).await;
+
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["eventName"], "OrderCreated");
+    assert_eq!(got[0]["recipientCustomerId"], customer.to_string());
+    assert_eq!(got[0]["channel"], "log");
+    assert_eq!(got[0]["correlationId"], "corr-na-1-1", "the correlation id header is carried");
+    assert!(got[0]["text"].as_str().unwrap().contains(&order.to_string()), "{}", got[0]);
+    assert_eq!(got[1]["eventName"], "OrderPaid");
+    // OrderPaid has no customer id: taken from the order's OrderCreated notification.
+    assert_eq!(got[1]["recipientCustomerId"], customer.to_string());
+
+    // Offsets rewound to the start: every record is delivered a second time.
+    app.stop().await.unwrap();
+    rewind(&kafka).await;
+    let app = spawn(settings(&db.url, &kafka)).await;
+    let sentinel = Uuid::now_v7();
+    p.send_event(&created(sentinel, customer), "na-1", "3").await;
+    wait_notifications(&app, sentinel, 1).await;
+    wait_all_committed(&kafka).await;
+    // 1 republished row, then the 4 earlier records again.
+    wait_metric(&app, "notifications_duplicates_total", &duplicates, 5.0).await;
+
+    let counts = per_order(&db.pool).await;
+    assert_eq!(counts.get(&order), Some(&2), "{counts:?}");
+    assert_eq!(counts.get(&other), Some(&1), "{counts:?}");
+    assert_eq!(counts.get(&sentinel), Some(&1), "{counts:?}");
+    assert_eq!(count(&db.pool, "notifications").await, 4);
+    assert_eq!(count(&db.pool, "inbox").await, 4);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_after_the_effect_and_before_the_offset_commit_has_no_second_effect() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
+    let p = Producer::new(&kafka);
+    let (order, customer) = (Uuid::now_v7(), Uuid::now_v7());
+    p.send_event(&created(order, customer), "na-1", "7").await;
+
+    // The real binary, told to abort right after its first database commit.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_notifications"))
+        .current_dir(testkit::stack::repo_root())
+        .env("TICKET_HUB_NOTIFICATIONS__HTTP_ADDR", "127.0.0.1:0")
+        .env("TICKET_HUB_NOTIFICATIONS__DATABASE_URL", &db.url)
+        .env("TICKET_HUB_NOTIFICATIONS__KAFKA_BOOTSTRAP", &kafka.bootstrap)
+        .env("TICKET_HUB_NOTIFICATIONS__TOPIC", &kafka.topic)
+        .env("TICKET_HUB_NOTIFICATIONS__DLQ_TOPIC", &kafka.dlq_topic)
+        .env("TICKET_HUB_NOTIFICATIONS__GROUP_ID", &kafka.group)
+        .env("TICKET_HUB_NOTIFICATIONS__SESSION_TIMEOUT_MS", "6000")
+        .env("TICKET_HUB_NOTIFICATIONS__CRASH_AFTER_STORE", "true")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the binary did not crash within {WAIT:?}"))
+        .unwrap();
+    assert_eq!(status.signal(), Some(6), "died by SIGABRT, not a clean exit: {status}");
+    assert_eq!(count(&db.pool, "notifications").await, 1, "the effect was committed before the crash");
+    assert_eq!(count(&db.pool, "inbox").await, 1);
+    assert!(committed(&kafka).await.is_empty(), "the offset was not committed");
+
+    // Restarted: the record comes again, finds its inbox row, and is committed this time.
+    let app = spawn(settings(&db.url, &kafka)).await;
+    let next = Uuid::now_v7();
+    p.send_event(&created(next, customer), "na-1", "8").await;
+    wait_notifications(&app, next, 1).await;
+    wait_all_committed(&kafka).await;
+    wait_metric(&app, "notifications_duplicates_total", &[("topic", kafka.topic.as_str())], 1.0).await;
+    assert_eq!(wait_notifications(&app, order, 1).await.len(), 1);
+    assert_eq!(count(&db.pool, "notifications").await, 2);
+    app.stop().await.unwrap();
+}

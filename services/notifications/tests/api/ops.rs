@@ -1,0 +1,71 @@
+//! Ops endpoints, the inspection API's input rules, and the binary's start and stop.
+
+use platform::db::Schema;
+use serde_json::Value;
+use testkit::{TestDb, TestKafka};
+
+use super::helpers::{settings, spawn};
+
+#[tokio::test]
+async fn serves_ops_endpoints_and_names_a_down_broker() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
+    let s = settings(&db.url, &kafka);
+    let app = spawn(s.clone()).await;
+    app.assert_ops_endpoints(&["postgres", "kafka"]).await;
+    app.stop().await.unwrap();
+
+    let app = spawn(notifications::Settings { kafka_bootstrap: "127.0.0.1:1".into(), ..s }).await;
+    app.assert_not_ready_because("kafka").await;
+    // Still stops promptly while the broker is unreachable.
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn listing_needs_a_well_formed_order_id_and_never_fails_on_bad_input() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
+    let app = spawn(settings(&db.url, &kafka)).await;
+    for query in
+        ["", "?orderId=", "?orderId=not-a-uuid", "?orderId=%ZZ", "?order_id=0190b6a4-0000-7000-8000-000000000000"]
+    {
+        let res = app.get(&format!("/api/v1/notifications{query}")).await;
+        assert_eq!(res.status(), 400, "{query}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "VALIDATION_ERROR", "{query}: {body}");
+        assert_eq!(body["details"]["fields"][0]["field"], "orderId", "{query}: {body}");
+    }
+    let res = app.get("/api/v1/notifications?orderId=0190b6a4-0000-7000-8000-000000000000").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["notifications"], serde_json::json!([]));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn refuses_settings_that_cannot_work() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
+    let s = settings(&db.url, &kafka);
+    let same = notifications::Settings { dlq_topic: s.topic.clone(), ..s.clone() };
+    let err = notifications::Application::build(same).await.err().unwrap().to_string();
+    assert!(err.contains("dlq_topic"), "{err}");
+    let missing = notifications::Settings { shards_file: "no/such/shards.toml".into(), ..s };
+    let err = notifications::Application::build(missing).await.err().unwrap().to_string();
+    assert!(err.contains("no/such/shards.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn binary_logs_json_and_stops_on_sigterm() {
+    // Its own database, topics and group: the binary consumes as soon as it starts.
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
+    testkit::process::assert_binary_serves_and_stops(
+        env!("CARGO_BIN_EXE_notifications"),
+        &[
+            ("TICKET_HUB_NOTIFICATIONS__HTTP_ADDR", "127.0.0.1:0"),
+            ("TICKET_HUB_NOTIFICATIONS__DATABASE_URL", &db.url),
+            ("TICKET_HUB_NOTIFICATIONS__KAFKA_BOOTSTRAP", &kafka.bootstrap),
+            ("TICKET_HUB_NOTIFICATIONS__TOPIC", &kafka.topic),
+            ("TICKET_HUB_NOTIFICATIONS__DLQ_TOPIC", &kafka.dlq_topic),
+            ("TICKET_HUB_NOTIFICATIONS__GROUP_ID", &kafka.group),
+        ],
+    )
+    .await;
+}
