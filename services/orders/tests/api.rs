@@ -8,4 +8,5 @@ mod api {
     pub mod helpers;
     pub mod ops;
     pub mod orders;
+    pub mod relay;
 }

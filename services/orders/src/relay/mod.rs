@@ -1,13 +1,35 @@
 //! The outbox relay process: one relay per shard draining its outbox into `orders.events`.
 //!
-//! This first version is the process shell (settings, ops endpoints, readiness on every shard
-//! and the broker); the relay loop itself lands with the outbox issue.
+//! Each shard's relay campaigns for that shard's lease (an advisory lock in the shard's
+//! database), so any number of relay processes can run for availability while exactly one
+//! publishes a given shard: events of one order keep their order. The leader wakes on the
+//! order transaction's NOTIFY (polling as a fallback), claims rows in commit order, publishes
+//! them keyed by order id with an idempotent `acks=all` producer, and marks them SENT only
+//! once the broker acknowledged them. Failures about a row retry with exponential backoff and
+//! end FAILED in `orders.events.dlq`; `orders-relay reprocess` re-queues them.
+//!
+//! # Layout
+//! - [`Settings`] / [`Relay`]: the process (ops endpoints plus one worker per shard).
+//! - [`worker`]: the lease and the drain loop of one shard.
+//! - [`outbox`]: every statement the relay runs against the outbox.
+//! - [`publish`]: records, headers, the event-contract check, failure sorting, the DLQ.
+//! - [`cli`]: `orders-relay [run] | status | reprocess`.
 
+pub mod cli;
+pub mod outbox;
+pub mod publish;
+pub mod worker;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use platform::events::{ORDERS_DLQ_TOPIC, ORDERS_TOPIC};
 use platform::http::Server;
 use platform::ops::Readiness;
 use serde::{Deserialize, Serialize};
@@ -24,6 +46,38 @@ pub struct Settings {
     pub shards_file: PathBuf,
     /// Kafka bootstrap servers.
     pub kafka_bootstrap: String,
+    /// Shards this process relays; empty (the default) relays every shard of the map. Run
+    /// several processes with the same list for a standby per shard.
+    pub shards: Vec<String>,
+    /// The keyed topic (default `orders.events`).
+    pub topic: String,
+    /// Where rows go that used up their attempts (default `orders.events.dlq`).
+    pub dlq_topic: String,
+    /// Partitions of both topics when the relay creates them (default 6).
+    pub topic_partitions: i32,
+    /// Rows claimed and published per round trip (default 500).
+    pub batch_size: u32,
+    /// Polling fallback for missed NOTIFYs, in milliseconds (default 1000). Also how quickly a
+    /// leader notices it lost its lease while idle.
+    pub poll_interval_ms: u64,
+    /// How often a standby tries to take the lease, in milliseconds (default 1000).
+    pub lease_retry_ms: u64,
+    /// Publish attempts of a row before it is FAILED and dead-lettered (default 10). Only
+    /// failures about the row count; a broker outage never dead-letters.
+    pub max_attempts: i32,
+    /// First retry delay, doubled per attempt, in milliseconds (default 500).
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds (default 60000).
+    pub retry_max_ms: u64,
+    /// How long the producer keeps trying one record, in milliseconds (default 30000).
+    pub message_timeout_ms: u64,
+    /// Producer batching delay, in milliseconds (default 5).
+    pub linger_ms: u64,
+    /// Connecting to a shard, in milliseconds (default 3000).
+    pub connect_timeout_ms: u64,
+    /// Upper bound of one outbox statement; past it the relay gives up its lease, in
+    /// milliseconds (default 10000).
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -32,30 +86,215 @@ impl Default for Settings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 3003)),
             shards_file: PathBuf::from("shards.toml"),
             kafka_bootstrap: "127.0.0.1:9092".into(),
+            shards: Vec::new(),
+            topic: ORDERS_TOPIC.into(),
+            dlq_topic: ORDERS_DLQ_TOPIC.into(),
+            topic_partitions: 6,
+            batch_size: 500,
+            poll_interval_ms: 1000,
+            lease_retry_ms: 1000,
+            max_attempts: 10,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            message_timeout_ms: 30_000,
+            linger_ms: 5,
+            connect_timeout_ms: 3000,
+            statement_timeout_ms: 10_000,
         }
+    }
+}
+
+impl Settings {
+    /// The shards of `map` this process relays; an unknown name is an error naming it.
+    pub fn selected<'a>(&self, map: &'a ShardMap) -> anyhow::Result<Vec<&'a shard_router::Shard>> {
+        select_shards(map, &self.shards)
+    }
+}
+
+/// `names` resolved against `map` (all shards when empty).
+pub fn select_shards<'a>(map: &'a ShardMap, names: &[String]) -> anyhow::Result<Vec<&'a shard_router::Shard>> {
+    if names.is_empty() {
+        return Ok(map.shards().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            map.shard_named(n).ok_or_else(|| {
+                let known: Vec<&str> = map.shards().map(|s| s.name.as_str()).collect();
+                anyhow::anyhow!("shards: no shard named `{n}` in the shard map; known: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// A shard relay's part in the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Waiting for the lease another relay holds.
+    Standby,
+    /// Holding the lease and publishing.
+    Leader,
+    /// Cannot reach the shard's database.
+    Unreachable,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardState {
+    pub region: String,
+    pub role: Role,
+    /// Rows this process published since it started.
+    pub published: u64,
+    pub last_error: Option<String>,
+}
+
+/// What the shard workers of one process share: their states for `/api/v1/relay`, and the
+/// one-time topic creation.
+pub struct Shared {
+    states: Mutex<BTreeMap<String, ShardState>>,
+    topics: tokio::sync::OnceCell<()>,
+    bootstrap: String,
+    topic_specs: Vec<(String, i32)>,
+}
+
+impl Shared {
+    fn with_state<R>(&self, shard: &str, f: impl FnOnce(&mut ShardState) -> R) -> Option<R> {
+        let mut states = self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.get_mut(shard).map(f)
+    }
+
+    pub fn set_role(&self, shard: &str, role: Role, error: Option<String>) {
+        self.with_state(shard, |s| {
+            s.role = role;
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+    }
+
+    pub fn set_error(&self, shard: &str, error: &str) {
+        self.with_state(shard, |s| s.last_error = Some(error.to_owned()));
+    }
+
+    pub fn add_published(&self, shard: &str, n: usize) {
+        self.with_state(shard, |s| s.published += n as u64);
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, ShardState> {
+        self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Creates the topics when missing, once per process (retried until it succeeds).
+    pub async fn topics_ready(&self) -> anyhow::Result<()> {
+        self.topics
+            .get_or_try_init(|| async {
+                let specs: Vec<(&str, i32)> = self.topic_specs.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                platform::kafka::ensure_topics(&self.bootstrap, &specs).await
+            })
+            .await
+            .map(drop)
     }
 }
 
 pub struct Relay {
     http: Server,
+    workers: Vec<worker::ShardRelay>,
+    shared: Arc<Shared>,
 }
 
 impl Relay {
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
+        anyhow::ensure!(settings.batch_size > 0, "batch_size: must be at least 1");
+        anyhow::ensure!(settings.max_attempts > 0, "max_attempts: must be at least 1");
+        anyhow::ensure!(settings.topic_partitions > 0, "topic_partitions: must be at least 1");
+        let selected = settings.selected(&shards)?;
         let pools = ShardPools::connect_lazy(&shards, Duration::from_secs(2))?;
-        let mut checks = crate::shard_checks(&pools);
+        let mut checks: Vec<_> = crate::shard_checks(&pools)
+            .into_iter()
+            .filter(|c| selected.iter().any(|s| c.name() == format!("postgres:{}", s.name)))
+            .collect();
         checks.push(platform::kafka::check("kafka", &settings.kafka_bootstrap));
-        let http = Server::bind(settings.http_addr, platform::http::app(Router::new(), Readiness::new(checks))).await?;
-        Ok(Self { http })
+
+        let shared = Arc::new(Shared {
+            states: Mutex::new(
+                selected
+                    .iter()
+                    .map(|s| {
+                        let state = ShardState {
+                            region: s.region.to_string(),
+                            role: Role::Standby,
+                            published: 0,
+                            last_error: None,
+                        };
+                        (s.name.to_string(), state)
+                    })
+                    .collect(),
+            ),
+            topics: tokio::sync::OnceCell::new(),
+            bootstrap: settings.kafka_bootstrap.clone(),
+            topic_specs: vec![
+                (settings.topic.clone(), settings.topic_partitions),
+                (settings.dlq_topic.clone(), settings.topic_partitions),
+            ],
+        });
+        let tuning = worker::Tuning {
+            batch_size: i64::from(settings.batch_size),
+            poll_interval: Duration::from_millis(settings.poll_interval_ms),
+            lease_retry: Duration::from_millis(settings.lease_retry_ms),
+            max_attempts: settings.max_attempts,
+            retry_base: Duration::from_millis(settings.retry_base_ms),
+            retry_max: Duration::from_millis(settings.retry_max_ms.max(settings.retry_base_ms)),
+            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+            statement_timeout: Duration::from_millis(settings.statement_timeout_ms),
+        };
+        let producer = publish::ProducerSettings {
+            bootstrap: settings.kafka_bootstrap.clone(),
+            topic: settings.topic.clone(),
+            dlq_topic: settings.dlq_topic.clone(),
+            linger_ms: settings.linger_ms,
+            message_timeout_ms: settings.message_timeout_ms,
+        };
+        let workers = selected
+            .iter()
+            .map(|s| worker::ShardRelay {
+                shard: s.name.to_string(),
+                region: s.region.to_string(),
+                url: s.url.expose().to_owned(),
+                tuning: tuning.clone(),
+                producer: producer.clone(),
+                shared: shared.clone(),
+            })
+            .collect();
+        let routes = Router::new().route("/api/v1/relay", get(relay_status)).with_state(shared.clone());
+        let http = Server::bind(settings.http_addr, platform::http::app(routes, Readiness::new(checks))).await?;
+        Ok(Self { http, workers, shared })
     }
 
     pub fn port(&self) -> u16 {
         self.http.port()
     }
 
+    pub fn states(&self) -> BTreeMap<String, ShardState> {
+        self.shared.snapshot()
+    }
+
+    /// Runs every shard relay and the ops endpoints until `shutdown`; leaders finish their
+    /// batch, flush and release their lease before this returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "orders-relay listening");
+        let shards: Vec<&str> = self.workers.iter().map(|w| w.shard.as_str()).collect();
+        tracing::info!(port = self.port(), ?shards, "orders-relay listening");
+        let tasks: Vec<_> = self.workers.into_iter().map(|w| tokio::spawn(w.run(shutdown.clone()))).collect();
         self.http.run(shutdown).await?;
+        if tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(tasks)).await.is_err() {
+            tracing::warn!("shard relays did not stop within 20 s");
+        }
         Ok(())
     }
+}
+
+/// `GET /api/v1/relay`: each shard's role (leader or standby), rows published and last error.
+async fn relay_status(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "shards": shared.snapshot() }))
 }

@@ -39,6 +39,8 @@ async fn relay_serves_ops_endpoints_and_checks_the_broker() {
     let settings = relay::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         kafka_bootstrap: kafka.bootstrap.clone(),
+        topic: kafka.topic.clone(),
+        dlq_topic: kafka.dlq_topic.clone(),
         ..relay::Settings::default()
     };
     let r = relay::Relay::build(settings.clone(), shards.map.clone()).await.unwrap();
