@@ -9,4 +9,5 @@ mod api {
     pub mod helpers;
     pub mod ops;
     pub mod outage;
+    pub mod rebalance;
 }

@@ -109,3 +109,17 @@ async fn a_crash_after_the_effect_and_before_the_offset_commit_has_no_second_eff
     assert_eq!(count(&db.pool, "notifications").await, 2);
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_order_paid_whose_creation_was_never_seen_has_no_known_recipient() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
+    let p = Producer::new(&kafka);
+    let order = Uuid::now_v7();
+    p.send_event(&paid(order), "sa-1", "5").await;
+    let app = spawn(settings(&db.url, &kafka)).await;
+    let got = wait_notifications(&app, order, 1).await;
+    assert_eq!(got[0]["eventName"], "OrderPaid");
+    assert_eq!(got[0]["recipientCustomerId"], serde_json::Value::Null, "stored as unknown, not guessed");
+    assert!(got[0]["text"].as_str().unwrap().starts_with("Payment received"), "{}", got[0]);
+    app.stop().await.unwrap();
+}
