@@ -10,4 +10,5 @@ mod api {
     pub mod ops;
     pub mod outage;
     pub mod rebalance;
+    pub mod throughput;
 }
