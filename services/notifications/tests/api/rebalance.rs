@@ -17,7 +17,7 @@ async fn partitions_move_between_members_without_loss_or_second_effect() {
     let p = Producer::new(&kafka);
     let customer = Uuid::now_v7();
     let mut orders = Vec::new();
-    let mut send = async |n: usize, orders: &mut Vec<Uuid>| {
+    let send = async |n: usize, orders: &mut Vec<Uuid>| {
         for _ in 0..n {
             let order = Uuid::now_v7();
             p.send_event(&created(order, customer), "na-1", &(orders.len() + 1).to_string()).await;
