@@ -235,7 +235,7 @@ const PAID_UUIDS: [&str; 1] = ["orderId"];
 /// Validates one record. Never panics, whatever the bytes.
 pub fn parse(h: RecordHeaders<'_>, payload: Option<&[u8]>, regions: &KnownRegions) -> Result<Envelope, Invalid> {
     let payload = payload.filter(|p| !p.is_empty()).ok_or(Invalid::NoPayload)?;
-    let value: Value = serde_json::from_slice(payload).map_err(|e| Invalid::NotJson(e.to_string()))?;
+    let value: Value = serde_json::from_slice(payload).map_err(|e| Invalid::NotJson(clip(&e.to_string(), 200)))?;
     let name = value.get("eventName").and_then(Value::as_str).ok_or(Invalid::NoEventName)?;
     let (name, uuids, at_field): (&'static str, &[&'static str], &'static str) = match name {
         "OrderCreated" => ("OrderCreated", &CREATED_UUIDS, "occurredAt"),
@@ -256,7 +256,7 @@ pub fn parse(h: RecordHeaders<'_>, payload: Option<&[u8]>, regions: &KnownRegion
         })?;
     }
     let wire: OrderEvent =
-        serde_json::from_value(value).map_err(|e| Invalid::Shape { event: name, detail: e.to_string() })?;
+        serde_json::from_value(value).map_err(|e| Invalid::Shape { event: name, detail: clip(&e.to_string(), 200) })?;
 
     let event = match wire {
         OrderEvent::OrderCreated(e) => Event::Created(Created {
@@ -302,8 +302,12 @@ fn canonical_uuid(s: &str) -> Result<Uuid, String> {
 
 /// Echoed input is cut, so a huge value cannot blow up a header or a log line.
 fn truncate(s: &str) -> String {
-    const MAX: usize = 64;
-    match s.char_indices().nth(MAX) {
+    clip(s, 64)
+}
+
+/// `s` cut to `max` characters (serde's messages quote the offending value).
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
     }
@@ -399,6 +403,10 @@ mod tests {
         let err = run(headers(), &json!({"eventName": long})).unwrap_err();
         assert!(err.reason().starts_with("unknown-event: "), "{}", err.reason());
         assert!(err.reason().len() < 200);
+        // serde quotes the mistyped value in its message.
+        let err = run(headers(), &with("quantity", json!(long))).unwrap_err();
+        assert!(err.reason().starts_with("wrong-shape: "), "{}", err.reason());
+        assert!(err.reason().len() < 300, "{}", err.reason());
     }
 
     #[test]
