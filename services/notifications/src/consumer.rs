@@ -83,8 +83,11 @@ pub struct Worker {
     consumer: Arc<GroupConsumer>,
     /// Idempotent producer for the DLQ topic; each send is awaited before the offset moves.
     dlq: FutureProducer,
+    /// The `notifications` database: inbox and notifications.
     pool: PgPool,
+    /// The regions an event may name.
     regions: KnownRegions,
+    /// Topics, group, retry pacing and the test hook.
     settings: Settings,
 }
 

@@ -116,7 +116,9 @@ impl Settings {
 }
 
 pub struct Application {
+    /// Ops endpoints and the inspection API, bound at build so tests learn the port.
     http: Server,
+    /// The consumer, started by `run_until_stopped`.
     worker: Worker,
 }
 

@@ -34,6 +34,7 @@ pub enum Outcome {
 ///
 /// Every error is returned as is: the caller cannot tell a database that is down from one that
 /// refuses, and must not skip the message in either case.
+#[tracing::instrument(skip_all, fields(source = env.source.as_str(), outbox_id = env.outbox_id.as_str()))]
 pub async fn apply(pool: &PgPool, env: &Envelope, origin: &Origin<'_>) -> Result<Outcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let claimed = sqlx::query_scalar::<_, i32>(
@@ -128,6 +129,7 @@ pub struct Notification {
 }
 
 /// Every notification about one order, oldest first.
+#[tracing::instrument(skip(pool))]
 pub async fn for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
     sqlx::query_as(
         "select id, order_id, event_name, recipient_customer_id, channel, rendered_text, region, source, outbox_id,
