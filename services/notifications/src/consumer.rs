@@ -175,11 +175,15 @@ impl Worker {
         }
         // What is done is committed before the group is left (a sync commit blocks, so off the
         // async threads).
+        // Bounded: with the broker gone a sync commit can wait for a coordinator for long, and
+        // an uncommitted record is only redelivered, which the inbox absorbs.
         let consumer = self.consumer.clone();
-        match tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await {
-            Ok(Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "final offset commit failed"),
-            Err(e) => tracing::warn!(error = %e, "final offset commit panicked"),
+        let commit = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
+        match tokio::time::timeout(Duration::from_secs(10), commit).await {
+            Ok(Ok(Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "final offset commit failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "final offset commit panicked"),
+            Err(_) => tracing::warn!("final offset commit did not finish within 10 s"),
         }
         self.consumer.unsubscribe();
         // The last reference: closing leaves the group now, so the partitions go to another
