@@ -110,15 +110,15 @@ pub async fn status(map: &ShardMap, names: &[String], out: &mut impl Write) -> a
             Ok(s) => writeln!(
                 out,
                 "{:<10} {:<7} {:>9} {:>7} {:>15}  {}",
-                shard.name,
-                shard.region,
+                shard.name.as_str(),
+                shard.region.as_str(),
                 s.pending,
                 s.failed,
                 age(s.oldest_pending_secs),
                 s.leader.as_deref().unwrap_or("none (no relay running)")
             )?,
             Err(e) => {
-                writeln!(out, "{:<10} {:<7} unreachable: {e:#}", shard.name, shard.region)?;
+                writeln!(out, "{:<10} {:<7} unreachable: {e}", shard.name.as_str(), shard.region.as_str())?;
                 code = ExitCode::FAILURE;
             }
         }
@@ -170,7 +170,7 @@ pub async fn reprocess(
                 }
             }
             Err(e) => {
-                writeln!(out, "{}: unreachable: {e:#}", shard.name)?;
+                writeln!(out, "{}: unreachable: {e}", shard.name)?;
                 code = ExitCode::FAILURE;
             }
         }
