@@ -20,6 +20,22 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     cfg
 }
 
+/// Configuration of a consumer in `group` that commits by hand and starts a new group at the
+/// earliest record: what every consumer here wants.
+///
+/// `read_uncommitted`, because our producers are idempotent, not transactional (both levels
+/// read the same records), and Tansu 0.6.0 on Postgres fails the `read_committed` "latest
+/// offset" query (a FROM subquery without alias) and drops the connection, which watermark
+/// and lag queries would trigger.
+pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut cfg = client_config(bootstrap);
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_uncommitted");
+    cfg
+}
+
 fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
     Ok(client_config(bootstrap).create()?)
 }

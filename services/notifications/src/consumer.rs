@@ -94,18 +94,12 @@ pub struct Worker {
 impl Worker {
     /// Creates the clients; connects nothing yet (the broker may come up later).
     pub fn new(settings: &Settings, pool: PgPool, regions: KnownRegions) -> anyhow::Result<Self> {
-        let consumer: GroupConsumer = platform::kafka::client_config(&settings.kafka_bootstrap)
-            .set("group.id", &settings.group_id)
+        // read_uncommitted comes with consumer_config: the lag reporter's watermark queries
+        // would otherwise hit Tansu's broken read_committed query.
+        let consumer: GroupConsumer = platform::kafka::consumer_config(&settings.kafka_bootstrap, &settings.group_id)
             .set("client.id", crate::SERVICE)
-            .set("enable.auto.commit", "false")
             // Offsets are stored by hand once a record is done, never on delivery to the app.
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            // Our producers are idempotent, not transactional, so both levels read the same
-            // records; and Tansu 0.6.0 on Postgres 15 fails the read_committed "latest offset"
-            // query (a FROM subquery without alias) and drops the connection, which the lag
-            // reporter's watermark queries would trigger every few seconds.
-            .set("isolation.level", "read_uncommitted")
             .set("session.timeout.ms", settings.session_timeout_ms.to_string())
             .create_with_context(GroupContext)?;
         let dlq: FutureProducer = platform::kafka::client_config(&settings.kafka_bootstrap)

@@ -139,13 +139,7 @@ pub async fn per_order(pool: &PgPool) -> BTreeMap<Uuid, i64> {
 }
 
 fn group_client(kafka: &TestKafka) -> BaseConsumer {
-    platform::kafka::client_config(&kafka.bootstrap)
-        .set("group.id", &kafka.group)
-        .set("enable.auto.commit", "false")
-        // See the service's consumer: Tansu fails read_committed watermark queries.
-        .set("isolation.level", "read_uncommitted")
-        .create()
-        .unwrap()
+    platform::kafka::consumer_config(&kafka.bootstrap, &kafka.group).create().unwrap()
 }
 
 /// The group's committed offset per partition of the topic (absent: nothing committed).
@@ -229,12 +223,10 @@ impl Got {
 
 /// The first `n` records of `topic`, read by a group of their own.
 pub async fn read(kafka: &TestKafka, topic: &str, n: usize) -> Vec<Got> {
-    let c: StreamConsumer = platform::kafka::client_config(&kafka.bootstrap)
-        .set("group.id", format!("t.{}.reader", testkit::unique_id()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let c: StreamConsumer =
+        platform::kafka::consumer_config(&kafka.bootstrap, &format!("t.{}.reader", testkit::unique_id()))
+            .create()
+            .unwrap();
     c.subscribe(&[topic]).unwrap();
     let mut got = Vec::with_capacity(n);
     let mut stream = c.stream();

@@ -64,12 +64,8 @@ impl Got {
 }
 
 fn consumer(bootstrap: &str, topic: &str) -> StreamConsumer {
-    let c: StreamConsumer = platform::kafka::client_config(bootstrap)
-        .set("group.id", format!("t.{}.reader", testkit::unique_id()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let c: StreamConsumer =
+        platform::kafka::consumer_config(bootstrap, &format!("t.{}.reader", testkit::unique_id())).create().unwrap();
     c.subscribe(&[topic]).unwrap();
     c
 }
@@ -106,14 +102,10 @@ async fn receive(c: &StreamConsumer, n: usize) -> Vec<Got> {
     received
 }
 
-/// Every record on `topic`: read until each partition reports its end. (Tansu does not answer
-/// librdkafka's watermark query, so the end comes from the fetches themselves.)
+/// Every record on `topic`: read until each partition reports its end.
 async fn read_all(bootstrap: &str, topic: &str) -> Vec<Got> {
     let partitions = platform::kafka::partition_count(bootstrap, topic).await.unwrap().expect("topic exists");
-    let c: StreamConsumer = platform::kafka::client_config(bootstrap)
-        .set("group.id", format!("t.{}.all", testkit::unique_id()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
+    let c: StreamConsumer = platform::kafka::consumer_config(bootstrap, &format!("t.{}.all", testkit::unique_id()))
         .set("enable.partition.eof", "true")
         .create()
         .unwrap();
