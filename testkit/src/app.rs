@@ -100,3 +100,21 @@ impl TestApp {
         assert_ne!(body["checks"][down], "up");
     }
 }
+
+/// The value of metric `name` in a Prometheus text exposition, on the first line whose labels
+/// include every `(label, value)` of `labels`; 0 when absent (a counter never incremented).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) || (labels.is_empty() && l.starts_with(&format!("{name} "))))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit_once(' '))
+        .map_or(0.0, |(_, v)| v.trim().parse().expect("a metric value"))
+}
+
+impl TestApp {
+    /// [`metric_value`] of this app's `/metrics`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.get("/metrics").await.text().await.expect("metrics text"), name, labels)
+    }
+}

@@ -1,11 +1,16 @@
 //! Kafka for tests: per-test topics on the running broker, and private brokers.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use platform::db::Schema;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers};
 use tokio::process::{Child, Command};
 
 use crate::{TestDb, stack};
@@ -131,4 +136,97 @@ impl Drop for PrivateBroker {
         }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// How long the readers below wait for the next record before failing the test.
+pub const READ_WAIT: Duration = Duration::from_secs(90);
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Record {
+    fn from_message(msg: &BorrowedMessage<'_>) -> Self {
+        let headers = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: msg.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
+    /// A header's value; empty when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+
+    /// The payload as JSON (panics when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("payload is JSON")
+    }
+}
+
+fn reader(bootstrap: &str, extra: &[(&str, &str)]) -> StreamConsumer {
+    let mut cfg = platform::kafka::consumer_config(bootstrap, &format!("t.{}.reader", crate::unique_id()));
+    for (k, v) in extra {
+        cfg.set(*k, *v);
+    }
+    cfg.create().expect("reader consumer")
+}
+
+/// The first `n` records of `topic`, read by a group of their own (fails after [`READ_WAIT`]
+/// without a record).
+pub async fn read(bootstrap: &str, topic: &str, n: usize) -> Vec<Record> {
+    let c = reader(bootstrap, &[]);
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::with_capacity(n);
+    let mut stream = c.stream();
+    while records.len() < n {
+        let msg = tokio::time::timeout(READ_WAIT, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records of {topic} within {READ_WAIT:?}", records.len()))
+            .expect("stream open")
+            .expect("record");
+        records.push(Record::from_message(&msg));
+    }
+    records
+}
+
+/// Every record of `topic`: read until each partition reports its end (the fetches' own
+/// high watermarks, so no watermark query is needed).
+pub async fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let partitions = platform::kafka::partition_count(bootstrap, topic).await.expect("metadata").expect("topic exists");
+    let c = reader(bootstrap, &[("enable.partition.eof", "true")]);
+    c.subscribe(&[topic]).expect("subscribe");
+    let (mut records, mut at_end) = (Vec::new(), BTreeSet::new());
+    let mut stream = c.stream();
+    while at_end.len() < partitions {
+        let next = tokio::time::timeout(READ_WAIT, stream.next()).await.expect("records or partition ends");
+        match next.expect("stream open") {
+            Ok(msg) => {
+                at_end.remove(&msg.partition());
+                records.push(Record::from_message(&msg));
+            }
+            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                at_end.insert(p);
+            }
+            Err(e) => panic!("reading {topic}: {e}"),
+        }
+    }
+    records
 }

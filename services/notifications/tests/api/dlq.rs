@@ -6,7 +6,7 @@ use testkit::{TestDb, TestKafka};
 use uuid::Uuid;
 
 use super::helpers::{
-    Producer, count, created, metric, read, relay_headers, settings, spawn, wait_all_committed, wait_notifications,
+    Producer, count, created, read, relay_headers, settings, spawn, wait_all_committed, wait_notifications,
 };
 
 /// A record to send: payload, headers, and the reason code its DLQ copy must carry.
@@ -66,11 +66,11 @@ async fn invalid_messages_go_to_the_dlq_and_the_next_valid_one_is_processed() {
     let topic = kafka.topic.as_str();
     for (reason, n) in [("not-json", 1.0), ("wrong-shape", 1.0), ("unknown-event", 1.0), ("invalid-field", 5.0)] {
         let labels = [("topic", topic), ("reason", reason)];
-        assert_eq!(metric(&app, "notifications_dead_lettered_total", &labels).await, n, "{reason}");
+        assert_eq!(app.metric("notifications_dead_lettered_total", &labels).await, n, "{reason}");
     }
     for (outcome, n) in [("dead_lettered", 9.0), ("sent", 9.0), ("duplicate", 0.0)] {
         let labels = [("topic", topic), ("outcome", outcome)];
-        assert_eq!(metric(&app, "notifications_consumed_total", &labels).await, n, "{outcome}");
+        assert_eq!(app.metric("notifications_consumed_total", &labels).await, n, "{outcome}");
     }
     app.stop().await.unwrap();
 }

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use notifications::{Application, Settings};
 use platform::events::headers;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use testkit::kafka::Record;
 use testkit::{TestApp, TestKafka};
 use uuid::Uuid;
 
@@ -207,68 +207,16 @@ pub async fn rewind(kafka: &TestKafka) {
     assert!(committed(kafka).await.values().all(|o| *o == 0), "rewound");
 }
 
-/// A record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct Got {
-    pub key: Option<String>,
-    pub payload: Vec<u8>,
-    pub headers: BTreeMap<String, String>,
-}
-
-impl Got {
-    pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-}
-
 /// The first `n` records of `topic`, read by a group of their own.
-pub async fn read(kafka: &TestKafka, topic: &str, n: usize) -> Vec<Got> {
-    let c: StreamConsumer =
-        platform::kafka::consumer_config(&kafka.bootstrap, &format!("t.{}.reader", testkit::unique_id()))
-            .create()
-            .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let mut got = Vec::with_capacity(n);
-    let mut stream = c.stream();
-    while got.len() < n {
-        let msg = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records of {topic} within {WAIT:?}", got.len()))
-            .unwrap()
-            .unwrap();
-        let headers = msg
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        got.push(Got {
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            payload: msg.payload().unwrap_or_default().to_vec(),
-            headers,
-        });
-    }
-    got
-}
-
-/// The value of the metric `name` whose labels include every `(label, value)` of `labels` on
-/// the app's `/metrics`; 0 when absent (a counter not yet incremented).
-pub async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
-        .and_then(|l| l.rsplit_once(' '))
-        .map_or(0.0, |(_, v)| v.trim().parse().unwrap())
+pub async fn read(kafka: &TestKafka, topic: &str, n: usize) -> Vec<Record> {
+    testkit::kafka::read(&kafka.bootstrap, topic, n).await
 }
 
 /// Waits until the metric is at least `at_least`.
 pub async fn wait_metric(app: &TestApp, name: &str, labels: &[(&str, &str)], at_least: f64) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let v = metric(app, name, labels).await;
+        let v = app.metric(name, labels).await;
         if v >= at_least {
             return;
         }

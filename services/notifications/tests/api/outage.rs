@@ -8,8 +8,7 @@ use testkit::{PrivatePostgres, TestDb, TestKafka};
 use uuid::Uuid;
 
 use super::helpers::{
-    Producer, committed, created, metric, per_order, settings, spawn, wait_all_committed, wait_metric,
-    wait_notifications,
+    Producer, committed, created, per_order, settings, spawn, wait_all_committed, wait_metric, wait_notifications,
 };
 
 #[tokio::test]
@@ -36,7 +35,7 @@ async fn with_the_database_stopped_no_event_is_lost_or_skipped_once_it_returns()
     let topic = kafka.topic.as_str();
     let retries = [("topic", topic), ("operation", "storing the notification")];
     wait_metric(&app, "notifications_retries_total", &retries, 3.0).await;
-    assert_eq!(metric(&app, "notifications_consumer_paused", &[("topic", topic)]).await, 1.0);
+    assert_eq!(app.metric("notifications_consumer_paused", &[("topic", topic)]).await, 1.0);
     app.assert_not_ready_because("postgres").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(committed(&kafka).await, before, "no offset moves while the database is down");
@@ -49,12 +48,12 @@ async fn with_the_database_stopped_no_event_is_lost_or_skipped_once_it_returns()
     let counts = per_order(&db.pool).await;
     assert_eq!(counts.len(), 13, "{counts:?}");
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
-    assert_eq!(metric(&app, "notifications_consumer_paused", &[("topic", topic)]).await, 0.0);
+    assert_eq!(app.metric("notifications_consumer_paused", &[("topic", topic)]).await, 0.0);
     // Lag is measured per partition and is back to zero once all is consumed.
     for partition in ["0", "1", "2"] {
         let labels = [("topic", topic), ("partition", partition)];
         let deadline = std::time::Instant::now() + super::helpers::WAIT;
-        while metric(&app, "notifications_consumer_lag", &labels).await != 0.0 {
+        while app.metric("notifications_consumer_lag", &labels).await != 0.0 {
             assert!(std::time::Instant::now() < deadline, "lag of partition {partition} stays above 0");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

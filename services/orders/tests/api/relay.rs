@@ -5,14 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures::StreamExt;
 use orders::relay::{Relay, Settings};
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use serde_json::{Value, json};
 use shard_router::ShardMap;
 use sqlx::PgPool;
+use testkit::kafka::{Record, read, read_all};
 use testkit::{PrivateBroker, TestApp, TestKafka, TestShards};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -42,90 +39,13 @@ async fn spawn(settings: Settings, map: ShardMap) -> TestApp {
     TestApp::spawn(r.port(), move |stop| r.run_until_stopped(stop))
 }
 
-/// A record as a consumer sees it.
-#[derive(Debug, Clone)]
-struct Got {
-    partition: i32,
-    offset: i64,
-    key: String,
-    payload: Value,
-    headers: BTreeMap<String, String>,
+/// Outbox ids are per shard: (shard, outbox id) names a row.
+fn row(r: &Record) -> (String, i64) {
+    (r.header("shard").to_owned(), r.header("outbox-id").parse().unwrap())
 }
 
-impl Got {
-    fn header(&self, key: &str) -> &str {
-        self.headers.get(key).map_or("", String::as_str)
-    }
-
-    /// Outbox ids are per shard: (shard, outbox id) names a row.
-    fn row(&self) -> (String, i64) {
-        (self.header("shard").to_owned(), self.header("outbox-id").parse().unwrap())
-    }
-}
-
-fn consumer(bootstrap: &str, topic: &str) -> StreamConsumer {
-    let c: StreamConsumer =
-        platform::kafka::consumer_config(bootstrap, &format!("t.{}.reader", testkit::unique_id())).create().unwrap();
-    c.subscribe(&[topic]).unwrap();
-    c
-}
-
-fn got(msg: &rdkafka::message::BorrowedMessage<'_>) -> Got {
-    let headers = msg
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Got {
-        partition: msg.partition(),
-        offset: msg.offset(),
-        key: String::from_utf8(msg.key().unwrap().to_vec()).unwrap(),
-        payload: serde_json::from_slice(msg.payload().unwrap()).unwrap(),
-        headers,
-    }
-}
-
-async fn receive(c: &StreamConsumer, n: usize) -> Vec<Got> {
-    let mut received = Vec::with_capacity(n);
-    let mut stream = c.stream();
-    while received.len() < n {
-        let msg = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records within {WAIT:?}", received.len()))
-            .unwrap()
-            .unwrap();
-        received.push(got(&msg));
-    }
-    received
-}
-
-/// Every record on `topic`: read until each partition reports its end.
-async fn read_all(bootstrap: &str, topic: &str) -> Vec<Got> {
-    let partitions = platform::kafka::partition_count(bootstrap, topic).await.unwrap().expect("topic exists");
-    let c: StreamConsumer = platform::kafka::consumer_config(bootstrap, &format!("t.{}.all", testkit::unique_id()))
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let (mut received, mut at_end) = (Vec::new(), BTreeSet::new());
-    let mut stream = c.stream();
-    while at_end.len() < partitions {
-        let next = tokio::time::timeout(WAIT, stream.next()).await.expect("records or partition ends").unwrap();
-        match next {
-            Ok(msg) => {
-                at_end.remove(&msg.partition());
-                received.push(got(&msg));
-            }
-            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
-                at_end.insert(p);
-            }
-            Err(e) => panic!("reading {topic}: {e}"),
-        }
-    }
-    received
+fn key(r: &Record) -> &str {
+    r.key.as_deref().unwrap_or_default()
 }
 
 async fn wait_until<F, Fut>(what: &str, mut ready: F)
@@ -202,8 +122,7 @@ impl RelayProcess {
     /// A counter from the process's own `/metrics` (0 when never incremented).
     async fn counter(&self, name: &str, shard: &str) -> u64 {
         let text = reqwest::get(format!("{}/metrics", self.base)).await.unwrap().text().await.unwrap();
-        let prefix = format!("{name}{{shard=\"{shard}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+        testkit::app::metric_value(&text, name, &[("shard", shard)]) as u64
     }
 
     async fn sigkill(mut self) {
@@ -276,16 +195,16 @@ async fn every_committed_row_is_published_once_on_both_shards_keyed_by_order_id(
     }
 
     let _relay = spawn(settings(&kafka), stack.shards.map.clone()).await;
-    let got = receive(&consumer(&kafka.bootstrap, &kafka.topic), expected.len()).await;
+    let got = read(&kafka.bootstrap, &kafka.topic, expected.len()).await;
 
     let mut seen = BTreeSet::new();
     for g in &got {
-        assert!(seen.insert(g.row()), "published twice: {g:?}");
-        let (order, typ) = expected.get(&g.row()).unwrap_or_else(|| panic!("no such outbox row: {g:?}"));
-        assert_eq!(&g.key, order, "keyed by order id");
-        assert_eq!(g.payload["orderId"], order.as_str());
+        assert!(seen.insert(row(g)), "published twice: {g:?}");
+        let (order, typ) = expected.get(&row(g)).unwrap_or_else(|| panic!("no such outbox row: {g:?}"));
+        assert_eq!(key(g), order, "keyed by order id");
+        assert_eq!(g.json()["orderId"], order.as_str());
         assert_eq!(g.header("type"), typ);
-        assert_eq!(g.payload["eventName"], typ.as_str());
+        assert_eq!(g.json()["eventName"], typ.as_str());
         let region = if g.header("shard") == "na-1" { "NA" } else { "SA" };
         assert_eq!(g.header("region"), region);
         assert!(!g.header("x-correlation-id").is_empty(), "the order request's correlation id travels: {g:?}");
@@ -341,10 +260,10 @@ async fn order_created_is_delivered_before_order_paid() {
     .await
     .unwrap();
 
-    let got = receive(&consumer(&kafka.bootstrap, &kafka.topic), 42).await;
-    let mut by_order: BTreeMap<&str, Vec<&Got>> = BTreeMap::new();
+    let got = read(&kafka.bootstrap, &kafka.topic, 42).await;
+    let mut by_order: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
     for g in &got {
-        by_order.entry(g.key.as_str()).or_default().push(g);
+        by_order.entry(key(g)).or_default().push(g);
     }
     assert_eq!(by_order.len(), 21);
     for (order, mut events) in by_order {
@@ -378,8 +297,8 @@ async fn with_the_broker_stopped_rows_stay_pending_and_all_publish_after_it_retu
 
     broker.resume().await.unwrap();
     wait_until("all 250 SENT after the broker returned", || async { count(na, "status = 'SENT'").await == 250 }).await;
-    let got = receive(&consumer(&broker.bootstrap, &kafka.topic), 250).await;
-    let published: BTreeSet<i64> = got.iter().map(|g| g.row().1).collect();
+    let got = read(&broker.bootstrap, &kafka.topic, 250).await;
+    let published: BTreeSet<i64> = got.iter().map(|g| row(g).1).collect();
     assert_eq!(published, ids, "none lost; broker log:\n{}", broker.log());
 }
 
@@ -414,7 +333,7 @@ async fn sigkill_mid_batch_loses_nothing_and_redeliveries_are_counted() {
     assert_eq!(redelivered, u64::try_from(in_flight_at_kill).unwrap(), "every row in flight at the kill is counted");
 
     let all = read_all(&kafka.bootstrap, &kafka.topic).await;
-    let published: BTreeSet<i64> = all.iter().map(|g| g.row().1).collect();
+    let published: BTreeSet<i64> = all.iter().map(|g| row(g).1).collect();
     assert_eq!(published, ids, "nothing lost");
     let duplicates = i64::try_from(all.len()).unwrap() - 6000;
     assert!(duplicates <= in_flight_at_kill, "{duplicates} duplicates, only {in_flight_at_kill} rows were in flight");
@@ -498,10 +417,10 @@ async fn a_row_that_keeps_failing_is_dead_lettered_and_reprocess_publishes_it_ag
     assert_eq!(attempts, 3, "dead-lettered after the retry limit");
     assert!(error.contains("contract"), "{error}");
 
-    let dlq = receive(&consumer(&kafka.bootstrap, &kafka.dlq_topic), 1).await;
-    assert_eq!(dlq[0].key, order.to_string());
-    assert_eq!(dlq[0].payload, bad, "the original payload");
-    assert_eq!(dlq[0].row(), ("na-1".to_owned(), id));
+    let dlq = read(&kafka.bootstrap, &kafka.dlq_topic, 1).await;
+    assert_eq!(key(&dlq[0]), order.to_string());
+    assert_eq!(dlq[0].json(), bad, "the original payload");
+    assert_eq!(row(&dlq[0]), ("na-1".to_owned(), id));
     assert_eq!(dlq[0].header("type"), "OrderRefunded");
     assert_eq!(dlq[0].header("x-correlation-id"), "corr-dlq-1");
     assert_eq!(dlq[0].header("dlq-attempts"), "3");
@@ -532,9 +451,9 @@ async fn a_row_that_keeps_failing_is_dead_lettered_and_reprocess_publishes_it_ag
         count(na, &format!("id = {id} and status = 'SENT'")).await == 1
     })
     .await;
-    let main = receive(&consumer(&kafka.bootstrap, &kafka.topic), 6).await;
-    let republished = main.iter().find(|g| g.row().1 == id).expect("published on the main topic");
-    assert_eq!(republished.key, order.to_string());
+    let main = read(&kafka.bootstrap, &kafka.topic, 6).await;
+    let republished = main.iter().find(|g| row(g).1 == id).expect("published on the main topic");
+    assert_eq!(key(republished), order.to_string());
 
     // Asking for what is not FAILED, or does not exist, is said and exits non-zero.
     let (code, out) =
