@@ -121,6 +121,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             report.rows = recorder
                 .rows(Duration::from_secs_f64(sale.sell_out_ms.unwrap_or(sale.latency.max_ms).max(1.0) / 1000.0));
             report.requests = sale.buyers as u64;
+            report.mode = "burst".into();
+            report.concurrency = Some(sale.buyers);
+            report.rate_per_s = None;
+            report.warmup_s = 0.0;
+            report.duration_s = 0.0;
             report.flash_sale = Some(sale);
         } else {
             let customers = if args.scenario == Scenario::Browse { 1 } else { args.customers.max(1) };

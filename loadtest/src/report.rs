@@ -19,7 +19,7 @@ pub struct Report {
     pub scenario: Scenario,
     pub started_at: String,
     pub machine: Machine,
-    /// `closed` or `open`.
+    /// `closed`, `open`, or `burst` (the flash sale: every buyer at once).
     pub mode: String,
     pub concurrency: Option<usize>,
     pub rate_per_s: Option<u32>,
@@ -255,6 +255,7 @@ impl Report {
             return "the pgbench reference alone".into();
         }
         match (self.mode.as_str(), self.rate_per_s, self.concurrency) {
+            ("burst", _, Some(c)) => format!("{c} requests at once"),
             ("open", Some(rate), _) => {
                 format!("open loop {rate}/s, {:.0} s (+{:.0} s warm-up)", self.duration_s, self.warmup_s)
             }
