@@ -1,7 +1,5 @@
 //! Turning outbox rows into records on `orders.events`, and failures into decisions.
 
-use std::time::Duration;
-
 use platform::events::{OrderEvent, headers};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -135,14 +133,6 @@ impl Publisher {
     pub fn fatal_error(&self) -> Option<String> {
         use rdkafka::producer::Producer;
         self.producer.client().fatal_error().map(|(code, msg)| format!("{code}: {msg}"))
-    }
-
-    /// Waits for records still queued (at shutdown).
-    pub fn flush(&self, timeout: Duration) {
-        use rdkafka::producer::Producer;
-        if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, shard = %self.shard, "producer flush at shutdown");
-        }
     }
 }
 

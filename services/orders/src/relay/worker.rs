@@ -137,8 +137,8 @@ impl ShardRelay {
         let mut broker_failures: i32 = 0;
         let mut last_gauges = Instant::now().checked_sub(Duration::from_secs(60)).unwrap_or_else(Instant::now);
         loop {
+            // Every batch awaits all its deliveries, so nothing is ever left queued to flush.
             if stop.is_cancelled() {
-                publisher.flush(Duration::from_secs(5));
                 let _ = tokio::time::timeout(Duration::from_secs(2), outbox::release_lease(&mut conn)).await;
                 let _ = conn.close().await;
                 return Ok(());
@@ -177,7 +177,6 @@ impl ShardRelay {
                 if let Some(fatal) = publisher.fatal_error() {
                     tracing::warn!(shard = %self.shard, error = %fatal, "producer failed for good");
                 }
-                publisher.flush(Duration::from_secs(1));
                 publisher = self.publisher()?;
                 let delay = self.tuning.retry_delay(broker_failures);
                 tracing::warn!(shard = %self.shard, delay_ms = delay.as_millis() as u64, %error, "broker unavailable; backing off");
@@ -258,10 +257,10 @@ impl ShardRelay {
         self.shared.add_published(&self.shard, sent.len());
         metrics::counter!("orders_relay_published_total", &labels).increment(sent.len() as u64);
         let now = chrono::Utc::now();
+        let lag = metrics::histogram!("orders_relay_publish_lag_seconds", &labels);
         let mut redelivered = 0u64;
         for row in &sent {
-            let lag = (now - row.created_at).to_std().unwrap_or_default();
-            metrics::histogram!("orders_relay_publish_lag_seconds", &labels).record(lag.as_secs_f64());
+            lag.record((now - row.created_at).to_std().unwrap_or_default().as_secs_f64());
             redelivered += u64::from(row.was_in_flight);
         }
         if redelivered > 0 {
