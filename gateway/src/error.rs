@@ -116,7 +116,8 @@ impl GatewayError {
             (_, "TOO_MANY_REQUESTS") | (429, _) | (502..=504, _) | (_, "UNAVAILABLE") => {
                 Self::Unavailable { message, retry_after_secs: retry_after }
             }
-            (400 | 413 | 415 | 422, _) => Self::BadUserInput { message, details },
+            // Any other 4xx is the request's fault, never the gateway's.
+            (400..=499, _) => Self::BadUserInput { message, details },
             _ => Self::internal(&format!("{service} answered {status} {code}"), message),
         }
     }
@@ -183,6 +184,9 @@ mod tests {
             (503, json!({"error": "UNAVAILABLE", "message": "m"}), "UNAVAILABLE"),
             (500, json!({"error": "INTERNAL", "message": "internal error"}), "INTERNAL"),
             (502, json!(null), "UNAVAILABLE"),
+            // Any other 4xx is the client's request, not the gateway failing.
+            (405, json!({"error": "METHOD_NOT_ALLOWED", "message": "m"}), "BAD_USER_INPUT"),
+            (410, json!(null), "BAD_USER_INPUT"),
         ];
         for (status, body, code) in cases {
             assert_eq!(map(status, body.clone()).code(), code, "{status} {body}");

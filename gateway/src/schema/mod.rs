@@ -352,14 +352,16 @@ impl Mutation {
         let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let region = gw.region("region", &input.region)?;
         let body = serde_json::to_value(&input).map_err(|e| GatewayError::internal("createEvent body", e))?;
-        let json: Value = gw
+        let result: Result<Value, GatewayError> = gw
             .downstream
             .post(Service::Orders, "POST /api/v1/events", "/api/v1/events", &scope.caller, &body, Keyed::Yes)
-            .await?;
-        let payload: CreateEventPayload = decode("orders create event: unexpected body", json)?;
-        // A new event appears in its region's pages (and in the all-regions ones).
-        gw.cache.invalidate(&[&region], &[]).await;
-        Ok(payload)
+            .await;
+        // A new event appears in its region's pages (and in the all-regions ones). Unanswered
+        // (timed out, cut), it may have been created all the same.
+        if matches!(result, Ok(_) | Err(GatewayError::Unavailable { .. })) {
+            gw.cache.invalidate(&[&region], &[]).await;
+        }
+        Ok(decode("orders create event: unexpected body", result?)?)
     }
 
     /// An order (CUSTOMER) tagged with the event's region. The request's idempotency key, if
@@ -377,7 +379,10 @@ impl Mutation {
         match &result {
             // Stock changed: the event and every page showing it. A stock conflict means what we
             // may have cached disagrees with the database, so it is dropped too.
-            Ok(_) | Err(GatewayError::Conflict { code: "SOLD_OUT" | "INSUFFICIENT_STOCK", .. }) => {
+            // Unanswered (timed out, cut): the order may have been placed all the same.
+            Ok(_)
+            | Err(GatewayError::Conflict { code: "SOLD_OUT" | "INSUFFICIENT_STOCK", .. })
+            | Err(GatewayError::Unavailable { .. }) => {
                 gw.cache.invalidate(&[&region], &[&event_id]).await;
             }
             Err(_) => {}

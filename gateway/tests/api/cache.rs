@@ -201,3 +201,41 @@ async fn without_any_redis() {
     let (_, _, customer) = s.user("CUSTOMER").await;
     assert_everything_answers(&s, &organizer, &customer).await;
 }
+
+#[tokio::test]
+async fn an_unanswered_order_still_drops_the_event_it_may_have_sold() {
+    // orders behind an address that accepts connections and never answers: the order may have
+    // been placed, so the stock the cache holds can no longer be trusted.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn);
+        }
+    });
+    let s = stack().await;
+    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let (_, _, customer) = s.user("CUSTOMER").await;
+    let (event, tt) = s.event(&organizer, "NA", 5).await;
+    assert_eq!(s.redis_keys(&format!("event:{event}")).await.len(), 1, "cached by the read after creation");
+
+    // The same cache, a gateway whose orders never answers.
+    let settings = gateway::Settings { orders_url: silent_url, downstream_timeout_ms: 500, ..s.settings.clone() };
+    let silent_gateway = super::helpers::spawn_gateway(settings, &s.shards).await;
+    let vars = json!({"input": {"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1}});
+    let res: Value = silent_gateway
+        .client
+        .post(silent_gateway.url("/graphql"))
+        .bearer_auth(&customer)
+        .json(&json!({"query": super::helpers::CREATE_ORDER, "variables": vars}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(super::helpers::code(&res), Some("UNAVAILABLE"), "{res}");
+    assert!(s.redis_keys(&format!("event:{event}")).await.is_empty(), "the event's cached stock is dropped");
+    held.abort();
+}
