@@ -8,6 +8,13 @@
 --   pgbench -n -M prepared -c 16 -j 2 -T 20 -D ticket_types=50 -f tools/pgbench/order.sql \
 --     -h 127.0.0.1 -p 5441 -U postgres loadtest_pgbench
 -- ticket_types=1 puts every order on one hot row; 50 spreads them like `loadtest orders`.
+--
+-- Two differences from the service, both in pgbench's favour, so the ratio stays a ceiling:
+-- - pgbench cannot branch, so a stock update that finds no row (sold out) does not roll back
+--   as the service's 409 does; setup.sql stocks 1,000,000 per tier so a run never sells out.
+--   Re-run setup.sql (loadtest --pgbench does) before reusing the database.
+-- - the service's work outside this transaction is not here: the cross-shard idempotency
+--   look-up (one select on every other shard), the customer check over gRPC, the Redis lock.
 
 \set tt random(1, :ticket_types)
 \set r random(1, 9223372036854775806)
