@@ -21,10 +21,12 @@ pub enum Schema {
     Notifications,
     /// The Tansu broker's storage (`kafka` on the global instance).
     Kafka,
+    /// The live partition → shard map (`placement` on the global instance).
+    Placement,
 }
 
 impl Schema {
-    pub const ALL: [Self; 4] = [Self::Accounts, Self::Shard, Self::Notifications, Self::Kafka];
+    pub const ALL: [Self; 5] = [Self::Accounts, Self::Shard, Self::Notifications, Self::Kafka, Self::Placement];
 
     pub fn dir_name(self) -> &'static str {
         match self {
@@ -32,6 +34,7 @@ impl Schema {
             Self::Shard => "shard",
             Self::Notifications => "notifications",
             Self::Kafka => "kafka",
+            Self::Placement => "placement",
         }
     }
 }

@@ -85,15 +85,35 @@ impl Check {
     }
 }
 
-/// The dependencies a service needs before it can serve traffic.
-#[derive(Debug, Clone, Default)]
+type Note = dyn Fn() -> String + Send + Sync;
+
+/// The dependencies a service needs before it can serve traffic, and notes that `/readyz`
+/// shows without failing on them (state an operator should see, such as a pending plan).
+#[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<Check>,
+    notes: Vec<(String, Arc<Note>)>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness").field("checks", &self.checks).finish_non_exhaustive()
+    }
 }
 
 impl Readiness {
     pub fn new(checks: Vec<Check>) -> Self {
-        Self { checks }
+        Self { checks, notes: Vec::new() }
+    }
+
+    /// Adds a note named `name`, computed on every probe.
+    pub fn with_note(mut self, name: impl Into<String>, note: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.notes.push((name.into(), Arc::new(note)));
+        self
+    }
+
+    fn notes(&self) -> BTreeMap<String, String> {
+        self.notes.iter().map(|(name, note)| (name.clone(), note())).collect()
     }
 
     /// Runs every check concurrently; `Ok` names each up dependency, `Err` the down ones with
@@ -118,13 +138,14 @@ pub fn router(readiness: Readiness) -> Router {
 
 async fn readyz(State(readiness): State<Arc<Readiness>>) -> Response {
     let (ready, checks) = readiness.evaluate().await;
+    let notes = readiness.notes();
     if ready {
-        (StatusCode::OK, axum::Json(json!({"status": "ready", "checks": checks}))).into_response()
+        (StatusCode::OK, axum::Json(json!({"status": "ready", "checks": checks, "notes": notes}))).into_response()
     } else {
         let down: Vec<&String> = checks.iter().filter(|(_, v)| v.as_str() != "up").map(|(k, _)| k).collect();
         tracing::warn!(?down, "not ready");
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not ready", "down": down, "checks": checks})))
-            .into_response()
+        let body = json!({"status": "not ready", "down": down, "checks": checks, "notes": notes});
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
     }
 }
 

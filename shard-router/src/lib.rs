@@ -10,12 +10,20 @@
 //! - [`ids`]: ids that carry their region tag and logical partition.
 //! - [`route`]: the pure routing core, (region, partition) or id → shard by consistent hashing.
 //! - [`pools`]: one lazily connected `sqlx::PgPool` per shard.
+//! - [`placement`]: placement maps as values (desired from `shards.toml`, live with an
+//!   epoch) and the moves between them; pure.
+//! - [`live`]: the live map in the `placement` database (seed, load, listen) and each shard's
+//!   ownership fence.
 
 pub mod config;
 pub mod ids;
+pub mod live;
+pub mod placement;
 pub mod pools;
 pub mod route;
 
 pub use config::{ConfigError, DatabaseUrl, Region, RegionName, Shard, ShardMap, ShardName};
+pub use live::{Fenced, LiveStore};
+pub use placement::{Move, PartitionMap};
 pub use pools::ShardPools;
 pub use route::{Route, RouteError, Router};

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use consistent_hash::{DefaultHash, Node, StaticHashRing};
 use uuid::Uuid;
 
-use crate::ids::{self, IdError, Placement};
+use crate::ids::{self, IdError};
+use crate::placement::PartitionMap;
 use crate::{RegionName, ShardMap, ShardName};
 
 /// Virtual nodes per shard on a region's ring: enough that each shard's share of the ring is
@@ -22,6 +23,8 @@ pub const VIRTUAL_NODES_PER_SHARD: usize = 256;
 pub struct Router {
     regions: BTreeMap<RegionName, RegionTable>,
     by_tag: BTreeMap<u16, RegionName>,
+    /// The epoch of the placement this router was built from (0: the desired one).
+    epoch: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -66,15 +69,28 @@ pub fn assign_partitions(region: &RegionName, partitions: u16, shards: &[ShardNa
 }
 
 impl Router {
+    /// Routes by the placement `shards.toml` asks for: what the live map is seeded with, and
+    /// what tools compare it to. Services route by [`Router::with_placement`].
     pub fn new(map: &ShardMap) -> Self {
+        Self::with_placement(map, &PartitionMap::desired(map))
+    }
+
+    /// Routes by `placement` (the live map). A region of `map` that `placement` lacks does not
+    /// route: it is refused as unknown rather than guessed.
+    pub fn with_placement(map: &ShardMap, placement: &PartitionMap) -> Self {
         let mut regions = BTreeMap::new();
         let mut by_tag = BTreeMap::new();
         for region in map.regions() {
-            let owner = assign_partitions(&region.name, region.partitions, &region.shards);
+            let Some(owner) = placement.owners(&region.name) else { continue };
             by_tag.insert(region.tag, region.name.clone());
-            regions.insert(region.name.clone(), RegionTable { tag: region.tag, owner });
+            regions.insert(region.name.clone(), RegionTable { tag: region.tag, owner: owner.to_vec() });
         }
-        Self { regions, by_tag }
+        Self { regions, by_tag, epoch: placement.epoch }
+    }
+
+    /// The epoch of the placement this router follows.
+    pub fn epoch(&self) -> i64 {
+        self.epoch
     }
 
     /// The shard holding `partition` of `region`.
@@ -102,10 +118,10 @@ impl Router {
     }
 
     /// A placement for new data in `region`: a partition picked from `random`.
-    pub fn place(&self, region: &RegionName, random: u64) -> Result<Placement, RouteError> {
+    pub fn place(&self, region: &RegionName, random: u64) -> Result<ids::Placement, RouteError> {
         let table = self.regions.get(region).ok_or_else(|| RouteError::UnknownRegion(region.to_string()))?;
         let partition = (random % table.owner.len() as u64) as u16;
-        Ok(Placement { region_tag: table.tag, partition })
+        Ok(ids::Placement { region_tag: table.tag, partition })
     }
 
     /// The partitions each shard of `region` holds: what a rebalance compares.

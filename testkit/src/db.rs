@@ -47,12 +47,14 @@ impl Drop for TestDb {
     }
 }
 
-/// A fresh shard database on every shard instance of the repository's `shards.toml`, and the
-/// shard map pointing at them.
+/// A fresh shard database on every shard instance of the repository's `shards.toml`, the
+/// shard map pointing at them, and a fresh `placement` database for the live map (services
+/// seed it on their first start, as on a new stack).
 #[derive(Debug)]
 pub struct TestShards {
     pub map: ShardMap,
     pub dbs: BTreeMap<String, TestDb>,
+    pub placement: TestDb,
 }
 
 impl TestShards {
@@ -68,7 +70,19 @@ impl TestShards {
             dbs.insert(shard.name.to_string(), db);
         }
         let map = base.with_url_overrides(overrides)?;
-        Ok(Self { map, dbs })
+        let placement = TestDb::global(Schema::Placement).await?;
+        Ok(Self { map, dbs, placement })
+    }
+
+    /// A further fresh shard database named `name` on the instance of `like` (e.g. `na-2`
+    /// beside `na-1`), for tests that add a shard to a region.
+    pub async fn add_db(&mut self, name: &str, like: &str) -> anyhow::Result<String> {
+        let server = self.dbs.get(like).map(|d| d.url.rsplit_once('/').map_or(d.url.clone(), |(s, _)| s.to_owned()));
+        let server = server.ok_or_else(|| anyhow::anyhow!("no test shard {like}"))?;
+        let db = TestDb::create_on(&server, Schema::Shard).await?;
+        let url = db.url.clone();
+        self.dbs.insert(name.to_owned(), db);
+        Ok(url)
     }
 
     pub fn pool(&self, shard: &str) -> Option<&PgPool> {

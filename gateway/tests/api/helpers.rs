@@ -67,6 +67,7 @@ async fn build(adjust: impl FnOnce(&mut gateway::Settings), down: &[&str]) -> St
             accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
             accounts_grpc_url: grpc,
             shard_acquire_timeout_ms: if down.is_empty() { 10_000 } else { 500 },
+            placement_url: shards.placement.url.clone(),
             ..orders::Settings::default()
         },
         shards.map.clone().with_url_overrides(overrides).unwrap(),

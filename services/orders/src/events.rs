@@ -11,11 +11,12 @@ use platform::http::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shard_router::ids;
+use shard_router::{Route, ids, live};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::domain::{Cents, EventWindow, MAX_TICKET_TYPES, Text, TotalQuantity, timestamp};
+use crate::domain::{Cents, EventWindow, IdempotencyKey, MAX_TICKET_TYPES, Text, TotalQuantity, timestamp};
+use crate::shard::{Key, WorkError};
 
 pub fn router(state: AppState) -> Router {
     Router::new().route("/api/v1/events", post(create)).route("/api/v1/events/{id}", get(by_id)).with_state(state)
@@ -127,28 +128,48 @@ async fn create(
     let seed = key
         .as_ref()
         .map_or_else(|| Uuid::new_v4().as_u64_pair().1, |k| crate::idempotency::placement_seed(claims.sub, k));
-    let placement = state.router.place(&event.region, seed).map_err(crate::routing_bug)?;
-    let event_id = ids::new_id(placement);
-    let shard = state.router.shard_for(&event.region, placement.partition).map_err(crate::routing_bug)?.clone();
-    let pool = state.pool(&shard)?;
-    let unavailable = |e: sqlx::Error| state.shard_error(&shard, &event.region, e);
-
+    let snap = state.placement.snapshot();
+    let placement = snap.router.place(&event.region, seed).map_err(crate::routing_bug)?;
+    let home = snap.router.shard_for(&event.region, placement.partition).map_err(crate::routing_bug)?.clone();
+    drop(snap);
     if let Some(key) = &key
         && let Some((status, body)) =
-            crate::idempotency::seen_elsewhere(&state, &shard, claims.sub, "create_event", key, &request_hash).await?
+            crate::idempotency::seen_elsewhere(&state, &home, claims.sub, "create_event", key, &request_hash).await?
     {
         return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), axum::Json(body)));
     }
-    let mut tx = pool.begin().await.map_err(unavailable)?;
-    if let Some(key) = &key {
-        match crate::idempotency::claim(&mut tx, claims.sub, "create_event", key, &request_hash)
+    let event_id = ids::new_id(placement);
+    let at = Key::Partition(event.region.clone(), placement.partition);
+    let (status, body) = state
+        .write(at, "create_event", |route| {
+            create_once(&state, route, claims.sub, &event, event_id, key.as_ref(), &request_hash)
+        })
+        .await?;
+    Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), axum::Json(body)))
+}
+
+/// The event transaction: the event, its ticket types and the idempotency record.
+async fn create_once(
+    state: &AppState,
+    route: Route,
+    organizer: Uuid,
+    event: &NewEvent,
+    event_id: Uuid,
+    key: Option<&IdempotencyKey>,
+    request_hash: &[u8],
+) -> Result<(u16, serde_json::Value), WorkError> {
+    let db = |e: sqlx::Error| state.db_error(&route, e);
+    let placement = ids::Placement { region_tag: ids::region_tag(route.region.as_str()), partition: route.partition };
+    let partition = live::partition_i16(route.partition);
+    let mut stx = state.begin(&route).await?;
+    let tx = stx.conn();
+    if let Some(key) = key {
+        match crate::idempotency::claim(tx, organizer, "create_event", key, request_hash, route.partition)
             .await
-            .map_err(unavailable)??
+            .map_err(db)??
         {
             crate::idempotency::Claim::Fresh => {}
-            crate::idempotency::Claim::Replay(status, body) => {
-                return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED), axum::Json(body)));
-            }
+            crate::idempotency::Claim::Replay(status, body) => return Ok((status, body)),
         }
     }
     sqlx::query(
@@ -157,8 +178,8 @@ async fn create(
     )
     .bind(event_id)
     .bind(event.region.as_str())
-    .bind(i16::try_from(placement.partition).unwrap_or_default())
-    .bind(claims.sub)
+    .bind(partition)
+    .bind(organizer)
     .bind(event.title.as_str())
     .bind(event.description.as_ref().map(Text::as_str))
     .bind(event.venue.as_str())
@@ -166,7 +187,7 @@ async fn create(
     .bind(event.window.ends_at)
     .execute(&mut *tx)
     .await
-    .map_err(unavailable)?;
+    .map_err(db)?;
     for (name, price, total) in &event.ticket_types {
         sqlx::query(
             "insert into ticket_types (id, event_id, partition, name, price_in_cents, total_quantity, remaining_quantity) \
@@ -174,23 +195,23 @@ async fn create(
         )
         .bind(ids::new_id(placement))
         .bind(event_id)
-        .bind(i16::try_from(placement.partition).unwrap_or_default())
+        .bind(partition)
         .bind(name.as_str())
         .bind(price.get())
         .bind(total.get())
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(db)?;
     }
     let body = json!({ "eventId": event_id, "region": event.region.as_str() });
-    if let Some(key) = &key {
-        crate::idempotency::record(&mut tx, claims.sub, "create_event", key, 201, &body).await.map_err(unavailable)?;
+    if let Some(key) = key {
+        crate::idempotency::record(tx, organizer, "create_event", key, 201, &body).await.map_err(db)?;
     }
-    tx.commit().await.map_err(unavailable)?;
-    metrics::counter!("orders_events_created_total", "region" => event.region.to_string(), "shard" => shard.to_string())
+    stx.tx.commit().await.map_err(db)?;
+    metrics::counter!("orders_events_created_total", "region" => route.region.to_string(), "shard" => route.shard.to_string())
         .increment(1);
-    tracing::info!(event_id = %event_id, region = %event.region, shard = %shard, "event created");
-    Ok((StatusCode::CREATED, axum::Json(body)))
+    tracing::info!(event_id = %event_id, region = %route.region, shard = %route.shard, "event created");
+    Ok((201, body))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -205,6 +226,9 @@ struct EventRow {
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
+    /// Whether this shard serves the event's partition now.
+    #[serde(skip)]
+    readable: bool,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -222,17 +246,35 @@ async fn by_id(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let (id, route) = state.route(&raw, "event")?;
+    let id = state.parse_id(&raw, "event")?;
+    let found = state.read(Key::Id(id), |route| read_event(&state, route, id)).await?;
+    let (event, ticket_types) = found.ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+    let mut body = serde_json::to_value(&event).map_err(ApiError::internal)?;
+    body["ticketTypes"] = serde_json::to_value(&ticket_types).map_err(ApiError::internal)?;
+    Ok(axum::Json(body))
+}
+
+/// The event and its ticket types from the shard `route` names, if it serves the partition.
+async fn read_event(
+    state: &AppState,
+    route: Route,
+    id: Uuid,
+) -> Result<Option<(EventRow, Vec<TicketTypeRow>)>, WorkError> {
     let pool = state.pool(&route.shard)?;
-    let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
+    let db = |e: sqlx::Error| state.db_error(&route, e);
     let event: Option<EventRow> = sqlx::query_as(
-        "select id, region, organizer_id, title, description, venue, starts_at, ends_at, created_at from events where id = $1",
+        "select id, region, organizer_id, title, description, venue, starts_at, ends_at, created_at, \
+           partition_readable(region, partition) as readable from events where id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
     .await
-    .map_err(unavailable)?;
-    let event = event.ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+    .map_err(db)?;
+    let event = match event {
+        Some(e) if e.readable => e,
+        Some(_) => return Err(WorkError::Fenced(shard_router::Fenced::NotOwned)),
+        None => return crate::shard::readable(state, &route).await.map(|()| None),
+    };
     let ticket_types: Vec<TicketTypeRow> = sqlx::query_as(
         "select id, name, price_in_cents, total_quantity, remaining_quantity from ticket_types \
          where event_id = $1 order by price_in_cents, name",
@@ -240,8 +282,6 @@ async fn by_id(
     .bind(id)
     .fetch_all(pool)
     .await
-    .map_err(unavailable)?;
-    let mut body = serde_json::to_value(&event).map_err(ApiError::internal)?;
-    body["ticketTypes"] = serde_json::to_value(&ticket_types).map_err(ApiError::internal)?;
-    Ok(axum::Json(body))
+    .map_err(db)?;
+    Ok(Some((event, ticket_types)))
 }

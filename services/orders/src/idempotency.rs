@@ -38,21 +38,24 @@ pub enum Claim {
 }
 
 /// Claims `key` for `owner`'s `operation`; the same key with another request hash is a 422.
+/// The record carries `partition`, that of the data it guards, so it moves with that data.
 pub async fn claim(
     tx: &mut PgConnection,
     owner: Uuid,
     operation: &str,
     key: &IdempotencyKey,
     request_hash: &[u8],
+    partition: u16,
 ) -> Result<Result<Claim, ApiError>, sqlx::Error> {
     let claimed = sqlx::query(
-        "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response) \
-         values ($1, $2, $3, $4, 0, '{}') on conflict do nothing",
+        "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response, partition) \
+         values ($1, $2, $3, $4, 0, '{}', $5) on conflict do nothing",
     )
     .bind(owner)
     .bind(operation)
     .bind(key.as_str())
     .bind(request_hash)
+    .bind(shard_router::live::partition_i16(partition))
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -13,6 +13,9 @@
 //! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
 //!   stock lock that spaces out contention (the database guard is what prevents overselling).
 //! - [`relay`]: the outbox relay process.
+//! - [`placement`]: the live partition → shard map this process routes by, and how it follows
+//!   changes; [`shard`]: the one place a shard transaction begins (fence, retry on "moved",
+//!   metrics).
 
 pub mod domain;
 pub mod events;
@@ -20,7 +23,9 @@ pub mod idempotency;
 pub mod listing;
 pub mod lock;
 pub mod orders;
+pub mod placement;
 pub mod relay;
+pub mod shard;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,7 +39,7 @@ use platform::http::Server;
 use platform::ops::{Check, Readiness};
 use proto::accounts::v1::accounts_service_client::AccountsServiceClient;
 use serde::{Deserialize, Serialize};
-use shard_router::{Route, RouteError, Router, ShardMap, ShardName, ShardPools};
+use shard_router::{LiveStore, Route, RouteError, ShardMap, ShardName, ShardPools};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -74,6 +79,14 @@ pub struct Settings {
     pub lock_wait_ms: u64,
     /// Upper bound on handling one request; past it the answer is 503, in milliseconds.
     pub request_timeout_ms: u64,
+    /// The live placement map (`placement` on the global instance): which shard owns each
+    /// partition now. Seeded from `shards_file` on the very first start.
+    pub placement_url: String,
+    /// Whether this process follows changes of the live map as they happen (LISTEN and a poll).
+    /// Off only in tests of a stale process: it still reloads when a shard answers "moved".
+    pub placement_follow: bool,
+    /// How often the live map's epoch is polled, in case a notice was missed, in milliseconds.
+    pub placement_poll_ms: u64,
 }
 
 impl Default for Settings {
@@ -94,6 +107,9 @@ impl Default for Settings {
             lock_ttl_ms: 2000,
             lock_wait_ms: 300,
             request_timeout_ms: 5000,
+            placement_url: "postgres://postgres@127.0.0.1:5440/placement".into(),
+            placement_follow: true,
+            placement_poll_ms: 5000,
         }
     }
 }
@@ -103,11 +119,14 @@ pub fn shard_checks(pools: &ShardPools) -> Vec<Check> {
     pools.all().map(|(name, pool)| Check::postgres(format!("postgres:{name}"), pool.clone())).collect()
 }
 
-/// What every handler shares. The shard map, router and pools are the only way to a database.
+/// What every handler shares. The shard map, the live placement and the pools are the only way
+/// to a database.
 #[derive(Clone)]
 pub struct AppState {
+    /// `shards.toml`: regions, shards and their connections (the desired placement).
     pub shards: Arc<ShardMap>,
-    pub router: Arc<Router>,
+    /// The live placement requests route by.
+    pub placement: placement::LivePlacement,
     pub pools: ShardPools,
     pub verifier: Verifier,
     /// accounts over gRPC (a lazily connected channel).
@@ -123,14 +142,12 @@ impl FromRef<AppState> for Verifier {
 }
 
 impl AppState {
-    /// Parses an id from a path and routes it: malformed → 400 naming `what`, an id this
-    /// system never handed out → 404.
-    pub fn route(&self, raw: &str, what: &str) -> Result<(Uuid, Route), ApiError> {
-        self.router.route_str(raw).map_err(|e| match e {
-            RouteError::Id(shard_router::ids::IdError::Malformed) => {
-                ApiError::field("id", format!("`{raw}` is not a valid {what} id"))
-            }
-            _ => ApiError::NotFound(format!("no {what} with id {raw}")),
+    /// Parses an id from a path: malformed → 400 naming `what`, an id this system never handed
+    /// out → 404. Routing happens per attempt ([`shard`]), by the map in force then.
+    pub fn parse_id(&self, raw: &str, what: &str) -> Result<Uuid, ApiError> {
+        shard_router::ids::parse(raw).map(|(id, _)| id).map_err(|e| match e {
+            shard_router::ids::IdError::Malformed => ApiError::field("id", format!("`{raw}` is not a valid {what} id")),
+            shard_router::ids::IdError::NotRoutable => ApiError::NotFound(format!("no {what} with id {raw}")),
         })
     }
 
@@ -163,6 +180,8 @@ pub fn routing_bug(e: RouteError) -> ApiError {
 pub struct Application {
     http: Server,
     pools: ShardPools,
+    placement: placement::LivePlacement,
+    settings: Settings,
 }
 
 /// Publishes each shard pool's busy and idle connections every few seconds until `stop`.
@@ -195,8 +214,13 @@ impl Application {
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
         let pools = ShardPools::connect_lazy(&shards, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
+        let shards = Arc::new(shards);
+        let store =
+            LiveStore::connect_lazy(&settings.placement_url, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
+        let placement = placement::LivePlacement::start(store.clone(), shards.clone(), pools.clone()).await?;
         let mut checks = shard_checks(&pools);
         checks.push(Check::redis("redis", redis.clone()));
+        checks.push(Check::postgres("postgres:placement", store.pool().clone()));
         let timeout = Duration::from_millis(settings.accounts_timeout_ms);
         let channel = Endpoint::from_shared(settings.accounts_grpc_url.clone())?
             .connect_timeout(timeout)
@@ -210,8 +234,8 @@ impl Application {
             Duration::from_millis(settings.jwks_min_refresh_ms),
         );
         let state = AppState {
-            router: Arc::new(Router::new(&shards)),
-            shards: Arc::new(shards),
+            shards,
+            placement: placement.clone(),
             pools,
             verifier: Arc::new(verifier),
             accounts: AccountsServiceClient::new(channel),
@@ -224,6 +248,10 @@ impl Application {
             max_per_order: settings.max_quantity_per_order.max(1),
         };
         let pools_for_metrics = state.pools.clone();
+        let readiness = {
+            let placement = placement.clone();
+            Readiness::new(checks).with_note("placement", move || placement.describe())
+        };
         let routes = events::router(state.clone())
             .merge(listing::router(state.clone()))
             .merge(orders::router(state))
@@ -231,8 +259,8 @@ impl Application {
                 Duration::from_millis(settings.request_timeout_ms),
                 platform::http::deadline,
             ));
-        let http = Server::bind(settings.http_addr, platform::http::app(routes, Readiness::new(checks))).await?;
-        Ok(Self { http, pools: pools_for_metrics })
+        let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
+        Ok(Self { http, pools: pools_for_metrics, placement, settings })
     }
 
     pub fn port(&self) -> u16 {
@@ -242,6 +270,10 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "orders listening");
         tokio::spawn(report_pool_usage(self.pools, shutdown.clone()));
+        if self.settings.placement_follow {
+            let poll = Duration::from_millis(self.settings.placement_poll_ms.max(100));
+            tokio::spawn(self.placement.follow(poll, shutdown.clone()));
+        }
         self.http.run(shutdown).await?;
         Ok(())
     }

@@ -146,10 +146,7 @@ async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> 
     let (Some(region), Some(organizer), Some(limit), Some(cursor)) = (region, organizer, limit, cursor) else {
         return Err(errors.into_error());
     };
-    let shards: Vec<ShardName> = match &region {
-        Some(r) => r.shards.clone(),
-        None => state.shards.shards().map(|s| s.name.clone()).collect(),
-    };
+    let shards = live_shards(&state, region.as_ref().map(|r| &r.name));
     let region_name = region.as_ref().map(|r| r.name.as_str().to_owned());
     let mut rows: Vec<EventRow> = fan_out(&state, shards, |pool| {
         let region_name = region_name.clone();
@@ -162,6 +159,7 @@ async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> 
                      from ticket_types t where t.event_id = e.id), '[]'::json) as ticket_types \
                  from events e \
                  where ($1::text is null or e.region = $1) and ($2::uuid is null or e.organizer_id = $2) \
+                   and partition_readable(e.region, e.partition) \
                    and ($3::timestamptz is null or (e.starts_at, e.id) > ($3, $4)) \
                  order by e.starts_at, e.id limit $5",
             )
@@ -177,6 +175,19 @@ async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> 
     .await?;
     rows.sort_by_key(|r| (r.starts_at, r.id));
     page(rows, limit, |r| Cursor { at: r.starts_at, id: r.id })
+}
+
+/// The shards holding partitions of `region` (of every region with `None`) in the live map:
+/// a fan-out reads those, and each answers only for the partitions it serves now.
+fn live_shards(state: &AppState, region: Option<&shard_router::RegionName>) -> Vec<ShardName> {
+    let snap = state.placement.snapshot();
+    let mut shards: std::collections::BTreeSet<ShardName> = std::collections::BTreeSet::new();
+    for (name, _) in snap.live.regions() {
+        if region.is_none_or(|r| r == name) {
+            shards.extend(snap.live.shards_of(name));
+        }
+    }
+    shards.into_iter().collect()
 }
 
 /// The first `limit` rows, and a cursor when more exist.
@@ -232,12 +243,12 @@ async fn orders_of(state: &AppState, customer: Uuid, q: PageQuery) -> Result<axu
     let (Some(limit), Some(cursor)) = (limit, cursor) else {
         return Err(errors.into_error());
     };
-    let shards = state.shards.shards().map(|s| s.name.clone()).collect();
+    let shards = live_shards(state, None);
     let mut rows: Vec<OrderRow> = fan_out(state, shards, |pool| {
         let cursor = cursor.as_ref().map(|c| (c.at, c.id));
         async move {
             sqlx::query_as(&format!(
-                "select {ORDER_COLUMNS} from orders where customer_id = $1 \
+                "select {ORDER_COLUMNS} from orders where customer_id = $1 and partition_readable(region, partition) \
                  and ($2::timestamptz is null or (created_at, id) < ($2, $3)) \
                  order by created_at desc, id desc limit $4"
             ))

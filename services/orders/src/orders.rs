@@ -14,11 +14,13 @@ use proto::accounts::v1::{GetUserByIdRequest, UserRole};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use shard_router::{Route, ids};
+use shard_router::live;
+use shard_router::{Fenced, RegionName, Route, ids};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::domain::{Cents, IdempotencyKey, Quantity};
+use crate::shard::{Key, WorkError};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -40,7 +42,9 @@ struct CreateBody {
 struct NewOrder {
     event_id: Uuid,
     ticket_type_id: Uuid,
-    route: Route,
+    /// The event's region and partition, from its id: where the order lives too.
+    region: RegionName,
+    partition: u16,
     quantity: Quantity,
 }
 
@@ -57,7 +61,7 @@ fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
     );
     let routed = |raw: &Option<String>| match raw.as_deref().map(str::trim) {
         None | Some("") => Err("is required".to_owned()),
-        Some(raw) => state.router.route_str(raw).map_err(|_| format!("`{raw}` is not a valid id")),
+        Some(raw) => state.placement.snapshot().router.route_str(raw).map_err(|_| format!("`{raw}` is not a valid id")),
     };
     let event = errors.check("eventId", routed(&body.event_id));
     let ticket_type = errors.check("ticketTypeId", routed(&body.ticket_type_id));
@@ -81,7 +85,7 @@ fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
     if tt_route.region != route.region || tt_route.partition != route.partition {
         return Err(ApiError::field("ticketTypeId", "does not belong to the event"));
     }
-    Ok(NewOrder { event_id, ticket_type_id, route, quantity })
+    Ok(NewOrder { event_id, ticket_type_id, region: route.region, partition: route.partition, quantity })
 }
 
 /// The caller must exist in accounts and be a CUSTOMER; accounts unreachable is retryable.
@@ -114,15 +118,12 @@ async fn create(
     let order = parse(&state, &body)?;
     check_customer(&state, claims.sub).await?;
     let request_hash = Sha256::digest(
-        format!("{}|{}|{}|{}", order.route.region, order.event_id, order.ticket_type_id, order.quantity.get())
-            .as_bytes(),
+        format!("{}|{}|{}|{}", order.region, order.event_id, order.ticket_type_id, order.quantity.get()).as_bytes(),
     )
     .to_vec();
 
     let lock = state.lock.acquire(order.ticket_type_id).await;
-    let started = std::time::Instant::now();
     let result = place(&state, claims.sub, &order, key.as_ref(), &request_hash).await;
-    crate::observe_tx(&order.route, "create_order", started);
     if let Some(held) = lock {
         state.lock.release(held).await;
     }
@@ -146,7 +147,9 @@ async fn write_outbox(tx: &mut sqlx::PgConnection, partition: i16, event: &Order
     .map(drop)
 }
 
-/// The order transaction. Returns the status and body to answer (the stored ones on a replay).
+/// Places the order on the shard owning the event's partition (see [`crate::shard`] for the
+/// fence and the retry after a move). Returns the status and body to answer (the stored ones
+/// on a replay).
 async fn place(
     state: &AppState,
     customer: Uuid,
@@ -154,21 +157,36 @@ async fn place(
     key: Option<&IdempotencyKey>,
     request_hash: &[u8],
 ) -> Result<(u16, Value), ApiError> {
-    let route = &order.route;
-    let pool = state.pool(&route.shard)?;
-    let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
-    if let Some(key) = key
-        && let Some(answer) =
-            crate::idempotency::seen_elsewhere(state, &route.shard, customer, "create_order", key, request_hash).await?
-    {
-        return Ok(answer);
+    let at = Key::Partition(order.region.clone(), order.partition);
+    if let Some(key) = key {
+        let home = state.placement.snapshot().router.shard_for(&order.region, order.partition).cloned();
+        if let Ok(home) = home
+            && let Some(answer) =
+                crate::idempotency::seen_elsewhere(state, &home, customer, "create_order", key, request_hash).await?
+        {
+            return Ok(answer);
+        }
     }
-    let mut tx = pool.begin().await.map_err(unavailable)?;
+    state.write(at, "create_order", |route| place_once(state, route, customer, order, key, request_hash)).await
+}
+
+/// The order transaction: stock, order, outbox row and idempotency record commit together.
+async fn place_once(
+    state: &AppState,
+    route: Route,
+    customer: Uuid,
+    order: &NewOrder,
+    key: Option<&IdempotencyKey>,
+    request_hash: &[u8],
+) -> Result<(u16, Value), WorkError> {
+    let db = |e: sqlx::Error| state.db_error(&route, e);
+    let mut stx = state.begin(&route).await?;
+    let tx = stx.conn();
 
     if let Some(key) = key {
-        match crate::idempotency::claim(&mut tx, customer, "create_order", key, request_hash)
+        match crate::idempotency::claim(tx, customer, "create_order", key, request_hash, route.partition)
             .await
-            .map_err(unavailable)??
+            .map_err(db)??
         {
             crate::idempotency::Claim::Fresh => {}
             crate::idempotency::Claim::Replay(status, body) => return Ok((status, body)),
@@ -185,7 +203,7 @@ async fn place(
     .bind(order.quantity.get())
     .fetch_optional(&mut *tx)
     .await
-    .map_err(unavailable)?;
+    .map_err(db)?;
     let Some((price,)) = taken else {
         let remaining: Option<(i32,)> =
             sqlx::query_as("select remaining_quantity from ticket_types where id = $1 and event_id = $2")
@@ -193,10 +211,10 @@ async fn place(
                 .bind(order.event_id)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(unavailable)?;
+                .map_err(db)?;
         let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
         metrics::counter!("orders_stock_conflicts_total", &labels).increment(1);
-        return Err(match remaining {
+        return Err(WorkError::Api(match remaining {
             None => ApiError::NotFound(format!("no ticket type {} in event {}", order.ticket_type_id, order.event_id)),
             Some((0,)) => {
                 ApiError::Conflict { code: "SOLD_OUT", message: "this ticket type is sold out".into(), details: None }
@@ -206,7 +224,7 @@ async fn place(
                 message: format!("only {left} tickets left"),
                 details: Some(json!({ "remaining": left })),
             },
-        });
+        }));
     };
     let price = Cents::parse(price).map_err(|m| ApiError::internal(anyhow::anyhow!("stored price: {m}")))?;
     let total =
@@ -214,7 +232,7 @@ async fn place(
 
     let placement = ids::Placement { region_tag: ids::region_tag(route.region.as_str()), partition: route.partition };
     let order_id = ids::new_id(placement);
-    let partition = i16::try_from(route.partition).unwrap_or_default();
+    let partition = live::partition_i16(route.partition);
     sqlx::query(
         "insert into orders (id, partition, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents) \
          values ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -229,7 +247,7 @@ async fn place(
     .bind(total)
     .execute(&mut *tx)
     .await
-    .map_err(unavailable)?;
+    .map_err(db)?;
 
     let event = OrderEvent::OrderCreated(OrderCreated {
         order_id,
@@ -241,13 +259,13 @@ async fn place(
         occurred_at: Utc::now(),
         region: route.region.to_string(),
     });
-    write_outbox(&mut tx, partition, &event).await.map_err(unavailable)?;
+    write_outbox(tx, partition, &event).await.map_err(db)?;
 
     let body = json!({ "orderId": order_id, "totalPriceInCents": total, "region": route.region.as_str() });
     if let Some(key) = key {
-        crate::idempotency::record(&mut tx, customer, "create_order", key, 201, &body).await.map_err(unavailable)?;
+        crate::idempotency::record(tx, customer, "create_order", key, 201, &body).await.map_err(db)?;
     }
-    tx.commit().await.map_err(unavailable)?;
+    stx.tx.commit().await.map_err(db)?;
     let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
     metrics::counter!("orders_created_total", &labels).increment(1);
     tracing::info!(order_id = %order_id, region = %route.region, shard = %route.shard, "order created");
@@ -268,10 +286,14 @@ pub(crate) struct OrderRow {
     status: String,
     pub(crate) created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
+    /// Whether the shard it was read from serves its partition now (rows a move left behind
+    /// are not served).
+    #[serde(skip)]
+    pub(crate) readable: bool,
 }
 
-pub(crate) const ORDER_COLUMNS: &str =
-    "id, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents, status, created_at, paid_at";
+pub(crate) const ORDER_COLUMNS: &str = "id, region, customer_id, event_id, ticket_type_id, quantity, \
+     total_price_in_cents, status, created_at, paid_at, partition_readable(region, partition) as readable";
 
 /// An order, to its customer or an ADMIN.
 #[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
@@ -280,18 +302,28 @@ async fn by_id(
     Authenticated(claims): Authenticated,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let (id, route) = state.route(&raw, "order")?;
-    let pool = state.pool(&route.shard)?;
-    let row: Option<OrderRow> = sqlx::query_as(&format!("select {ORDER_COLUMNS} from orders where id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| state.shard_error(&route.shard, &route.region, e))?;
+    let id = state.parse_id(&raw, "order")?;
+    let row = state.read(Key::Id(id), |route| read_order(&state, route, id)).await?;
     let row = row.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
     if row.customer_id != claims.sub && claims.role != Role::Admin {
         return Err(ApiError::Forbidden("only the order's customer or an ADMIN may see it".into()));
     }
     serde_json::to_value(&row).map(axum::Json).map_err(ApiError::internal)
+}
+
+/// The order from the shard `route` names, if that shard serves its partition.
+async fn read_order(state: &AppState, route: Route, id: Uuid) -> Result<Option<OrderRow>, WorkError> {
+    let pool = state.pool(&route.shard)?;
+    let row: Option<OrderRow> = sqlx::query_as(&format!("select {ORDER_COLUMNS} from orders where id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| state.db_error(&route, e))?;
+    match row {
+        Some(row) if row.readable => Ok(Some(row)),
+        Some(_) => Err(WorkError::Fenced(Fenced::NotOwned)),
+        None => crate::shard::readable(state, &route).await.map(|()| None),
+    }
 }
 
 /// PENDING → PAID with an OrderPaid outbox row in the same transaction. Paying a PAID order
@@ -302,29 +334,33 @@ async fn pay(
     Authenticated(claims): Authenticated,
     Path(raw): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let (id, route) = state.route(&raw, "order")?;
-    let pool = state.pool(&route.shard)?;
-    let unavailable = |e: sqlx::Error| state.shard_error(&route.shard, &route.region, e);
-    let started = std::time::Instant::now();
-    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let id = state.parse_id(&raw, "order")?;
+    state.write(Key::Id(id), "pay_order", |route| pay_once(&state, route, id, claims.sub)).await.map(axum::Json)
+}
+
+async fn pay_once(state: &AppState, route: Route, id: Uuid, caller: Uuid) -> Result<Value, WorkError> {
+    let db = |e: sqlx::Error| state.db_error(&route, e);
+    let mut stx = state.begin(&route).await?;
+    let tx = stx.conn();
     let row: Option<(Uuid, String, i16)> =
         sqlx::query_as("select customer_id, status, partition from orders where id = $1 for update")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(db)?;
     let (customer, status, partition) = row.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
-    if customer != claims.sub {
-        return Err(ApiError::Forbidden("only the order's customer may pay it".into()));
+    if customer != caller {
+        return Err(ApiError::Forbidden("only the order's customer may pay it".into()).into());
     }
     match status.as_str() {
-        "PAID" => return Ok(axum::Json(json!({ "id": id, "status": "PAID" }))),
+        "PAID" => return Ok(json!({ "id": id, "status": "PAID" })),
         "CANCELLED" => {
             return Err(ApiError::Conflict {
                 code: "CONFLICT",
                 message: "a cancelled order cannot be paid".into(),
                 details: None,
-            });
+            }
+            .into());
         }
         _ => {}
     }
@@ -334,12 +370,11 @@ async fn pay(
         .bind(paid_at)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(db)?;
     let event = OrderEvent::OrderPaid(OrderPaid { order_id: id, paid_at, region: route.region.to_string() });
-    write_outbox(&mut tx, partition, &event).await.map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)?;
-    crate::observe_tx(&route, "pay_order", started);
+    write_outbox(tx, partition, &event).await.map_err(db)?;
+    stx.tx.commit().await.map_err(db)?;
     metrics::counter!("orders_paid_total", "region" => route.region.to_string(), "shard" => route.shard.to_string())
         .increment(1);
-    Ok(axum::Json(json!({ "id": id, "status": "PAID" })))
+    Ok(json!({ "id": id, "status": "PAID" }))
 }

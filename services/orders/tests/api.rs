@@ -8,5 +8,6 @@ mod api {
     pub mod helpers;
     pub mod ops;
     pub mod orders;
+    pub mod placement;
     pub mod relay;
 }

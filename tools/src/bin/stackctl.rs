@@ -1,7 +1,7 @@
 //! `stackctl`: the parts of `./dev` that need the shard map.
 //!
-//! - `migrate [all|accounts|notifications|kafka|shards]`: creates the databases when missing and
-//!   applies `migrations/<kind>/`: `accounts`, `notifications` and `kafka` on the global
+//! - `migrate [all|accounts|notifications|kafka|placement|shards]`: creates the databases when missing and
+//!   applies `migrations/<kind>/`: `accounts`, `notifications`, `kafka` and `placement` on the global
 //!   instance, `migrations/shard` on every shard. Idempotent: `./dev up` runs it on every start.
 //! - `instances`: one line `NAME PORT` per local Postgres instance (the global one, then each
 //!   shard whose URL points at this machine).
@@ -45,6 +45,7 @@ enum Target {
     Accounts,
     Notifications,
     Kafka,
+    Placement,
     Shards,
 }
 
@@ -68,6 +69,7 @@ async fn migrate(args: &Args, target: Target) -> anyhow::Result<()> {
         (Target::Accounts, Schema::Accounts, "accounts"),
         (Target::Notifications, Schema::Notifications, "notifications"),
         (Target::Kafka, Schema::Kafka, "kafka"),
+        (Target::Placement, Schema::Placement, "placement"),
     ] {
         if wants(t) {
             apply(&format!("{global}/{database}"), &args.migrations, schema).await?;

@@ -37,16 +37,39 @@ pub async fn accounts() -> (TestApp, String, (TestDb, TestRedis, tempfile::TempD
     (TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop)), grpc, (db, redis, dir))
 }
 
-pub async fn orders(map: ShardMap, accounts: &TestApp, grpc: &str, redis: (&str, &str), acquire_ms: u64) -> TestApp {
-    let settings = orders::Settings {
+/// An orders service on `map`, following the live map in `placement` (a URL).
+pub async fn orders(
+    map: ShardMap,
+    placement: &str,
+    accounts: &TestApp,
+    grpc: &str,
+    redis: (&str, &str),
+    acquire_ms: u64,
+) -> TestApp {
+    orders_with(map, placement, accounts, grpc, redis, acquire_ms, |_| {}).await
+}
+
+/// The same with settings adjusted by `adjust`.
+pub async fn orders_with(
+    map: ShardMap,
+    placement: &str,
+    accounts: &TestApp,
+    grpc: &str,
+    redis: (&str, &str),
+    acquire_ms: u64,
+    adjust: impl FnOnce(&mut orders::Settings),
+) -> TestApp {
+    let mut settings = orders::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         redis_url: redis.0.to_owned(),
         redis_key_prefix: redis.1.to_owned(),
         accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
         accounts_grpc_url: grpc.to_owned(),
         shard_acquire_timeout_ms: acquire_ms,
+        placement_url: placement.to_owned(),
         ..orders::Settings::default()
     };
+    adjust(&mut settings);
     let app = orders::Application::build(settings, map).await.unwrap();
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
 }
@@ -62,7 +85,7 @@ pub async fn stack_with_down(down: &[&str]) -> Stack {
     let map = shards.map.clone().with_url_overrides(overrides).unwrap();
     // A down shard must answer fast; otherwise leave room for the concurrency tests' queues.
     let acquire_ms = if down.is_empty() { 10_000 } else { 500 };
-    let orders = orders(map, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), acquire_ms).await;
+    let orders = orders(map, &shards.placement.url, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), acquire_ms).await;
     Stack { accounts, accounts_grpc: grpc, orders, shards, _keep: keep }
 }
 

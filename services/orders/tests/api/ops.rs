@@ -10,15 +10,20 @@ async fn spawn(settings: Settings, shards: shard_router::ShardMap) -> TestApp {
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
 }
 
-fn settings(redis: &TestRedis) -> Settings {
-    Settings { http_addr: "127.0.0.1:0".parse().unwrap(), redis_url: redis.url.clone(), ..Settings::default() }
+fn settings(redis: &TestRedis, shards: &TestShards) -> Settings {
+    Settings {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        redis_url: redis.url.clone(),
+        placement_url: shards.placement.url.clone(),
+        ..Settings::default()
+    }
 }
 
 #[tokio::test]
 async fn serves_ops_endpoints_with_a_check_per_shard() {
     let (shards, redis) = (TestShards::create().await.unwrap(), TestRedis::new().unwrap());
-    let app = spawn(settings(&redis), shards.map.clone()).await;
-    app.assert_ops_endpoints(&["postgres:na-1", "postgres:sa-1", "redis"]).await;
+    let app = spawn(settings(&redis, &shards), shards.map.clone()).await;
+    app.assert_ops_endpoints(&["postgres:na-1", "postgres:sa-1", "postgres:placement", "redis"]).await;
     app.stop().await.unwrap();
 }
 
@@ -27,7 +32,7 @@ async fn a_down_shard_is_named_by_readyz() {
     let (shards, redis) = (TestShards::create().await.unwrap(), TestRedis::new().unwrap());
     let down = BTreeMap::from([("sa_1_url".to_owned(), "postgres://postgres@127.0.0.1:1/ticket_hub".to_owned())]);
     let map = shards.map.clone().with_url_overrides(down).unwrap();
-    let app = spawn(settings(&redis), map).await;
+    let app = spawn(settings(&redis, &shards), map).await;
     app.assert_not_ready_because("postgres:sa-1").await;
     let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(body["checks"]["postgres:na-1"], "up", "{body}");
@@ -57,9 +62,10 @@ async fn relay_serves_ops_endpoints_and_checks_the_broker() {
 
 #[tokio::test]
 async fn binaries_log_json_and_stop_on_sigterm() {
+    let placement = testkit::TestDb::global(platform::db::Schema::Placement).await.unwrap();
     testkit::process::assert_binary_serves_and_stops(
         env!("CARGO_BIN_EXE_orders"),
-        &[("TICKET_HUB_ORDERS__HTTP_ADDR", "127.0.0.1:0")],
+        &[("TICKET_HUB_ORDERS__HTTP_ADDR", "127.0.0.1:0"), ("TICKET_HUB_ORDERS__PLACEMENT_URL", &placement.url)],
     )
     .await;
     testkit::process::assert_binary_serves_and_stops(

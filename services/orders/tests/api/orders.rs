@@ -98,6 +98,7 @@ async fn only_existing_customers_order_and_accounts_down_is_retryable() {
     let redis = testkit::TestRedis::new().unwrap();
     let broken = super::helpers::orders(
         s.shards.map.clone(),
+        &s.shards.placement.url,
         &s.accounts,
         "http://127.0.0.1:1",
         (&redis.url, &redis.prefix),
@@ -313,7 +314,8 @@ async fn a_stopped_shard_fails_fast_for_its_region_and_recovers_without_a_restar
     let shards = testkit::TestShards::create().await.unwrap();
     let map =
         shards.map.clone().with_url_overrides(BTreeMap::from([("sa_1_url".to_owned(), sa_db.url.clone())])).unwrap();
-    let orders = super::helpers::orders(map, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), 500).await;
+    let orders =
+        super::helpers::orders(map, &shards.placement.url, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), 500).await;
     let s = Stack::from_parts(accounts, grpc, orders, shards, keep);
 
     let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
@@ -355,6 +357,7 @@ async fn with_redis_down_orders_slow_down_but_never_oversell() {
     // The same shards and accounts, but the lock's Redis points nowhere.
     let lockless = super::helpers::orders(
         s.shards.map.clone(),
+        &s.shards.placement.url,
         &s.accounts,
         &s.accounts_grpc,
         ("redis://127.0.0.1:1", "dead:"),

@@ -1,0 +1,170 @@
+//! The one place a shard transaction begins.
+//!
+//! Every write on a shard runs through [`AppState::write`]: it routes the key by the live map,
+//! begins the transaction, calls the shard's ownership fence as the first statement, runs the
+//! caller's work, and records the transaction's time. When the shard answers that the partition
+//! has moved, the map is reloaded and the work retried once on the new owner (with the same
+//! idempotency key, whose record moved with the partition), so the client sees an ordinary
+//! answer. While a move is switching the partition (frozen), the work is retried every few
+//! milliseconds until the freeze ends or [`FREEZE_WAIT`] passes. Reads go through
+//! [`AppState::read`], which retries the same way when the shard no longer serves the rows.
+
+use std::time::{Duration, Instant};
+
+use platform::error::ApiError;
+use shard_router::{Fenced, Route, RouteError, live};
+use sqlx::{PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// How long a write waits for a switching partition before answering 503.
+pub const FREEZE_WAIT: Duration = Duration::from_secs(3);
+const FREEZE_RETRY: Duration = Duration::from_millis(20);
+
+/// What a unit of shard work can end in besides its value.
+#[derive(Debug)]
+pub enum WorkError {
+    /// An answer for the client (not found, conflict, unavailable, ...).
+    Api(ApiError),
+    /// The shard does not serve the partition now.
+    Fenced(Fenced),
+}
+
+impl From<ApiError> for WorkError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+/// What routes a unit of work: an id handed out earlier, or a partition chosen for new data.
+#[derive(Debug, Clone)]
+pub enum Key {
+    Id(Uuid),
+    Partition(shard_router::RegionName, u16),
+}
+
+/// A writing transaction on the shard owning `route`'s partition, fence passed.
+pub struct ShardTx {
+    pub tx: Transaction<'static, Postgres>,
+    pub route: Route,
+}
+
+impl ShardTx {
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+impl AppState {
+    fn route_key(&self, key: &Key) -> Result<Route, ApiError> {
+        let snap = self.placement.snapshot();
+        let routed = match key {
+            Key::Id(id) => snap.router.route(*id),
+            Key::Partition(region, partition) => snap.router.shard_for(region, *partition).map(|shard| Route {
+                region: region.clone(),
+                partition: *partition,
+                shard: shard.clone(),
+            }),
+        };
+        routed.map_err(|e| match e {
+            RouteError::UnknownRegionTag(_) | RouteError::UnknownRegion(_) | RouteError::PartitionOutOfRange { .. } => {
+                ApiError::NotFound("no such id in any configured region".into())
+            }
+            other => crate::routing_bug(other),
+        })
+    }
+
+    /// A database error on `route`'s shard: the fence's refusal, or the ordinary mapping.
+    pub fn db_error(&self, route: &Route, e: sqlx::Error) -> WorkError {
+        match Fenced::from_error(&e) {
+            Some(fenced) => WorkError::Fenced(fenced),
+            None => WorkError::Api(self.shard_error(&route.shard, &route.region, e)),
+        }
+    }
+
+    /// Begins a writing transaction for `route` and passes the fence.
+    pub async fn begin(&self, route: &Route) -> Result<ShardTx, WorkError> {
+        let pool = self.pool(&route.shard)?;
+        let mut tx = pool.begin().await.map_err(|e| self.db_error(route, e))?;
+        live::fence_write(&mut tx, &route.region, route.partition).await.map_err(|e| self.db_error(route, e))?;
+        Ok(ShardTx { tx, route: route.clone() })
+    }
+
+    /// Runs a write, `work`, on the shard owning `key`, retrying as the module says.
+    /// `work` gets the route and begins its transaction with [`AppState::begin`].
+    pub async fn write<T, F, Fut>(&self, key: Key, operation: &'static str, work: F) -> Result<T, ApiError>
+    where
+        F: Fn(Route) -> Fut,
+        Fut: Future<Output = Result<T, WorkError>>,
+    {
+        self.run(key, operation, true, work).await
+    }
+
+    /// Runs a read on the shard serving `key`, reloading the map and retrying once when that
+    /// shard no longer serves the partition.
+    pub async fn read<T, F, Fut>(&self, key: Key, work: F) -> Result<T, ApiError>
+    where
+        F: Fn(Route) -> Fut,
+        Fut: Future<Output = Result<T, WorkError>>,
+    {
+        self.run(key, "read", false, work).await
+    }
+
+    async fn run<T, F, Fut>(&self, key: Key, operation: &'static str, timed: bool, work: F) -> Result<T, ApiError>
+    where
+        F: Fn(Route) -> Fut,
+        Fut: Future<Output = Result<T, WorkError>>,
+    {
+        let first = Instant::now();
+        let mut reloaded = false;
+        loop {
+            let route = self.route_key(&key)?;
+            let started = Instant::now();
+            let result = work(route.clone()).await;
+            if timed {
+                crate::observe_tx(&route, operation, started);
+            }
+            let fenced = match result {
+                Ok(v) => return Ok(v),
+                Err(WorkError::Api(e)) => return Err(e),
+                Err(WorkError::Fenced(f)) => f,
+            };
+            let labels = [("operation", operation.to_owned()), ("shard", route.shard.to_string())];
+            metrics::counter!("orders_stale_route_retries_total", &labels).increment(1);
+            tracing::info!(?fenced, shard = %route.shard, partition = route.partition, operation, "shard refused the partition");
+            match fenced {
+                Fenced::Frozen if first.elapsed() < FREEZE_WAIT => {
+                    // The switch publishes the new map, which the follower installs; a stale
+                    // process learns it from the "moved" answer that comes after the freeze.
+                    tokio::time::sleep(FREEZE_RETRY).await;
+                }
+                Fenced::Moved { .. } | Fenced::NotOwned if !reloaded => {
+                    reloaded = true;
+                    if let Err(e) = self.placement.reload().await {
+                        tracing::warn!(error = %e, "placement reload after a moved answer failed");
+                    }
+                }
+                _ => {
+                    return Err(ApiError::Unavailable {
+                        message: format!("region {} is moving this data between shards; retry shortly", route.region),
+                        retry_after_secs: 1,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Whether `route`'s shard serves its partition for reads now: what a read that found nothing
+/// asks before answering 404, since a partition that moved away has no rows here either.
+pub async fn readable(state: &AppState, route: &Route) -> Result<(), WorkError> {
+    let pool = state.pool(&route.shard)?;
+    let readable: bool = sqlx::query_scalar("select partition_readable($1, $2)")
+        .bind(route.region.as_str())
+        .bind(live::partition_i16(route.partition))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| state.db_error(route, e))?;
+    if readable { Ok(()) } else { Err(WorkError::Fenced(Fenced::NotOwned)) }
+}

@@ -1,0 +1,313 @@
+//! The live placement: an edited `shards.toml` re-routes nothing by itself, and every write on
+//! a shard is fenced by ownership, so a process with a stale map cannot write on an old owner.
+
+use serde_json::{Value, json};
+use shard_router::ShardMap;
+use sqlx::PgPool;
+
+use super::helpers::{Stack, orders, orders_with, stack};
+
+fn order(event: &str, tt: &str) -> Value {
+    json!({"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1})
+}
+
+/// The repository's map with `na-2` added to region NA, every shard at this test's databases.
+fn map_with_na2(s: &Stack, na2_url: &str) -> ShardMap {
+    let url = |name: &str| s.shards.dbs[name].url.clone();
+    let text = format!(
+        "[regions.NA]\npartitions = 1024\nshards = [\"na-1\", \"na-2\"]\n\
+         [regions.SA]\npartitions = 1024\nshards = [\"sa-1\"]\n\
+         [shards.na-1]\nurl = \"{}\"\n[shards.na-2]\nurl = \"{na2_url}\"\n[shards.sa-1]\nurl = \"{}\"\n",
+        url("na-1"),
+        url("sa-1"),
+    );
+    ShardMap::parse(&text, "test").unwrap()
+}
+
+/// The partition an id carries.
+fn partition_of(id: &str) -> i16 {
+    let (_, placement) = shard_router::ids::parse(id).unwrap();
+    placement.partition as i16
+}
+
+async fn count(pool: &PgPool, sql: &str, id: &str) -> i64 {
+    sqlx::query_scalar(sql).bind(id).fetch_one(pool).await.unwrap()
+}
+
+/// Moves one partition from `from` to `to` the way a switch does, by hand: its rows copied,
+/// the destination made owner, the live map published with a new epoch, and the source told
+/// where the partition went. (The move tooling does this online; here the partition is idle.)
+async fn move_by_hand(from: &PgPool, to: &PgPool, placement: &PgPool, partition: i16, to_name: &str) {
+    for table in ["events", "ticket_types", "orders", "idempotency_keys"] {
+        let rows: Value = sqlx::query_scalar(&format!(
+            "select coalesce(jsonb_agg(to_jsonb(t)), '[]') from {table} t where partition = $1"
+        ))
+        .bind(partition)
+        .fetch_one(from)
+        .await
+        .unwrap();
+        sqlx::query(&format!("insert into {table} select * from jsonb_populate_recordset(null::{table}, $1)"))
+            .bind(rows)
+            .execute(to)
+            .await
+            .unwrap();
+    }
+    let epoch: i64 = sqlx::query_scalar("select epoch + 1 from placement_epoch").fetch_one(placement).await.unwrap();
+    sqlx::query(
+        "insert into partition_owner (region, partition, state, epoch) values ('NA', $1, 'OWNED', $2) \
+         on conflict (region, partition) do update set state = 'OWNED', epoch = $2, moved_to = null",
+    )
+    .bind(partition)
+    .bind(epoch)
+    .execute(to)
+    .await
+    .unwrap();
+    sqlx::query("update partition_placement set shard = $2, epoch = $3 where region = 'NA' and partition = $1")
+        .bind(partition)
+        .bind(to_name)
+        .bind(epoch)
+        .execute(placement)
+        .await
+        .unwrap();
+    sqlx::query("update placement_epoch set epoch = $1").bind(epoch).execute(placement).await.unwrap();
+    sqlx::query(
+        "update partition_owner set state = 'MOVED', moved_to = $2, epoch = $3 where region = 'NA' and partition = $1",
+    )
+    .bind(partition)
+    .bind(to_name)
+    .bind(epoch)
+    .execute(from)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied() {
+    let mut s = stack().await;
+    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let mut placed = Vec::new();
+    for _ in 0..20 {
+        let (event, tt) = s.event_with_stock("NA", 5).await;
+        let (status, body) = s.order(&customer, None, &order(&event, &tt)).await;
+        assert_eq!(status, 201, "{body}");
+        placed.push((event, tt, body["orderId"].as_str().unwrap().to_owned()));
+    }
+
+    // The edit the file's comments invite, and orders started on it.
+    let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
+    let edited = map_with_na2(&s, &na2);
+    let redis = testkit::TestRedis::new().unwrap();
+    let restarted =
+        orders(edited, &s.shards.placement.url, &s.accounts, &s.accounts_grpc, (&redis.url, &redis.prefix), 10_000)
+            .await;
+
+    let ready: Value = restarted.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["notes"]["placement"].as_str().unwrap().contains("waits to be applied"), "{ready}");
+    let pending = restarted.metric("orders_placement_pending_moves", &[("region", "NA")]).await;
+    assert!((100.0..924.0).contains(&pending), "about half of NA's partitions would move: {pending}");
+    assert_eq!(restarted.metric("orders_placement_pending_moves", &[("region", "SA")]).await, 0.0);
+
+    for (event, tt, order_id) in &placed {
+        let res = restarted.get(&format!("/api/v1/events/{event}")).await;
+        assert_eq!(res.status(), 200, "event {event} still readable");
+        let res = restarted
+            .client
+            .get(restarted.url(&format!("/api/v1/orders/{order_id}")))
+            .bearer_auth(&customer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "order {order_id} still readable");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["customerId"], customer_id.as_str());
+        let res = restarted
+            .client
+            .post(restarted.url("/api/v1/orders"))
+            .bearer_auth(&customer)
+            .json(&order(event, tt))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "a new order for {event} is taken");
+    }
+    let na2_pool = s.shards.pool("na-2").unwrap();
+    assert_eq!(count(na2_pool, "select count(*) from orders where $1 <> ''", "x").await, 0, "nothing went to na-2");
+    assert_eq!(
+        count(na2_pool, "select count(*) from partition_owner where $1 <> ''", "x").await,
+        0,
+        "na-2 owns nothing"
+    );
+    let na1 = s.shards.pool("na-1").unwrap();
+    assert_eq!(count(na1, "select count(*) from orders where $1 <> ''", "x").await, 40);
+}
+
+#[tokio::test]
+async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_one() {
+    let mut s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    let (status, first) = s.order(&customer, Some("k-first"), &order(&event, &tt)).await;
+    assert_eq!(status, 201, "{first}");
+    let first_id = first["orderId"].as_str().unwrap().to_owned();
+
+    // A process that loaded the map and does not follow it: it learns of a move only from a
+    // shard refusing it.
+    let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
+    let map = map_with_na2(&s, &na2);
+    let redis = testkit::TestRedis::new().unwrap();
+    let stale = orders_with(
+        map.clone(),
+        &s.shards.placement.url,
+        &s.accounts,
+        &s.accounts_grpc,
+        (&redis.url, &redis.prefix),
+        10_000,
+        |settings| settings.placement_follow = false,
+    )
+    .await;
+
+    // And one that follows the map as it changes.
+    let follower = orders(
+        map.clone(),
+        &s.shards.placement.url,
+        &s.accounts,
+        &s.accounts_grpc,
+        (&redis.url, &redis.prefix),
+        10_000,
+    )
+    .await;
+
+    let partition = partition_of(&event);
+    let (na1, na2_pool) = (s.shards.pool("na-1").unwrap().clone(), s.shards.pool("na-2").unwrap().clone());
+    move_by_hand(&na1, &na2_pool, &s.shards.placement.pool, partition, "na-2").await;
+
+    // The fence on the old owner refuses writes for the partition, naming the new one.
+    let refused = sqlx::query("select fence_write('NA', $1)").bind(partition).execute(&na1).await.unwrap_err();
+    // Seeding NA and SA took epochs 1 and 2; the move is epoch 3.
+    assert_eq!(
+        shard_router::Fenced::from_error(&refused),
+        Some(shard_router::Fenced::Moved { to: "na-2".into(), epoch: 3 })
+    );
+
+    // The stale process's order lands on the new owner, through one retry.
+    let res = stale
+        .client
+        .post(stale.url("/api/v1/orders"))
+        .bearer_auth(&customer)
+        .json(&order(&event, &tt))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let second: Value = res.json().await.unwrap();
+    let second_id = second["orderId"].as_str().unwrap();
+    let on = |pool: &PgPool, id: &str| {
+        let (pool, id) = (pool.clone(), id.to_owned());
+        async move { count(&pool, "select count(*) from orders where id = $1::uuid", &id).await }
+    };
+    assert_eq!((on(&na1, second_id).await, on(&na2_pool, second_id).await), (0, 1));
+    assert!(stale.metric("orders_stale_route_retries_total", &[("operation", "create_order")]).await >= 1.0);
+
+    // A replay of the first order's key answers from the record that moved with the partition.
+    let res = stale
+        .client
+        .post(stale.url("/api/v1/orders"))
+        .bearer_auth(&customer)
+        .header("Idempotency-Key", "k-first")
+        .json(&order(&event, &tt))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.json::<Value>().await.unwrap()["orderId"], first_id.as_str(), "the same order, not a new one");
+
+    // Paying goes to the new owner too; the old owner's copy is never written.
+    let res = stale
+        .client
+        .post(stale.url(&format!("/api/v1/orders/{first_id}/pay")))
+        .bearer_auth(&customer)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let status_on = |pool: PgPool| {
+        let id = first_id.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("select status from orders where id = $1::uuid")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!((status_on(na1.clone()).await, status_on(na2_pool.clone()).await), ("PENDING".into(), "PAID".into()));
+    let stock = |pool: PgPool| {
+        let tt = tt.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>("select remaining_quantity from ticket_types where id = $1::uuid")
+                .bind(tt)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        (stock(na1.clone()).await, stock(na2_pool.clone()).await),
+        (9, 8),
+        "the old owner's stock is frozen in time"
+    );
+
+    // Reads follow as well: the event's stock as the new owner has it.
+    let got: Value = stale.get(&format!("/api/v1/events/{event}")).await.json().await.unwrap();
+    assert_eq!(got["ticketTypes"][0]["remainingQuantity"], 8, "{got}");
+    // The following process installed the published map (LISTEN) and reads the same.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got: Value = follower.get(&format!("/api/v1/events/{event}")).await.json().await.unwrap();
+        if got["ticketTypes"][0]["remainingQuantity"] == 8 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the following process never saw the move: {got}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(follower.metric("orders_placement_epoch", &[]).await >= 3.0);
+    // The first process's shards.toml does not know na-2, so it cannot follow the move: it
+    // answers retryably rather than serving the old owner's rows (stock 9).
+    let (status, got) = s.get(&format!("/api/v1/events/{event}")).await;
+    assert_eq!((status, got["error"].as_str()), (503, Some("UNAVAILABLE")), "{got}");
+
+    // A shards.toml that no longer defines a shard the live map uses is refused at start.
+    let settings = orders::Settings { placement_url: s.shards.placement.url.clone(), ..orders::Settings::default() };
+    let err = orders::Application::build(settings, s.shards.map.clone()).await.err().expect("refused");
+    assert!(err.to_string().contains("[shards.na-2]"), "{err}");
+}
+
+#[tokio::test]
+async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
+    let s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    // A freeze whose orchestrator is gone: its lease lapses in 1.5 s and writes go on.
+    sqlx::query(
+        "update partition_owner set state = 'FROZEN', frozen_until = now() + interval '1500 milliseconds' \
+         where region = 'NA' and partition = $1",
+    )
+    .bind(partition_of(&event))
+    .execute(s.shards.pool("na-1").unwrap())
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = s.order(&customer, None, &order(&event, &tt)).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1000), "the write waited for the freeze");
+    // Other partitions were never held up.
+    let (other, other_tt) = loop {
+        let (e, t) = s.event_with_stock("NA", 10).await;
+        if partition_of(&e) != partition_of(&event) {
+            break (e, t);
+        }
+    };
+    assert_eq!(s.order(&customer, None, &order(&other, &other_tt)).await.0, 201);
+}
