@@ -313,6 +313,7 @@ impl<H: Handler> Consumer<H> {
             tpl.add_partition_offset(&self.settings.topic, p, at)?;
         }
         client.assign(&tpl)?;
+        self.status.fetched();
         Ok(client)
     }
 
@@ -344,6 +345,9 @@ impl<H: Handler> Consumer<H> {
             let Some(batch) = next_batch(&client, s.batch_max_records, stop).await else {
                 return self.release(conn, Some(client)).await;
             };
+            if !batch.is_empty() {
+                self.status.fetched();
+            }
             if batch.is_empty() {
                 if last_session_check.elapsed() >= s.lag_interval {
                     // Idle: make sure the lease session is still there, so a lost lease is

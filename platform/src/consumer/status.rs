@@ -57,6 +57,9 @@ struct Inner {
     /// rebuild up to [`MAX_REBUILD_EVERY`], so a fresh client gets the time a slow broker
     /// needs to answer it (rebuilding every few seconds can itself prevent any fetch).
     rebuild_every: Duration,
+    /// Last time the active client delivered records, or was built: a client that fetches,
+    /// however slowly, or has not had its first answer yet, is not rebuilt.
+    last_fetch: Instant,
 }
 
 /// The longest wait between two rebuilds during one stall.
@@ -99,6 +102,7 @@ impl Status {
                 rebuild: false,
                 last_rebuild: now,
                 rebuild_every: stall_after,
+                last_fetch: now,
             }),
         }
     }
@@ -122,6 +126,11 @@ impl Status {
         s.last_progress = Instant::now();
         s.stalled = false;
         s.rebuild_every = self.stall_after;
+    }
+
+    /// The active client delivered records (or was just built).
+    pub fn fetched(&self) {
+        self.lock().last_fetch = Instant::now();
     }
 
     /// Takes the watchdog's request to rebuild the client, if any.
@@ -184,6 +193,7 @@ impl Status {
         } else if s.role == Role::Active
             && now.duration_since(s.last_rebuild) > s.rebuild_every
             && now.duration_since(s.last_progress) > s.rebuild_every
+            && now.duration_since(s.last_fetch) > s.rebuild_every
         {
             s.rebuild = true;
             s.last_rebuild = now;

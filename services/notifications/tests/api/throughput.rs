@@ -19,7 +19,8 @@ async fn drains_a_backlog() {
     let orders = produce(&p, 0, N).await;
     println!("produced {N} records in {:.1} s", produced.elapsed().as_secs_f64());
     let started = Instant::now();
-    let app = spawn(settings(&db.url, &kafka)).await;
+    // The deployed watchdog pace, not the tests' quick one.
+    let app = spawn(notifications::Settings { stall_after_ms: 15_000, ..settings(&db.url, &kafka) }).await;
     wait_all_checkpointed(&db.pool, &kafka).await;
     let elapsed = started.elapsed();
     assert_exactly_once(&db.pool, &orders).await;
