@@ -239,12 +239,26 @@ impl<H: Handler> Consumer<H> {
         let opts: PgConnectOptions = (*self.pool.connect_options())
             .clone()
             .application_name(&format!("{} consumer pid {}", self.settings.service, std::process::id()))
-            .options([("statement_timeout", self.settings.statement_timeout.as_millis().to_string())])
+            .options([
+                ("statement_timeout", ms(self.settings.statement_timeout)),
+                ("idle_in_transaction_session_timeout", ms(self.settings.statement_timeout)),
+                ("idle_session_timeout", ms(self.idle_limit())),
+            ])
             .log_statements(tracing::log::LevelFilter::Trace);
         match tokio::time::timeout(self.settings.statement_timeout, opts.connect()).await {
             Ok(conn) => Ok(conn?),
             Err(_) => Err(Stepped::Timeout(self.settings.statement_timeout)),
         }
+    }
+
+    /// How long the lease session may sit idle before the server ends it. The active loop
+    /// touches it at least every `lag_interval` (`select 1` when there is nothing to do), so
+    /// only a process that is frozen (SIGSTOP, a hung host) or stuck retrying something else
+    /// goes past this: its lease is then freed for a standby, and it campaigns again when it
+    /// comes back. Without this, a frozen process would hold the lease forever, since its
+    /// kernel still answers the socket.
+    fn idle_limit(&self) -> Duration {
+        (self.settings.lag_interval * 3).max(self.settings.statement_timeout).max(Duration::from_secs(1))
     }
 
     /// The session holding the lease, or `None` when stopped first.
@@ -554,6 +568,10 @@ async fn next_batch(client: &StreamConsumer, max: usize, stop: &CancellationToke
         }
     }
     Some(batch)
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
 }
 
 /// Closes a client off the async threads (librdkafka may wait for its broker threads).

@@ -89,3 +89,46 @@ async fn a_process_sigkilled_mid_batch_and_started_again_loses_and_doubles_nothi
     assert_eq!(duplicates, 0.0, "a killed batch rolled back whole, its checkpoint with it");
     process.terminate().await;
 }
+
+#[tokio::test]
+async fn a_frozen_active_process_loses_the_lease_to_the_standby_and_steps_down_when_it_thaws() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(4).await.unwrap());
+    let p = Producer::new(&kafka);
+    let mut orders = produce(&p, 0, 40).await;
+    let first = spawn_binary(&db.url, &kafka, &[]).await;
+    wait_active(&first, &kafka.topic).await;
+    let second = spawn_binary(&db.url, &kafka, &[]).await;
+    wait_all_checkpointed(&db.pool, &kafka).await;
+
+    // Frozen, not dead: its kernel still answers the socket, so only the server's idle
+    // session timeout on the lease session (here the default statement_timeout_ms, 10 s)
+    // frees the lease.
+    signal(&first, "-STOP").await;
+    let frozen = Instant::now();
+    orders.extend(produce(&p, 40, 200).await);
+    wait_active(&second, &kafka.topic).await;
+    let takeover = frozen.elapsed();
+    wait_all_checkpointed(&db.pool, &kafka).await;
+
+    // Thawed: its session is gone, so it can commit nothing and stands by.
+    signal(&first, "-CONT").await;
+    let deadline = Instant::now() + WAIT;
+    while first.metric("notifications_consumer_active", &[("topic", kafka.topic.as_str())]).await != 0.0 {
+        assert!(Instant::now() < deadline, "the thawed process still claims the lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    orders.extend(produce(&p, 240, 20).await);
+    wait_all_checkpointed(&db.pool, &kafka).await;
+    assert_no_checkpoint_before_its_effect(&db.pool).await;
+    assert_exactly_once(&db.pool, &orders).await;
+    assert_eq!(first.metric("notifications_consumed_total", &sent(&kafka)).await, 40.0, "nothing after the freeze");
+    assert_eq!(second.metric("notifications_consumed_total", &sent(&kafka)).await, 220.0);
+    println!("the standby held the lease {takeover:?} after the active process was frozen");
+    first.terminate().await;
+    second.terminate().await;
+}
+
+async fn signal(process: &Process, sig: &str) {
+    let ok = tokio::process::Command::new("kill").arg(sig).arg(process.pid().to_string()).status().await.unwrap();
+    assert!(ok.success());
+}
