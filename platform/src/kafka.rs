@@ -36,6 +36,24 @@ pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
     cfg
 }
 
+/// Configuration of a consumer that is assigned its partitions by hand and positioned at
+/// offsets its owner keeps (see [`crate::consumer`]). It never subscribes, so it never joins
+/// a group: nothing of the group protocol (sessions, rebalances, a leader) can stall it.
+/// librdkafka refuses `assign()` without a `group.id` (`Unknown group`), hence `name`, which
+/// is only a label here: no offsets are fetched from or committed to it. Same
+/// `read_uncommitted` reason as [`consumer_config`].
+pub fn assigned_consumer_config(bootstrap: &str, name: &str) -> ClientConfig {
+    let mut cfg = client_config(bootstrap);
+    cfg.set("group.id", format!("{name}.assigned"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // Only where a position is unknown or gone from the log (retention): the records that
+        // remain are applied, and an effect seen before is absorbed by the consumer's inbox.
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_uncommitted");
+    cfg
+}
+
 fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
     Ok(client_config(bootstrap).create()?)
 }

@@ -14,11 +14,15 @@
 //! - [`events`]: the Kafka event contracts of `orders.events`.
 //! - [`db`]: database creation and migrations. [`redis`]: the Redis pool. [`kafka`]: admin
 //!   and readiness for the broker (feature `kafka`).
+//! - [`consumer`]: the one Kafka consumer runtime: lease, checkpoints with the effects,
+//!   batches, DLQ, watchdog (feature `kafka`).
 //! - [`shutdown`]: one cancellation token fired by SIGTERM or Ctrl-C.
 //! - [`auth`]: roles, token claims, and verification against the accounts JWKS (feature `auth`).
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "kafka")]
+pub mod consumer;
 pub mod correlation;
 pub mod db;
 pub mod error;

@@ -89,6 +89,27 @@ impl PrivateBroker {
         Ok(())
     }
 
+    /// Freezes the broker with SIGSTOP: its port stays open and its connections established,
+    /// but nothing answers, as a broker stuck in a long GC pause or an overloaded machine.
+    /// Longer than a client's session timeout, this is what leaves Tansu 0.6.0's consumer
+    /// groups with a ghost member (see the README's Tansu notes).
+    pub async fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP").await
+    }
+
+    /// Lets a [`pause`](Self::pause)d broker run again (SIGCONT).
+    pub async fn unpause(&self) -> anyhow::Result<()> {
+        self.signal("-CONT").await
+    }
+
+    async fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        let pid =
+            self.child.as_ref().and_then(Child::id).ok_or_else(|| anyhow::anyhow!("the broker is not running"))?;
+        let ok = Command::new("kill").arg(sig).arg(pid.to_string()).status().await?.success();
+        anyhow::ensure!(ok, "kill {sig} {pid} failed");
+        Ok(())
+    }
+
     /// Starts the broker (again) on the same port and storage, once the port is free (after a
     /// stop, Tansu's port takes a few seconds to free).
     pub async fn resume(&mut self) -> anyhow::Result<()> {

@@ -14,7 +14,7 @@
 //! - [`postgres`]: [`PrivatePostgres`], an instance of the test's own that it can stop and start.
 //! - [`app`]: [`TestApp`], a service started on port 0 with an HTTP client pointed at it,
 //!   and the assertions every service must pass on its ops endpoints.
-//! - [`process`]: a service binary run as a real process, stopped by SIGTERM.
+//! - [`process`]: a service binary run as a real process, stopped by SIGTERM or SIGKILL.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test support: a failed expectation is a failed test")]
 

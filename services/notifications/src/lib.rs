@@ -1,17 +1,19 @@
 //! notifications: turns order events into notifications, once each.
 //!
-//! Knows nothing of shards: it reads the one keyed topic `orders.events` in the consumer group
-//! `notifications.v1`, and of `shards.toml` only the region names (to refuse events from a
-//! region this deployment does not serve). Its own state, the inbox and the notifications,
-//! lives in the `notifications` database on the global instance.
+//! Knows nothing of shards: it reads the one keyed topic `orders.events` as the consumer
+//! `notifications.v1` of the project's consumer runtime ([`platform::consumer`]: partitions
+//! assigned by hand, checkpoints committed with the effects, one active process per lease),
+//! and of `shards.toml` only the region names (to refuse events from a region this deployment
+//! does not serve). Its own state, the inbox, the notifications and the checkpoints, lives in
+//! the `notifications` database on the global instance.
 //!
 //! # Layout
 //! - [`Settings`] / [`Application`]: the service, HTTP (ops endpoints and the inspection API)
 //!   beside the consumer, one cancellation token for both.
 //! - [`event`]: a record's headers and payload parsed into domain types, or why not.
-//! - [`store`]: inbox claim plus notification in one transaction; reads for the API.
-//! - [`consumer`]: the consume loop: apply or dead-letter, then commit; retries that pause
-//!   consumption during outages; commit on revoke; lag metrics.
+//! - [`store`]: a batch's inbox claims and notifications, set-based; reads for the API.
+//! - [`consumer`]: the handler given to the runtime: validate a record, apply a batch, report
+//!   what was sent once committed.
 //! - [`api`]: `GET /api/v1/notifications?orderId=`.
 
 pub mod api;
@@ -29,14 +31,14 @@ use platform::ops::{Check, Readiness};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::Worker;
+use crate::consumer::Notifier;
 use crate::event::KnownRegions;
 
 pub const SERVICE: &str = "notifications";
 
-/// The consumer group: versioned, so a consumer with new semantics can start from scratch
-/// under a new name while the old one keeps its offsets.
-pub const GROUP_ID: &str = "notifications.v1";
+/// The consumer's name, key of its checkpoints and lease: versioned, so a consumer with new
+/// semantics can start from scratch under a new name while the old one keeps its checkpoints.
+pub const CONSUMER_NAME: &str = "notifications.v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,26 +56,37 @@ pub struct Settings {
     pub topic: String,
     /// Where invalid records go, with a `dlq-reason` header (default `orders.events.dlq`).
     pub dlq_topic: String,
-    /// The consumer group (default `notifications.v1`).
-    pub group_id: String,
+    /// The consumer's name (default `notifications.v1`): key of its checkpoints and of its
+    /// lease in the database. No broker consumer group is used.
+    pub consumer_name: String,
     /// Partitions of the two topics when this service is the first to create them (default 6,
     /// as the relay); existing topics are left as they are.
     pub topic_partitions: i32,
-    /// Consumer session timeout, in milliseconds (default 10000): how long a member that died
-    /// without leaving holds its partitions.
-    pub session_timeout_ms: u64,
-    /// First and largest pause between retries of a record whose store (or DLQ send) failed,
-    /// in milliseconds (defaults 200 and 5000); the pause doubles in between.
+    /// Most records applied in one transaction (default 500).
+    pub batch_max_records: usize,
+    /// First and largest pause between retries while the database or the DLQ is failing, in
+    /// milliseconds (defaults 200 and 5000); the pause doubles in between.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
-    /// How often the consumer lag per partition is measured, in milliseconds (default 5000).
+    /// How often a standby process tries to take the consumer lease, in milliseconds
+    /// (default 1000): how long consumption pauses after the active process dies.
+    pub lease_retry_ms: u64,
+    /// Bound on each statement of the consumer's lease session and on connecting it, in
+    /// milliseconds (default 10000); a batch may take twice this. Past it the lease is given
+    /// up and the batch read again.
+    pub statement_timeout_ms: u64,
+    /// How often lag (partition ends against the stored checkpoints) and progress are
+    /// measured, in milliseconds (default 5000).
     pub lag_interval_ms: u64,
+    /// Lag with no checkpoint moving for this long, in milliseconds (default 15000), is a
+    /// stall: `/readyz` says so, `notifications_consumer_stalled` is 1, and the active process
+    /// rebuilds its Kafka client and seeks its checkpoints again.
+    pub stall_after_ms: u64,
     /// The shard map whose `[regions]` names are the regions accepted in events (default
     /// `shards.toml`); nothing else of it is read.
     pub shards_file: PathBuf,
-    /// Test hook, never set in deployments: abort the process right after the first record's
-    /// effect is committed and before its offset is, to prove a crash there has no second
-    /// effect (default false).
+    /// Test hook, never set in deployments: abort the process right after the first batch
+    /// commit, to prove the checkpoint was committed with the effects (default false).
     pub crash_after_store: bool,
 }
 
@@ -86,12 +99,15 @@ impl Default for Settings {
             kafka_bootstrap: "127.0.0.1:9092".into(),
             topic: ORDERS_TOPIC.into(),
             dlq_topic: ORDERS_DLQ_TOPIC.into(),
-            group_id: GROUP_ID.into(),
+            consumer_name: CONSUMER_NAME.into(),
             topic_partitions: 6,
-            session_timeout_ms: 10_000,
+            batch_max_records: 500,
             retry_initial_ms: 200,
             retry_max_ms: 5000,
+            lease_retry_ms: 1000,
+            statement_timeout_ms: 10_000,
             lag_interval_ms: 5000,
+            stall_after_ms: 15_000,
             shards_file: PathBuf::from("shards.toml"),
             crash_after_store: false,
         }
@@ -103,15 +119,43 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.topic_partitions > 0, "topic_partitions: must be at least 1");
         anyhow::ensure!(self.topic != self.dlq_topic, "dlq_topic: must differ from topic");
-        anyhow::ensure!(!self.group_id.is_empty(), "group_id: must not be empty");
+        anyhow::ensure!(!self.consumer_name.is_empty(), "consumer_name: must not be empty");
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.batch_max_records),
+            "batch_max_records: must be between 1 and 10000"
+        );
         anyhow::ensure!(self.retry_initial_ms > 0, "retry_initial_ms: must be at least 1");
         anyhow::ensure!(self.retry_max_ms >= self.retry_initial_ms, "retry_max_ms: must be at least retry_initial_ms");
+        anyhow::ensure!(self.lease_retry_ms > 0, "lease_retry_ms: must be at least 1");
+        anyhow::ensure!(
+            (100..=600_000).contains(&self.statement_timeout_ms),
+            "statement_timeout_ms: must be between 100 and 600000"
+        );
         anyhow::ensure!(self.lag_interval_ms > 0, "lag_interval_ms: must be at least 1");
         anyhow::ensure!(
-            (1000..=300_000).contains(&self.session_timeout_ms),
-            "session_timeout_ms: must be between 1000 and 300000"
+            self.stall_after_ms >= 2 * self.lag_interval_ms,
+            "stall_after_ms: must be at least twice lag_interval_ms (a stall needs two measurements)"
         );
         Ok(())
+    }
+
+    /// The runtime's view of these settings.
+    pub fn consumer(&self) -> platform::consumer::Settings {
+        platform::consumer::Settings {
+            service: SERVICE,
+            name: self.consumer_name.clone(),
+            bootstrap: self.kafka_bootstrap.clone(),
+            topic: self.topic.clone(),
+            dlq_topic: self.dlq_topic.clone(),
+            topic_partitions: self.topic_partitions,
+            batch_max_records: self.batch_max_records,
+            retry_initial: Duration::from_millis(self.retry_initial_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms),
+            lease_retry: Duration::from_millis(self.lease_retry_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            lag_interval: Duration::from_millis(self.lag_interval_ms),
+            stall_after: Duration::from_millis(self.stall_after_ms),
+        }
     }
 }
 
@@ -119,7 +163,7 @@ pub struct Application {
     /// Ops endpoints and the inspection API, bound at build so tests learn the port.
     http: Server,
     /// The consumer, started by `run_until_stopped`.
-    worker: Worker,
+    consumer: platform::consumer::Consumer<Notifier>,
 }
 
 impl Application {
@@ -132,29 +176,31 @@ impl Application {
             .max_connections(8)
             .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
             .connect_lazy(&settings.database_url)?;
+        let notifier = Notifier::new(regions, settings.topic.clone(), settings.crash_after_store);
+        let consumer = platform::consumer::Consumer::new(settings.consumer(), db.clone(), notifier)?;
         let readiness = Readiness::new(vec![
             Check::postgres("postgres", db.clone()),
             platform::kafka::check("kafka", &settings.kafka_bootstrap),
+            consumer.check("consumer"),
         ]);
-        let worker = Worker::new(&settings, db.clone(), regions)?;
         let routes = api::router(db);
         let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
-        Ok(Self { http, worker })
+        Ok(Self { http, consumer })
     }
 
     pub fn port(&self) -> u16 {
         self.http.port()
     }
 
-    /// Serves HTTP and consumes until `shutdown`; the consumer then commits what is done.
-    /// Either part failing stops the other.
+    /// Serves HTTP and consumes until `shutdown`; the consumer then finishes the batch at hand
+    /// and gives its lease back. Either part failing stops the other.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "notifications listening");
         let stop = shutdown.child_token();
         let consumer = {
             let stop = stop.clone();
             tokio::spawn(async move {
-                let result = self.worker.run(stop.clone()).await;
+                let result = self.consumer.run(stop.clone()).await;
                 stop.cancel();
                 result
             })

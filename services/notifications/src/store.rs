@@ -1,95 +1,157 @@
 //! The inbox and the notifications, in the `notifications` database.
 //!
-//! [`apply`] is the whole effect of one message in one transaction: claim the inbox row for
-//! `(source, outbox id)`, and only when the claim is new, write the notification. A redelivered
-//! message finds its row and changes nothing, so the Kafka offset may be committed after the
-//! database commit and still never yield a second notification.
+//! [`apply_batch`] is the whole effect of a batch of records, inside the consumer runtime's
+//! transaction (which also moves the checkpoints): claim the inbox rows for the records'
+//! `(source, outbox id)` keys, and write a notification only for the claims that are new. A
+//! redelivered record finds its row and changes nothing, so a batch read again after a crash
+//! or an outage never yields a second notification.
+//!
+//! Set-based on purpose (one statement per step for the whole batch, not per record): this is
+//! what lets the consumer drain thousands of records per second. It keeps the meaning of
+//! applying the records one by one in offset order, the OrderPaid recipient included.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use platform::consumer::{Applied, Valid};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::event::{Envelope, Event};
 
-/// Where a message was read and the correlation id it carried: stored for tracing.
+/// A valid record and the correlation id it carried (or a fresh one).
 #[derive(Debug, Clone)]
-pub struct Origin<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub correlation_id: &'a str,
+pub struct Incoming {
+    pub env: Envelope,
+    pub correlation_id: String,
 }
 
-/// What applying a message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// First time: the notification was stored.
-    Sent { notification_id: i64, recipient: Option<Uuid> },
-    /// Seen before: nothing changed.
-    Duplicate,
+/// A notification stored by a batch, reported once the batch is committed.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub notification_id: i64,
+    pub recipient: Option<Uuid>,
+    pub order_id: Uuid,
+    pub event_name: &'static str,
+    pub source: String,
+    pub outbox_id: String,
+    pub correlation_id: String,
+    pub text: String,
 }
 
-/// Applies one valid message: inbox claim plus notification, committed together.
-///
-/// Every error is returned as is: the caller cannot tell a database that is down from one that
-/// refuses, and must not skip the message in either case.
-#[tracing::instrument(skip_all, fields(source = env.source.as_str(), outbox_id = env.outbox_id.as_str()))]
-pub async fn apply(pool: &PgPool, env: &Envelope, origin: &Origin<'_>) -> Result<Outcome, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let claimed = sqlx::query_scalar::<_, i32>(
+/// Applies a batch of valid records (in offset order per partition): inbox claims, then one
+/// notification per new claim. Errors are returned as they are: the runtime cannot tell a
+/// database that is down from one that refuses, and must not skip the batch in either case.
+#[tracing::instrument(skip_all, fields(records = batch.len()))]
+pub async fn apply_batch(
+    conn: &mut PgConnection,
+    topic: &str,
+    batch: &[Valid<Incoming>],
+) -> Result<Applied<Vec<Sent>>, sqlx::Error> {
+    // A key twice in one batch (a relay that published a row again right away): the first
+    // occurrence is the one applied, as one by one.
+    let mut seen = HashSet::new();
+    let firsts: Vec<&Valid<Incoming>> =
+        batch.iter().filter(|v| seen.insert((v.value.env.source.as_str(), v.value.env.outbox_id.as_str()))).collect();
+
+    let claimed: HashSet<(String, String)> = sqlx::query_as::<_, (String, String)>(
         "insert into inbox (source, outbox_id, event_name, order_id, topic, kafka_partition, kafka_offset, correlation_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)
+         select s, o, e, d, $5, p, f, c
+         from unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $6::int[], $7::bigint[], $8::text[])
+           as t(s, o, e, d, p, f, c)
          on conflict (source, outbox_id) do nothing
-         returning 1",
+         returning source, outbox_id",
     )
-    .bind(env.source.as_str())
-    .bind(env.outbox_id.as_str())
-    .bind(env.event.name())
-    .bind(env.event.order_id())
-    .bind(origin.topic)
-    .bind(origin.partition)
-    .bind(origin.offset)
-    .bind(origin.correlation_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if claimed.is_none() {
-        tx.rollback().await?;
-        return Ok(Outcome::Duplicate);
-    }
+    .bind(firsts.iter().map(|v| v.value.env.source.as_str()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|v| v.value.env.outbox_id.as_str()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|v| v.value.env.event.name()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|v| v.value.env.event.order_id()).collect::<Vec<_>>())
+    .bind(topic)
+    .bind(firsts.iter().map(|v| v.partition).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|v| v.offset).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|v| v.value.correlation_id.as_str()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let new: Vec<&Incoming> = firsts
+        .iter()
+        .map(|v| &v.value)
+        .filter(|i| claimed.contains(&(i.env.source.as_str().to_owned(), i.env.outbox_id.as_str().to_owned())))
+        .collect();
 
-    let recipient = match &env.event {
-        Event::Created(e) => Some(e.customer_id),
-        // OrderPaid carries no customer id. One order's events share a key, hence a partition,
-        // so its OrderCreated was applied before (unless it was dead-lettered or predates this
-        // service): take the recipient from there, else store NULL rather than guess.
-        Event::Paid(e) => sqlx::query_scalar::<_, Option<Uuid>>(
-            "select recipient_customer_id from notifications
-             where order_id = $1 and event_name = 'OrderCreated' order by id limit 1",
+    // OrderPaid carries no customer id. One order's events share a key, hence a partition, so
+    // its OrderCreated was applied before (in an earlier batch or earlier in this one) unless
+    // it was dead-lettered or predates this service: take the recipient from there, else
+    // store NULL rather than guess.
+    let paid_orders: Vec<Uuid> =
+        new.iter().filter(|i| matches!(i.env.event, Event::Paid(_))).map(|i| i.env.event.order_id()).collect();
+    let mut recipients: HashMap<Uuid, Option<Uuid>> = if paid_orders.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (Uuid, Option<Uuid>)>(
+            "select distinct on (order_id) order_id, recipient_customer_id from notifications
+             where order_id = any($1) and event_name = 'OrderCreated' order by order_id, id",
         )
-        .bind(e.order_id)
-        .fetch_optional(&mut *tx)
+        .bind(&paid_orders)
+        .fetch_all(&mut *conn)
         .await?
-        .flatten(),
+        .into_iter()
+        .collect()
     };
-    let id: i64 = sqlx::query_scalar(
-        "insert into notifications
-           (source, outbox_id, order_id, event_name, recipient_customer_id, channel, rendered_text, region, correlation_id)
-         values ($1, $2, $3, $4, $5, 'log', $6, $7, $8)
-         returning id",
-    )
-    .bind(env.source.as_str())
-    .bind(env.outbox_id.as_str())
-    .bind(env.event.order_id())
-    .bind(env.event.name())
-    .bind(recipient)
-    .bind(render(&env.event))
-    .bind(env.event.region().as_str())
-    .bind(origin.correlation_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Outcome::Sent { notification_id: id, recipient })
+    let mut sent: Vec<Sent> = Vec::with_capacity(new.len());
+    for i in &new {
+        let recipient = match &i.env.event {
+            Event::Created(e) => {
+                recipients.entry(e.order_id).or_insert(Some(e.customer_id));
+                Some(e.customer_id)
+            }
+            Event::Paid(e) => recipients.get(&e.order_id).copied().flatten(),
+        };
+        sent.push(Sent {
+            notification_id: 0,
+            recipient,
+            order_id: i.env.event.order_id(),
+            event_name: i.env.event.name(),
+            source: i.env.source.as_str().to_owned(),
+            outbox_id: i.env.outbox_id.as_str().to_owned(),
+            correlation_id: i.correlation_id.clone(),
+            text: render(&i.env.event),
+        });
+    }
+    if !sent.is_empty() {
+        // In batch order, so ids follow the order the records were applied in.
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "insert into notifications
+               (source, outbox_id, order_id, event_name, recipient_customer_id, channel, rendered_text, region, correlation_id)
+             select s, o, d, e, r, 'log', x, g, c
+             from unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[])
+               with ordinality as t(s, o, d, e, r, x, g, c, n)
+             order by n
+             returning id",
+        )
+        .bind(sent.iter().map(|n| n.source.as_str()).collect::<Vec<_>>())
+        .bind(sent.iter().map(|n| n.outbox_id.as_str()).collect::<Vec<_>>())
+        .bind(sent.iter().map(|n| n.order_id).collect::<Vec<_>>())
+        .bind(sent.iter().map(|n| n.event_name).collect::<Vec<_>>())
+        .bind(sent.iter().map(|n| n.recipient).collect::<Vec<_>>())
+        .bind(sent.iter().map(|n| n.text.as_str()).collect::<Vec<_>>())
+        .bind(new.iter().map(|i| i.env.event.region().as_str()).collect::<Vec<_>>())
+        .bind(sent.iter().map(|n| n.correlation_id.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut ids = ids;
+        // `returning` gives the rows in insertion order, which `order by n` fixed; sorting
+        // the identity values makes that independent of how the rows are returned.
+        ids.sort_unstable();
+        for (n, id) in sent.iter_mut().zip(ids) {
+            n.notification_id = id;
+        }
+    }
+    let applied = u64::try_from(sent.len()).unwrap_or(u64::MAX);
+    let duplicates = u64::try_from(batch.len() - sent.len()).unwrap_or(u64::MAX);
+    Ok(Applied { applied, duplicates, detail: sent })
 }
 
 /// The text the customer receives.

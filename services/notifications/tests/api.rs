@@ -9,6 +9,7 @@ mod api {
     pub mod helpers;
     pub mod ops;
     pub mod outage;
-    pub mod rebalance;
+    pub mod stall;
+    pub mod standby;
     pub mod throughput;
 }

@@ -1,6 +1,6 @@
-//! Exactly one notification per event, whatever Kafka redelivers: rewound offsets, a relay that
-//! published a row twice, and a process killed between its database commit and its offset
-//! commit.
+//! Exactly one notification per event, whatever comes again: rewound checkpoints, a relay that
+//! published a row twice; and a process killed right after a commit brings nothing back, since
+//! the checkpoint committed with the effects.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -11,8 +11,8 @@ use tokio::process::Command;
 use uuid::Uuid;
 
 use super::helpers::{
-    Producer, WAIT, committed, count, created, paid, per_order, rewind, settings, spawn, wait_all_committed,
-    wait_metric, wait_notifications,
+    Producer, WAIT, binary_env, checkpoints, count, created, paid, per_order, rewind, settings, spawn,
+    wait_all_checkpointed, wait_metric, wait_notifications,
 };
 
 #[tokio::test]
@@ -33,7 +33,7 @@ async fn a_message_delivered_again_yields_no_second_notification() {
     let app = spawn(settings(&db.url, &kafka)).await;
     let got = wait_notifications(&app, order, 2).await;
     wait_notifications(&app, other, 1).await;
-    wait_all_committed(&kafka).await;
+    wait_all_checkpointed(&db.pool, &kafka).await;
     let duplicates = [("topic", kafka.topic.as_str())];
     wait_metric(&app, "notifications_duplicates_total", &duplicates, 1.0).await;
 
@@ -47,14 +47,14 @@ async fn a_message_delivered_again_yields_no_second_notification() {
     // OrderPaid has no customer id: taken from the order's OrderCreated notification.
     assert_eq!(got[1]["recipientCustomerId"], customer.to_string());
 
-    // Offsets rewound to the start: every record is delivered a second time.
+    // Checkpoints rewound to the start: every record is delivered a second time.
     app.stop().await.unwrap();
-    rewind(&kafka).await;
+    rewind(&db.pool).await;
     let app = spawn(settings(&db.url, &kafka)).await;
     let sentinel = Uuid::now_v7();
     p.send_event(&created(sentinel, customer), "na-1", "3").await;
     wait_notifications(&app, sentinel, 1).await;
-    wait_all_committed(&kafka).await;
+    wait_all_checkpointed(&db.pool, &kafka).await;
     // 1 republished row, then the 4 earlier records again.
     wait_metric(&app, "notifications_duplicates_total", &duplicates, 5.0).await;
 
@@ -68,22 +68,16 @@ async fn a_message_delivered_again_yields_no_second_notification() {
 }
 
 #[tokio::test]
-async fn a_crash_after_the_effect_and_before_the_offset_commit_has_no_second_effect() {
+async fn a_crash_right_after_a_commit_brings_nothing_back_since_the_checkpoint_committed_with_it() {
     let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
     let p = Producer::new(&kafka);
     let (order, customer) = (Uuid::now_v7(), Uuid::now_v7());
     p.send_event(&created(order, customer), "na-1", "7").await;
 
-    // The real binary, told to abort right after its first database commit.
+    // The real binary, told to abort right after its first batch commit.
     let mut child = Command::new(env!("CARGO_BIN_EXE_notifications"))
         .current_dir(testkit::stack::repo_root())
-        .env("TICKET_HUB_NOTIFICATIONS__HTTP_ADDR", "127.0.0.1:0")
-        .env("TICKET_HUB_NOTIFICATIONS__DATABASE_URL", &db.url)
-        .env("TICKET_HUB_NOTIFICATIONS__KAFKA_BOOTSTRAP", &kafka.bootstrap)
-        .env("TICKET_HUB_NOTIFICATIONS__TOPIC", &kafka.topic)
-        .env("TICKET_HUB_NOTIFICATIONS__DLQ_TOPIC", &kafka.dlq_topic)
-        .env("TICKET_HUB_NOTIFICATIONS__GROUP_ID", &kafka.group)
-        .env("TICKET_HUB_NOTIFICATIONS__SESSION_TIMEOUT_MS", "6000")
+        .envs(binary_env(&db.url, &kafka))
         .env("TICKET_HUB_NOTIFICATIONS__CRASH_AFTER_STORE", "true")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -96,15 +90,15 @@ async fn a_crash_after_the_effect_and_before_the_offset_commit_has_no_second_eff
     assert_eq!(status.signal(), Some(6), "died by SIGABRT, not a clean exit: {status}");
     assert_eq!(count(&db.pool, "notifications").await, 1, "the effect was committed before the crash");
     assert_eq!(count(&db.pool, "inbox").await, 1);
-    assert!(committed(&kafka).await.is_empty(), "the offset was not committed");
+    assert_eq!(checkpoints(&db.pool).await.into_iter().collect::<Vec<_>>(), vec![(0, 1)], "and its checkpoint with it");
 
-    // Restarted: the record comes again, finds its inbox row, and is committed this time.
+    // Restarted: it goes on after the checkpoint; the record does not come again.
     let app = spawn(settings(&db.url, &kafka)).await;
     let next = Uuid::now_v7();
     p.send_event(&created(next, customer), "na-1", "8").await;
     wait_notifications(&app, next, 1).await;
-    wait_all_committed(&kafka).await;
-    wait_metric(&app, "notifications_duplicates_total", &[("topic", kafka.topic.as_str())], 1.0).await;
+    wait_all_checkpointed(&db.pool, &kafka).await;
+    assert_eq!(app.metric("notifications_duplicates_total", &[("topic", kafka.topic.as_str())]).await, 0.0);
     assert_eq!(wait_notifications(&app, order, 1).await.len(), 1);
     assert_eq!(count(&db.pool, "notifications").await, 2);
     app.stop().await.unwrap();

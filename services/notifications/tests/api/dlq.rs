@@ -6,7 +6,7 @@ use testkit::{TestDb, TestKafka};
 use uuid::Uuid;
 
 use super::helpers::{
-    Producer, count, created, read, relay_headers, settings, spawn, wait_all_committed, wait_notifications,
+    Producer, count, created, read, relay_headers, settings, spawn, wait_all_checkpointed, wait_notifications,
 };
 
 /// A record to send: payload, headers, and the reason code its DLQ copy must carry.
@@ -60,7 +60,7 @@ async fn invalid_messages_go_to_the_dlq_and_the_next_valid_one_is_processed() {
         assert_eq!(got.header("dlq-topic"), kafka.topic);
         assert_eq!(got.header("dlq-source"), "notifications");
     }
-    wait_all_committed(&kafka).await;
+    wait_all_checkpointed(&db.pool, &kafka).await;
     assert_eq!(count(&db.pool, "notifications").await, i64::try_from(cases.len()).unwrap());
     assert_eq!(count(&db.pool, "inbox").await, i64::try_from(cases.len()).unwrap());
     let topic = kafka.topic.as_str();

@@ -1,18 +1,19 @@
-//! The service on a fresh database and per-test topics, a producer speaking the relay's header
-//! contract, and readers of what the consumer left behind (notifications, offsets, the DLQ).
+//! The service on a fresh database and per-test topics (in this process, or as the real binary),
+//! a producer speaking the relay's header contract, and readers of what the consumer left
+//! behind (notifications, checkpoints, the DLQ).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use notifications::{Application, Settings};
 use platform::events::headers;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use testkit::kafka::Record;
+use testkit::process::Process;
 use testkit::{TestApp, TestKafka};
 use uuid::Uuid;
 
@@ -27,11 +28,13 @@ pub fn settings(database_url: &str, kafka: &TestKafka) -> Settings {
         kafka_bootstrap: kafka.bootstrap.clone(),
         topic: kafka.topic.clone(),
         dlq_topic: kafka.dlq_topic.clone(),
-        group_id: kafka.group.clone(),
-        session_timeout_ms: 6000,
+        consumer_name: kafka.group.clone(),
         retry_initial_ms: 50,
         retry_max_ms: 500,
+        lease_retry_ms: 200,
+        statement_timeout_ms: 5000,
         lag_interval_ms: 200,
+        stall_after_ms: 2000,
         shards_file: testkit::stack::shards_file(),
         ..Settings::default()
     }
@@ -42,6 +45,32 @@ pub async fn spawn(settings: Settings) -> TestApp {
     platform::telemetry::init(notifications::SERVICE);
     let app = Application::build(settings).await.expect("build notifications");
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
+}
+
+/// The same settings as environment variables, for the real binary.
+pub fn binary_env(database_url: &str, kafka: &TestKafka) -> Vec<(&'static str, String)> {
+    let s = settings(database_url, kafka);
+    vec![
+        ("TICKET_HUB_NOTIFICATIONS__HTTP_ADDR", "127.0.0.1:0".into()),
+        ("TICKET_HUB_NOTIFICATIONS__DATABASE_URL", s.database_url),
+        ("TICKET_HUB_NOTIFICATIONS__KAFKA_BOOTSTRAP", s.kafka_bootstrap),
+        ("TICKET_HUB_NOTIFICATIONS__TOPIC", s.topic),
+        ("TICKET_HUB_NOTIFICATIONS__DLQ_TOPIC", s.dlq_topic),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER_NAME", s.consumer_name),
+        ("TICKET_HUB_NOTIFICATIONS__RETRY_INITIAL_MS", s.retry_initial_ms.to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__RETRY_MAX_MS", s.retry_max_ms.to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__LEASE_RETRY_MS", s.lease_retry_ms.to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__LAG_INTERVAL_MS", s.lag_interval_ms.to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__STALL_AFTER_MS", s.stall_after_ms.to_string()),
+    ]
+}
+
+/// The real binary with [`binary_env`] plus `extra`.
+pub async fn spawn_binary(database_url: &str, kafka: &TestKafka, extra: &[(&str, &str)]) -> Process {
+    let env = binary_env(database_url, kafka);
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    Process::spawn(env!("CARGO_BIN_EXE_notifications"), &all).await
 }
 
 /// The headers the relay puts on a record, as `(name, value)` pairs.
@@ -138,37 +167,25 @@ pub async fn per_order(pool: &PgPool) -> BTreeMap<Uuid, i64> {
         .collect()
 }
 
-fn group_client(kafka: &TestKafka) -> BaseConsumer {
-    platform::kafka::consumer_config(&kafka.bootstrap, &kafka.group).create().unwrap()
+fn watermark_client(kafka: &TestKafka) -> BaseConsumer {
+    platform::kafka::assigned_consumer_config(&kafka.bootstrap, &kafka.group).create().unwrap()
 }
 
-/// The group's committed offset per partition of the topic (absent: nothing committed).
-pub async fn committed(kafka: &TestKafka) -> BTreeMap<i32, i64> {
-    let partitions = platform::kafka::partition_count(&kafka.bootstrap, &kafka.topic).await.unwrap().unwrap();
-    let c = group_client(kafka);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..i32::try_from(partitions).unwrap() {
-        tpl.add_partition(&kafka.topic, p);
-    }
-    tokio::task::spawn_blocking(move || {
-        c.committed_offsets(tpl, Duration::from_secs(10))
-            .unwrap()
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some((e.partition(), o)),
-                _ => None,
-            })
-            .collect()
-    })
-    .await
-    .unwrap()
+/// The consumer's stored checkpoint (next offset to apply) per partition (absent: nothing
+/// applied there yet).
+pub async fn checkpoints(pool: &PgPool) -> BTreeMap<i32, i64> {
+    sqlx::query_as::<_, (i32, i64)>("select kafka_partition, next_offset from consumer_checkpoint")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// The end offset of each partition of the topic that has records.
 pub async fn ends(kafka: &TestKafka) -> BTreeMap<i32, i64> {
     let partitions = platform::kafka::partition_count(&kafka.bootstrap, &kafka.topic).await.unwrap().unwrap();
-    let c = group_client(kafka);
+    let c = watermark_client(kafka);
     let topic = kafka.topic.clone();
     tokio::task::spawn_blocking(move || {
         (0..i32::try_from(partitions).unwrap())
@@ -180,31 +197,42 @@ pub async fn ends(kafka: &TestKafka) -> BTreeMap<i32, i64> {
     .unwrap()
 }
 
-/// Waits until the group has committed every record of the topic (a partition without records
-/// needs no commit).
-pub async fn wait_all_committed(kafka: &TestKafka) {
+/// Waits until the checkpoints cover every record of the topic (a partition without records
+/// needs none).
+pub async fn wait_all_checkpointed(pool: &PgPool, kafka: &TestKafka) {
     let deadline = Instant::now() + WAIT;
     let want = ends(kafka).await;
     loop {
-        let got = committed(kafka).await;
+        let got = checkpoints(pool).await;
         if want.iter().all(|(p, end)| got.get(p).copied().unwrap_or(0) == *end) {
             return;
         }
-        assert!(Instant::now() < deadline, "committed {got:?}, end offsets {want:?}");
+        assert!(Instant::now() < deadline, "checkpoints {got:?}, end offsets {want:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// Sets the group's committed offset of every partition back to 0 (the group must be empty).
-pub async fn rewind(kafka: &TestKafka) {
-    let partitions = platform::kafka::partition_count(&kafka.bootstrap, &kafka.topic).await.unwrap().unwrap();
-    let c = group_client(kafka);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..i32::try_from(partitions).unwrap() {
-        tpl.add_partition_offset(&kafka.topic, p, Offset::Offset(0)).unwrap();
+/// Sets every checkpoint back to 0 (the consumer must be stopped): every record comes again.
+pub async fn rewind(pool: &PgPool) {
+    sqlx::query("update consumer_checkpoint set next_offset = 0").execute(pool).await.unwrap();
+    assert!(checkpoints(pool).await.values().all(|o| *o == 0), "rewound");
+}
+
+/// For topics where every record is a distinct valid event: asserts that no checkpoint is
+/// ahead of an effect, i.e. in every partition, every offset below the checkpoint has its
+/// inbox row. One statement, so one snapshot: checkpoints and effects as committed together.
+pub async fn assert_no_checkpoint_before_its_effect(pool: &PgPool) {
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "select c.kafka_partition, c.next_offset,
+                (select count(*) from inbox i where i.kafka_partition = c.kafka_partition and i.kafka_offset < c.next_offset)
+         from consumer_checkpoint c",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (partition, next, effects) in rows {
+        assert_eq!(effects, next, "partition {partition}: checkpoint {next}, but only {effects} effects below it");
     }
-    tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync).unwrap()).await.unwrap();
-    assert!(committed(kafka).await.values().all(|o| *o == 0), "rewound");
 }
 
 /// The first `n` records of `topic`, read by a group of their own.
@@ -222,5 +250,54 @@ pub async fn wait_metric(app: &TestApp, name: &str, labels: &[(&str, &str)], at_
         }
         assert!(Instant::now() < deadline, "{name}{labels:?} = {v}, wanted >= {at_least} within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `n` OrderCreated events of na-1 with outbox ids `first..first+n`, 64 in flight, and
+/// returns their order ids.
+pub async fn produce(p: &Producer, first: usize, n: usize) -> Vec<Uuid> {
+    use futures::StreamExt;
+    let customer = Uuid::now_v7();
+    let orders: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    futures::stream::iter(orders.iter().enumerate())
+        .for_each_concurrent(64, |(i, order)| async move {
+            p.send_event(&created(*order, customer), "na-1", &(first + i).to_string()).await;
+        })
+        .await;
+    orders
+}
+
+/// Asserts that every order has exactly one notification and nothing else was stored.
+pub async fn assert_exactly_once(pool: &PgPool, orders: &[Uuid]) {
+    let counts = per_order(pool).await;
+    let missing: Vec<&Uuid> = orders.iter().filter(|o| !counts.contains_key(o)).collect();
+    assert!(missing.is_empty(), "{} of {} events have no notification", missing.len(), orders.len());
+    let doubled: Vec<(&Uuid, &i64)> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(doubled.is_empty(), "events with more than one notification: {doubled:?}");
+    assert_eq!(counts.len(), orders.len(), "notifications for events never sent");
+    assert_eq!(count(pool, "inbox").await, i64::try_from(orders.len()).unwrap());
+}
+
+/// Sum of the checkpoints (records applied or dead-lettered so far), 0 while the database
+/// does not answer.
+pub async fn progress(pool: &PgPool) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>("select sum(next_offset)::bigint from consumer_checkpoint")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// Waits until at least `n` records are checkpointed.
+pub async fn wait_progress(pool: &PgPool, n: i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = progress(pool).await;
+        if got >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{got} records checkpointed, wanted {n} within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -11,7 +11,7 @@ async fn serves_ops_endpoints_and_names_a_down_broker() {
     let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
     let s = settings(&db.url, &kafka);
     let app = spawn(s.clone()).await;
-    app.assert_ops_endpoints(&["postgres", "kafka"]).await;
+    app.assert_ops_endpoints(&["postgres", "kafka", "consumer"]).await;
     app.stop().await.unwrap();
 
     let app = spawn(notifications::Settings { kafka_bootstrap: "127.0.0.1:1".into(), ..s }).await;
@@ -47,25 +47,26 @@ async fn refuses_settings_that_cannot_work() {
     let same = notifications::Settings { dlq_topic: s.topic.clone(), ..s.clone() };
     let err = notifications::Application::build(same).await.err().unwrap().to_string();
     assert!(err.contains("dlq_topic"), "{err}");
-    let missing = notifications::Settings { shards_file: "no/such/shards.toml".into(), ..s };
+    let missing = notifications::Settings { shards_file: "no/such/shards.toml".into(), ..s.clone() };
     let err = notifications::Application::build(missing).await.err().unwrap().to_string();
     assert!(err.contains("no/such/shards.toml"), "{err}");
+    for (bad, field) in [
+        (notifications::Settings { batch_max_records: 0, ..s.clone() }, "batch_max_records"),
+        (notifications::Settings { consumer_name: String::new(), ..s.clone() }, "consumer_name"),
+        (notifications::Settings { stall_after_ms: s.lag_interval_ms, ..s.clone() }, "stall_after_ms"),
+        (notifications::Settings { statement_timeout_ms: 5, ..s.clone() }, "statement_timeout_ms"),
+        (notifications::Settings { lease_retry_ms: 0, ..s.clone() }, "lease_retry_ms"),
+    ] {
+        let err = notifications::Application::build(bad).await.err().unwrap().to_string();
+        assert!(err.starts_with(field), "{field}: {err}");
+    }
 }
 
 #[tokio::test]
 async fn binary_logs_json_and_stops_on_sigterm() {
     // Its own database, topics and group: the binary consumes as soon as it starts.
     let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
-    testkit::process::assert_binary_serves_and_stops(
-        env!("CARGO_BIN_EXE_notifications"),
-        &[
-            ("TICKET_HUB_NOTIFICATIONS__HTTP_ADDR", "127.0.0.1:0"),
-            ("TICKET_HUB_NOTIFICATIONS__DATABASE_URL", &db.url),
-            ("TICKET_HUB_NOTIFICATIONS__KAFKA_BOOTSTRAP", &kafka.bootstrap),
-            ("TICKET_HUB_NOTIFICATIONS__TOPIC", &kafka.topic),
-            ("TICKET_HUB_NOTIFICATIONS__DLQ_TOPIC", &kafka.dlq_topic),
-            ("TICKET_HUB_NOTIFICATIONS__GROUP_ID", &kafka.group),
-        ],
-    )
-    .await;
+    let env = super::helpers::binary_env(&db.url, &kafka);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    testkit::process::assert_binary_serves_and_stops(env!("CARGO_BIN_EXE_notifications"), &env).await;
 }

@@ -1,53 +1,45 @@
-//! The notifications database really stopped (a private Postgres instance) while events keep
-//! coming: consumption pauses without committing or skipping, and catches up once it is back.
+//! The notifications database really stopped (a private Postgres instance) in the middle of
+//! draining a backlog, while events keep coming: consumption pauses without losing, skipping
+//! or doubling anything, and catches up by itself once the database is back.
 
 use std::time::Duration;
 
 use platform::db::Schema;
 use testkit::{PrivatePostgres, TestDb, TestKafka};
-use uuid::Uuid;
 
 use super::helpers::{
-    Producer, committed, created, per_order, settings, spawn, wait_all_committed, wait_metric, wait_notifications,
+    Producer, assert_exactly_once, assert_no_checkpoint_before_its_effect, produce, progress, settings, spawn,
+    wait_all_checkpointed, wait_metric, wait_progress,
 };
 
 #[tokio::test]
-async fn with_the_database_stopped_no_event_is_lost_or_skipped_once_it_returns() {
+async fn with_the_database_stopped_mid_batch_no_event_is_lost_or_doubled_once_it_returns() {
     // Declared first, dropped last: the database is dropped while its server still runs.
     let pg = PrivatePostgres::start().await.unwrap();
     let db = TestDb::create_on(&pg.url(), Schema::Notifications).await.unwrap();
     let kafka = TestKafka::new(3).await.unwrap();
     let p = Producer::new(&kafka);
-    let app = spawn(settings(&db.url, &kafka)).await;
-    let customer = Uuid::now_v7();
-    let first = Uuid::now_v7();
-    p.send_event(&created(first, customer), "na-1", "0").await;
-    wait_notifications(&app, first, 1).await;
-    wait_all_committed(&kafka).await;
-    let before = committed(&kafka).await;
-
+    let mut orders = produce(&p, 0, 3000).await;
+    // Small batches, so the stop lands while batches are in flight.
+    let app = spawn(notifications::Settings { batch_max_records: 50, ..settings(&db.url, &kafka) }).await;
+    wait_progress(&db.pool, 200).await;
     pg.stop().await.unwrap();
-    let orders: Vec<Uuid> = (0..12).map(|_| Uuid::now_v7()).collect();
-    for (i, order) in orders.iter().enumerate() {
-        p.send_event(&created(*order, customer), "na-1", &(i + 1).to_string()).await;
-    }
-    // The consumer has met the outage and keeps retrying the record at hand.
+    let stopped_at = progress(&db.pool).await;
+    assert_eq!(stopped_at, 0, "the database is really down");
+
+    // More events while it is down.
+    orders.extend(produce(&p, 3000, 12).await);
     let topic = kafka.topic.as_str();
-    let retries = [("topic", topic), ("operation", "storing the notification")];
+    let retries = [("topic", topic), ("operation", "database")];
     wait_metric(&app, "notifications_retries_total", &retries, 3.0).await;
     assert_eq!(app.metric("notifications_consumer_paused", &[("topic", topic)]).await, 1.0);
     app.assert_not_ready_because("postgres").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(committed(&kafka).await, before, "no offset moves while the database is down");
+    app.assert_not_ready_because("consumer").await;
 
     pg.resume().await.unwrap();
-    for order in &orders {
-        wait_notifications(&app, *order, 1).await;
-    }
-    wait_all_committed(&kafka).await;
-    let counts = per_order(&db.pool).await;
-    assert_eq!(counts.len(), 13, "{counts:?}");
-    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    wait_all_checkpointed(&db.pool, &kafka).await;
+    assert_no_checkpoint_before_its_effect(&db.pool).await;
+    assert_exactly_once(&db.pool, &orders).await;
     assert_eq!(app.metric("notifications_consumer_paused", &[("topic", topic)]).await, 0.0);
     // Lag is measured per partition and is back to zero once all is consumed.
     for partition in ["0", "1", "2"] {
