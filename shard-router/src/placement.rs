@@ -29,6 +29,13 @@ pub struct Move {
     pub to: ShardName,
 }
 
+/// How many partitions of a region one shard owns now, and how many a target asks it to own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Share {
+    pub live: usize,
+    pub target: usize,
+}
+
 /// Why stored placement rows do not make a placement the shard map can serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
@@ -129,6 +136,19 @@ impl PartitionMap {
         let mut out = BTreeMap::new();
         for shard in self.regions.get(region).into_iter().flatten() {
             *out.entry(shard.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Each shard's share of `region` here and in `target`: what `plan` and the placement
+    /// endpoint show side by side.
+    pub fn shares(&self, target: &Self, region: &RegionName) -> BTreeMap<ShardName, Share> {
+        let mut out: BTreeMap<ShardName, Share> = BTreeMap::new();
+        for (shard, n) in self.counts(region) {
+            out.entry(shard).or_default().live = n;
+        }
+        for (shard, n) in target.counts(region) {
+            out.entry(shard).or_default().target = n;
         }
         out
     }

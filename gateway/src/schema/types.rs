@@ -45,12 +45,68 @@ impl ScalarType for Region {
 
 /// A region and the shards serving it.
 #[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
 pub struct RegionInfo {
     pub name: Region,
-    /// Physical shards serving the region (names only; no addresses).
+    /// Physical shards `shards.toml` lists for the region (names only; no addresses).
     pub shards: Vec<String>,
     /// Logical partitions of the region, spread over its shards.
     pub partitions: i32,
+}
+
+/// Where a region's partitions live now (the live map orders routes by), against what
+/// `shards.toml` asks for.
+#[derive(Debug, Clone, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LivePlacement {
+    /// The live map's epoch, raised by every move.
+    pub epoch: i64,
+    /// Partitions placed differently from `shards.toml`: a plan waiting to be applied.
+    pub pending_moves: i32,
+    pub shards: Vec<ShardPlacement>,
+}
+
+#[derive(Debug, Clone, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardPlacement {
+    pub shard: String,
+    /// Partitions the shard owns now.
+    pub live_partitions: i32,
+    /// Partitions `shards.toml` asks it to own.
+    pub desired_partitions: i32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PlacementAnswer {
+    epoch: i64,
+    regions: Vec<RegionPlacementAnswer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegionPlacementAnswer {
+    region: String,
+    pending_moves: i32,
+    shards: Vec<ShardPlacement>,
+}
+
+#[ComplexObject]
+impl RegionInfo {
+    /// The live placement of the region, from orders (not cached: it changes with moves).
+    async fn placement(&self, ctx: &Context<'_>) -> Result<LivePlacement> {
+        let scope = super::scope(ctx)?;
+        let answer: PlacementAnswer = super::gateway(ctx)?
+            .downstream
+            .get(crate::downstream::Service::Orders, "/api/v1/placement", "/api/v1/placement", &scope.caller)
+            .await?;
+        let region = answer
+            .regions
+            .into_iter()
+            .find(|r| r.region == self.name.0)
+            .ok_or_else(|| async_graphql::Error::new(format!("orders does not serve region {}", self.name.0)))?;
+        Ok(LivePlacement { epoch: answer.epoch, pending_moves: region.pending_moves, shards: region.shards })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]

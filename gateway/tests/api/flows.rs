@@ -51,6 +51,24 @@ async fn regions_come_from_the_shard_map() {
 }
 
 #[tokio::test]
+async fn regions_show_the_live_placement_and_pending_moves() {
+    let s = stack().await;
+    let query =
+        "{ regions { name placement { epoch pendingMoves shards { shard livePartitions desiredPartitions } } } }";
+    let res = s.gql(None, query, json!({})).await;
+    // Seeding NA and SA took one epoch each; every partition is where shards.toml wants it.
+    assert_eq!(
+        data(&res)["regions"],
+        json!([
+            {"name": "NA", "placement": {"epoch": 2, "pendingMoves": 0,
+                "shards": [{"shard": "na-1", "livePartitions": 1024, "desiredPartitions": 1024}]}},
+            {"name": "SA", "placement": {"epoch": 2, "pendingMoves": 0,
+                "shards": [{"shard": "sa-1", "livePartitions": 1024, "desiredPartitions": 1024}]}},
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_customer_buys_in_two_regions_with_region_tags_keys_and_stock_limits() {
     let s = stack().await;
     let (_, _, organizer) = s.user("ORGANIZER").await;

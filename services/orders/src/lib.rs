@@ -16,6 +16,7 @@
 //! - [`placement`]: the live partition → shard map this process routes by, and how it follows
 //!   changes; [`shard`]: the one place a shard transaction begins (fence, retry on "moved",
 //!   metrics).
+//! - [`rebalance`]: `orders-rebalance`, the tool that carries a changed `shards.toml` out.
 
 pub mod domain;
 pub mod events;
@@ -24,6 +25,7 @@ pub mod listing;
 pub mod lock;
 pub mod orders;
 pub mod placement;
+pub mod rebalance;
 pub mod relay;
 pub mod shard;
 
@@ -254,6 +256,7 @@ impl Application {
         };
         let routes = events::router(state.clone())
             .merge(listing::router(state.clone()))
+            .merge(placement::router(state.clone()))
             .merge(orders::router(state))
             .layer(axum::middleware::from_fn_with_state(
                 Duration::from_millis(settings.request_timeout_ms),

@@ -175,3 +175,67 @@ fn snapshot(shards: &ShardMap, live: PartitionMap) -> Snapshot {
     let pending_moves = live.moves_to(&PartitionMap::desired(shards)).len();
     Snapshot { router: Router::with_placement(shards, &live), live, pending_moves }
 }
+
+/// `GET /api/v1/placement`: the live map as this process routes by it, next to what
+/// `shards.toml` asks for (shard names and counts only; no addresses).
+pub fn router(state: crate::AppState) -> axum::Router {
+    axum::Router::new().route("/api/v1/placement", axum::routing::get(show)).with_state(state)
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlacementView {
+    epoch: i64,
+    regions: Vec<RegionView>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RegionView {
+    region: String,
+    partitions: u16,
+    /// Partitions whose live owner is not the one `shards.toml` asks for.
+    pending_moves: usize,
+    shards: Vec<ShardView>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShardView {
+    shard: String,
+    live_partitions: usize,
+    desired_partitions: usize,
+}
+
+async fn show(axum::extract::State(state): axum::extract::State<crate::AppState>) -> axum::Json<PlacementView> {
+    let snap = state.placement.snapshot();
+    let desired = PartitionMap::desired(&state.shards);
+    let moves = snap.live.moves_to(&desired);
+    let regions = state
+        .shards
+        .regions()
+        .map(|r| {
+            let mut counts: std::collections::BTreeMap<String, (usize, usize)> = std::collections::BTreeMap::new();
+            for (shard, n) in snap.live.counts(&r.name) {
+                counts.entry(shard.to_string()).or_default().0 = n;
+            }
+            for (shard, n) in desired.counts(&r.name) {
+                counts.entry(shard.to_string()).or_default().1 = n;
+            }
+            RegionView {
+                region: r.name.to_string(),
+                partitions: r.partitions,
+                pending_moves: moves.iter().filter(|m| m.region == r.name).count(),
+                shards: counts
+                    .into_iter()
+                    .map(|(shard, (live, wanted))| ShardView {
+                        shard,
+                        live_partitions: live,
+                        desired_partitions: wanted,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    axum::Json(PlacementView { epoch: snap.live.epoch, regions })
+}

@@ -311,3 +311,41 @@ async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
     };
     assert_eq!(s.order(&customer, None, &order(&other, &other_tt)).await.0, 201);
 }
+
+#[tokio::test]
+async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() {
+    let mut s = stack().await;
+    let (event, tt) = s.event_with_stock("NA", 5).await;
+    let (_, customer) = s.user("CUSTOMER").await;
+    assert_eq!(s.order(&customer, Some("k"), &order(&event, &tt)).await.0, 201);
+    let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
+    let map = map_with_na2(&s, &na2);
+    let store =
+        shard_router::LiveStore::connect_lazy(&s.shards.placement.url, std::time::Duration::from_secs(5)).unwrap();
+    let live = store.load(&map).await.unwrap();
+    let pools = shard_router::ShardPools::connect_lazy(&map, std::time::Duration::from_secs(5)).unwrap();
+
+    let plan = orders::rebalance::plan::compute(&map, &live, &pools).await;
+    assert_eq!(plan.steps.len(), 1, "one step: na-1 -> na-2");
+    let step = &plan.steps[0];
+    assert_eq!((step.from.as_str(), step.to.as_str()), ("na-1", "na-2"));
+    assert!((300..700).contains(&step.partitions.len()), "about half of 1024: {}", step.partitions.len());
+    // The event's rows count exactly when its partition is among the moving ones.
+    let moving = step.partitions.contains(&(partition_of(&event) as u16));
+    let expect = if moving { 1 } else { 0 };
+    assert_eq!(step.rows["events"], expect);
+    assert_eq!(step.rows["orders"], expect);
+    assert_eq!(step.rows["idempotency_keys"], expect);
+    for name in ["same schema version", "destination empty", "wal_level", "replication slot free"] {
+        assert!(step.checks.iter().any(|c| c.name == name), "check {name} in {:?}", step.checks);
+    }
+    let text = plan.to_string();
+    assert!(text.contains("na-1 -> na-2") && text.contains("epoch 2"), "{text}");
+
+    // Nothing changed: the live map is as it was.
+    assert_eq!(store.load(&map).await.unwrap(), live);
+    assert_eq!(
+        count(&s.shards.placement.pool, "select count(*) from partition_placement where shard = $1", "na-2").await,
+        0
+    );
+}
