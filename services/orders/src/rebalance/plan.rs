@@ -218,7 +218,7 @@ impl fmt::Display for Plan {
             writeln!(f, "  region {region}: partitions per shard, live -> shards.toml")?;
             for (shard, Share { live, target }) in counts {
                 let mark = if live == target { "" } else { "  *" };
-                writeln!(f, "    {shard:<10} {live:>5} -> {target:<5}{mark}")?;
+                writeln!(f, "    {:<10} {live:>5} -> {target:<5}{mark}", shard.as_str())?;
             }
         }
         if self.is_empty() {
