@@ -26,19 +26,35 @@ async fn wait_active(process: &Process, topic: &str) {
     }
 }
 
+/// Two processes of one consumer on a fresh database and topic: `first` took the lease and
+/// applied the 40 `orders` produced so far, `second` stands by.
+struct Pair {
+    db: TestDb,
+    kafka: TestKafka,
+    p: Producer,
+    orders: Vec<uuid::Uuid>,
+    first: Process,
+    second: Process,
+}
+
+async fn active_and_standby() -> Pair {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(4).await.unwrap());
+    let p = Producer::new(&kafka);
+    let orders = produce(&p, 0, 40).await;
+    let first = spawn_binary(&db.url, &kafka, &[]).await;
+    wait_active(&first, &kafka.topic).await;
+    let second = spawn_binary(&db.url, &kafka, &[]).await;
+    wait_all_checkpointed(&db.pool, &kafka).await;
+    Pair { db, kafka, p, orders, first, second }
+}
+
 fn sent(kafka: &TestKafka) -> [(&'static str, &str); 2] {
     [("topic", kafka.topic.as_str()), ("outcome", "sent")]
 }
 
 #[tokio::test]
 async fn a_standby_takes_over_after_sigkill_of_the_active_process_without_loss_or_second_effect() {
-    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(4).await.unwrap());
-    let p = Producer::new(&kafka);
-    let mut orders = produce(&p, 0, 40).await;
-    let first = spawn_binary(&db.url, &kafka, &[]).await;
-    wait_active(&first, &kafka.topic).await;
-    let second = spawn_binary(&db.url, &kafka, &[]).await;
-    wait_all_checkpointed(&db.pool, &kafka).await;
+    let Pair { db, kafka, p, mut orders, first, second } = active_and_standby().await;
     orders.extend(produce(&p, 40, 40).await);
     wait_all_checkpointed(&db.pool, &kafka).await;
     assert_eq!(first.metric("notifications_consumed_total", &sent(&kafka)).await, 80.0, "the active one applied all");
@@ -92,13 +108,7 @@ async fn a_process_sigkilled_mid_batch_and_started_again_loses_and_doubles_nothi
 
 #[tokio::test]
 async fn a_frozen_active_process_loses_the_lease_to_the_standby_and_steps_down_when_it_thaws() {
-    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(4).await.unwrap());
-    let p = Producer::new(&kafka);
-    let mut orders = produce(&p, 0, 40).await;
-    let first = spawn_binary(&db.url, &kafka, &[]).await;
-    wait_active(&first, &kafka.topic).await;
-    let second = spawn_binary(&db.url, &kafka, &[]).await;
-    wait_all_checkpointed(&db.pool, &kafka).await;
+    let Pair { db, kafka, p, mut orders, first, second } = active_and_standby().await;
 
     // Frozen, not dead: its kernel still answers the socket, so only the server's idle
     // session timeout on the lease session (here the default statement_timeout_ms, 10 s)

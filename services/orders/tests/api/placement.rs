@@ -30,8 +30,16 @@ fn partition_of(id: &str) -> i16 {
     placement.partition as i16
 }
 
-async fn count(pool: &PgPool, sql: &str, id: &str) -> i64 {
-    sqlx::query_scalar(sql).bind(id).fetch_one(pool).await.unwrap()
+/// The one value `sql` selects, given `$1`.
+async fn one<T>(pool: &PgPool, sql: &str, arg: &str) -> T
+where
+    T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    sqlx::query_scalar(sql).bind(arg).fetch_one(pool).await.unwrap()
+}
+
+async fn count(pool: &PgPool, sql: &str, arg: &str) -> i64 {
+    one(pool, sql, arg).await
 }
 
 /// Moves one partition from `from` to `to` the way a switch does, by hand: its rows copied,
@@ -202,11 +210,11 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     assert_eq!(res.status(), 201);
     let second: Value = res.json().await.unwrap();
     let second_id = second["orderId"].as_str().unwrap();
-    let on = |pool: &PgPool, id: &str| {
-        let (pool, id) = (pool.clone(), id.to_owned());
-        async move { count(&pool, "select count(*) from orders where id = $1::uuid", &id).await }
-    };
-    assert_eq!((on(&na1, second_id).await, on(&na2_pool, second_id).await), (0, 1));
+    let orders_with_id = "select count(*) from orders where id = $1::uuid";
+    assert_eq!(
+        (count(&na1, orders_with_id, second_id).await, count(&na2_pool, orders_with_id, second_id).await),
+        (0, 1)
+    );
     assert!(stale.metric("orders_stale_route_retries_total", &[("operation", "create_order")]).await >= 1.0);
 
     // A replay of the first order's key answers from the record that moved with the partition.
@@ -232,32 +240,12 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let status_on = |pool: PgPool| {
-        let id = first_id.clone();
-        async move {
-            sqlx::query_scalar::<_, String>("select status from orders where id = $1::uuid")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!((status_on(na1.clone()).await, status_on(na2_pool.clone()).await), ("PENDING".into(), "PAID".into()));
-    let stock = |pool: PgPool| {
-        let tt = tt.clone();
-        async move {
-            sqlx::query_scalar::<_, i32>("select remaining_quantity from ticket_types where id = $1::uuid")
-                .bind(tt)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(
-        (stock(na1.clone()).await, stock(na2_pool.clone()).await),
-        (9, 8),
-        "the old owner's stock is frozen in time"
-    );
+    let status = "select status from orders where id = $1::uuid";
+    let (old, new): (String, String) = (one(&na1, status, &first_id).await, one(&na2_pool, status, &first_id).await);
+    assert_eq!((old.as_str(), new.as_str()), ("PENDING", "PAID"));
+    let stock = "select remaining_quantity from ticket_types where id = $1::uuid";
+    let (old, new): (i32, i32) = (one(&na1, stock, &tt).await, one(&na2_pool, stock, &tt).await);
+    assert_eq!((old, new), (9, 8), "the old owner's stock is frozen in time");
 
     // Reads follow as well: the event's stock as the new owner has it.
     let got: Value = stale.get(&format!("/api/v1/events/{event}")).await.json().await.unwrap();
