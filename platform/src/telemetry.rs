@@ -17,4 +17,7 @@ pub fn init(service: &'static str) {
     if installed {
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "telemetry started");
     }
+    // The metrics recorder from the first line of main: a metric recorded while a service
+    // builds (before its HTTP app exists) would otherwise go nowhere.
+    crate::metrics::handle();
 }

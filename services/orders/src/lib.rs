@@ -216,8 +216,6 @@ impl Application {
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
         let pools = ShardPools::connect_lazy(&shards, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
-        // The recorder first: the placement publishes its gauges while it starts.
-        platform::metrics::handle();
         let shards = Arc::new(shards);
         let store =
             LiveStore::connect_lazy(&settings.placement_url, Duration::from_millis(settings.shard_acquire_timeout_ms))?;

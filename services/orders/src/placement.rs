@@ -30,6 +30,8 @@ pub struct LivePlacement {
     current: Arc<RwLock<Arc<Snapshot>>>,
     store: LiveStore,
     shards: Arc<ShardMap>,
+    /// What `shards.toml` asks for: fixed for the process, compared with every live map.
+    desired: Arc<PartitionMap>,
     pools: ShardPools,
     /// One reload at a time: a burst of "moved" answers costs one read of the map, not one each.
     reload: Arc<tokio::sync::Mutex<()>>,
@@ -41,10 +43,12 @@ impl LivePlacement {
     /// by a guessed map is what this exists to prevent.
     pub async fn start(store: LiveStore, shards: Arc<ShardMap>, pools: ShardPools) -> Result<Self, LiveError> {
         let (live, seeded) = store.load_or_seed(&shards).await?;
+        let desired = Arc::new(PartitionMap::desired(&shards));
         let this = Self {
-            current: Arc::new(RwLock::new(Arc::new(snapshot(&shards, live)))),
+            current: Arc::new(RwLock::new(Arc::new(snapshot(&shards, &desired, live)))),
             store,
             shards,
+            desired,
             pools,
             reload: Arc::new(tokio::sync::Mutex::new(())),
         };
@@ -74,7 +78,7 @@ impl LivePlacement {
             return Ok(installed.live.epoch);
         }
         let live = self.store.load(&self.shards).await?;
-        let next = Arc::new(snapshot(&self.shards, live));
+        let next = Arc::new(snapshot(&self.shards, &self.desired, live));
         self.ensure_ownership(&next.live).await;
         match self.current.write() {
             Ok(mut guard) => *guard = next.clone(),
@@ -137,9 +141,9 @@ impl LivePlacement {
 
     fn publish(&self, snap: &Snapshot, at_start: bool) {
         metrics::gauge!("orders_placement_epoch").set(snap.live.epoch as f64);
-        let desired = PartitionMap::desired(&self.shards);
+        let moves = snap.live.moves_to(&self.desired);
         for (region, _) in snap.live.regions() {
-            let pending = snap.live.moves_to(&desired).iter().filter(|m| &m.region == region).count();
+            let pending = moves.iter().filter(|m| &m.region == region).count();
             metrics::gauge!("orders_placement_pending_moves", "region" => region.to_string()).set(pending as f64);
             for (shard, n) in snap.live.counts(region) {
                 metrics::gauge!("orders_placement_partitions", "region" => region.to_string(), "shard" => shard.to_string())
@@ -169,10 +173,15 @@ impl LivePlacement {
             )
         }
     }
+
+    /// The placement `shards.toml` asks for.
+    pub fn desired(&self) -> &PartitionMap {
+        &self.desired
+    }
 }
 
-fn snapshot(shards: &ShardMap, live: PartitionMap) -> Snapshot {
-    let pending_moves = live.moves_to(&PartitionMap::desired(shards)).len();
+fn snapshot(shards: &ShardMap, desired: &PartitionMap, live: PartitionMap) -> Snapshot {
+    let pending_moves = live.moves_to(desired).len();
     Snapshot { router: Router::with_placement(shards, &live), live, pending_moves }
 }
 
@@ -209,8 +218,8 @@ struct ShardView {
 
 async fn show(axum::extract::State(state): axum::extract::State<crate::AppState>) -> axum::Json<PlacementView> {
     let snap = state.placement.snapshot();
-    let desired = PartitionMap::desired(&state.shards);
-    let moves = snap.live.moves_to(&desired);
+    let desired = state.placement.desired();
+    let moves = snap.live.moves_to(desired);
     let regions = state
         .shards
         .regions()

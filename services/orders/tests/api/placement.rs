@@ -164,27 +164,15 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let map = map_with_na2(&s, &na2);
     let redis = testkit::TestRedis::new().unwrap();
-    let stale = orders_with(
-        map.clone(),
-        &s.shards.placement.url,
-        &s.accounts,
-        &s.accounts_grpc,
-        (&redis.url, &redis.prefix),
-        10_000,
-        |settings| settings.placement_follow = false,
-    )
-    .await;
-
+    let spawn = |follow: bool| {
+        let (map, redis) = (map.clone(), (redis.url.as_str(), redis.prefix.as_str()));
+        orders_with(map, &s.shards.placement.url, &s.accounts, &s.accounts_grpc, redis, 10_000, move |settings| {
+            settings.placement_follow = follow;
+        })
+    };
+    let stale = spawn(false).await;
     // And one that follows the map as it changes.
-    let follower = orders(
-        map.clone(),
-        &s.shards.placement.url,
-        &s.accounts,
-        &s.accounts_grpc,
-        (&redis.url, &redis.prefix),
-        10_000,
-    )
-    .await;
+    let follower = spawn(true).await;
 
     let partition = partition_of(&event);
     let (na1, na2_pool) = (s.shards.pool("na-1").unwrap().clone(), s.shards.pool("na-2").unwrap().clone());
