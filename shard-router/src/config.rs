@@ -121,6 +121,8 @@ struct RawRegion {
 struct RawShard {
     url: Spanned<String>,
     max_connections: Option<Spanned<i64>>,
+    /// The region of a shard no region lists: one being drained by a move (decommission).
+    region: Option<Spanned<String>>,
 }
 
 /// Turns spans into lines and builds errors that point into one source text.
@@ -292,12 +294,38 @@ impl ShardMap {
         let mut shards = BTreeMap::new();
         for (name, (raw_shard, name_span)) in shard_defs {
             let field = format!("shards.{name}");
-            let Some(region) = owner.get(&name).cloned() else {
-                return Err(src.error(
-                    &field,
-                    name_span,
-                    format!("shard `{name}` is not used by any region: list it in a region's `shards` or remove it"),
-                ));
+            let region = match (owner.get(&name), &raw_shard.region) {
+                (Some(listed), None) => listed.clone(),
+                (Some(listed), Some(named)) if named.get_ref() == listed.as_str() => listed.clone(),
+                (Some(listed), Some(named)) => {
+                    return Err(src.error(
+                        format!("{field}.region"),
+                        named.span(),
+                        format!("shard `{name}` is listed by region {listed}, not `{}`", named.get_ref()),
+                    ));
+                }
+                // Not listed: allowed while a move drains it, and then it must say whose data it
+                // still holds, so the live map can keep routing there until the move is done.
+                (None, Some(named)) => match RegionName::parse(named.get_ref()).ok().and_then(|n| regions.get(&n)) {
+                    Some(r) => r.name.clone(),
+                    None => {
+                        return Err(src.error(
+                            format!("{field}.region"),
+                            named.span(),
+                            format!("unknown region `{}`", named.get_ref()),
+                        ));
+                    }
+                },
+                (None, None) => {
+                    return Err(src.error(
+                        &field,
+                        name_span,
+                        format!(
+                            "shard `{name}` is not used by any region: list it in a region's `shards`, or keep it \
+                             with `region = \"NA\"` (its region) while `orders-rebalance apply` drains it, or remove it"
+                        ),
+                    ));
+                }
             };
             let url = DatabaseUrl::parse(raw_shard.url.get_ref())
                 .map_err(|m| src.error(format!("{field}.url"), raw_shard.url.span(), m))?;

@@ -85,6 +85,27 @@ fn shard_no_region_uses() {
 }
 
 #[test]
+fn a_draining_shard_names_its_region() {
+    // Removed from the region's list but kept, with its region, while a move drains it.
+    let text = GOOD
+        .replace(r#"shards = ["na-1", "na-2"]"#, r#"shards = ["na-1"]"#)
+        .replace("[shards.na-2]\n", "[shards.na-2]\nregion = \"NA\"\n");
+    let map = ShardMap::parse(&text, "test").unwrap();
+    let na2 = map.shard_named("na-2").unwrap();
+    assert_eq!(na2.region.as_str(), "NA");
+    assert_eq!(map.region_named("NA").unwrap().shards.len(), 1);
+    let wrong = text
+        .replace("region = \"NA\"", "region = \"SA\"")
+        .replace(r#"shards = ["na-1"]"#, r#"shards = ["na-1", "na-2"]"#);
+    let (field, _, msg) = invalid(&wrong);
+    assert_eq!(field, "shards.na-2.region");
+    assert!(msg.contains("listed by region NA"), "{msg}");
+    let (field, _, msg) = invalid(&text.replace("region = \"NA\"", "region = \"EU\""));
+    assert_eq!(field, "shards.na-2.region");
+    assert!(msg.contains("unknown region `EU`"), "{msg}");
+}
+
+#[test]
 fn unknown_shard_in_region() {
     let text = GOOD.replace(r#"shards = ["sa-1"]"#, r#"shards = ["sa-9"]"#);
     let (field, _, msg) = invalid(&text);
