@@ -8,6 +8,10 @@
 //! once the broker acknowledged them. Failures about a row retry with exponential backoff and
 //! end FAILED in `orders.events.dlq`; `orders-relay reprocess` re-queues them.
 //!
+//! After a partition move, the new owner's relay holds the partition's new rows until the old
+//! owner's relay has published every row written there before the move (`outbox_hold`,
+//! `migrations/shard/0004`), so an order's events stay in order on its key across the move.
+//!
 //! # Layout
 //! - [`Settings`] / [`Relay`]: the process (ops endpoints plus one worker per shard).
 //! - [`worker`]: the lease and the drain loop of one shard.
@@ -265,6 +269,7 @@ impl Relay {
                 tuning: tuning.clone(),
                 producer: producer.clone(),
                 shared: shared.clone(),
+                peers: pools.clone(),
             })
             .collect();
         let routes = Router::new().route("/api/v1/relay", get(relay_status)).with_state(shared.clone());

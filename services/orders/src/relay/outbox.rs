@@ -47,6 +47,8 @@ pub async fn release_lease(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 ///   but later in id order.
 /// - a row waits while an earlier row of its aggregate is pending (in backoff, say): one
 ///   order's events stay in order, and at most one row per aggregate is in a batch.
+/// - a row of a partition that moved here waits while the move's hand-off holds it
+///   (`outbox_hold`, see [`held`]): the source shard still has the partition's earlier events.
 pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
     let mut rows: Vec<OutboxRow> = sqlx::query_as(
         "with ready as (
@@ -58,6 +60,8 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>
                and not exists (
                    select 1 from outbox e
                    where e.aggregate_id = o.aggregate_id and e.status = 'PENDING' and e.id < o.id)
+               and not exists (
+                   select 1 from outbox_hold h where h.partition = o.partition and o.id > h.after_id)
              order by o.id
              limit $1
              for update
@@ -73,6 +77,35 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>
     .await?;
     rows.sort_unstable_by_key(|r| r.id);
     Ok(rows)
+}
+
+/// The partitions this shard's outbox holds back for a move's hand-off, by source shard.
+pub async fn held(conn: &mut PgConnection) -> Result<Vec<(String, Vec<i16>)>, sqlx::Error> {
+    sqlx::query_as("select source, array_agg(partition order by partition) from outbox_hold group by source")
+        .fetch_all(conn)
+        .await
+}
+
+/// Of `partitions`, those that still have PENDING rows in this (the source's) outbox: rows
+/// written before a move's freeze that its relay has not published yet.
+pub async fn pending_partitions(conn: &mut PgConnection, partitions: &[i16]) -> Result<Vec<i16>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select p from unnest($1::smallint[]) as t(p) \
+         where exists (select 1 from outbox o where o.status = 'PENDING' and o.partition = t.p)",
+    )
+    .bind(partitions)
+    .fetch_all(conn)
+    .await
+}
+
+/// Ends the hand-off of `partitions` from `source`: their rows here are published from now on.
+pub async fn release_held(conn: &mut PgConnection, source: &str, partitions: &[i16]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("delete from outbox_hold where source = $1 and partition = any($2)")
+        .bind(source)
+        .bind(partitions)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// The broker acknowledged these rows.

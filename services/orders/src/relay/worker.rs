@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use shard_router::{ShardName, ShardPools};
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::{self, OutboxRow};
 use super::publish::{Failure, ProducerSettings, Publisher};
 use super::{Role, Shared};
+
+/// How often a relay holding a hand-off asks the source whether it is done.
+const HAND_OFF_POLL: Duration = Duration::from_millis(100);
 
 /// How one shard relay behaves; see the `Settings` fields of the same names.
 #[derive(Debug, Clone)]
@@ -49,6 +53,9 @@ pub struct ShardRelay {
     pub tuning: Tuning,
     pub producer: ProducerSettings,
     pub shared: Arc<Shared>,
+    /// Every shard of the map, for the hand-off of partitions that moved here: this relay
+    /// asks the source whether it has published the partition's earlier rows.
+    pub peers: ShardPools,
 }
 
 /// Why leadership ended.
@@ -147,6 +154,7 @@ impl ShardRelay {
                 self.report_backlog(&mut conn).await?;
                 last_gauges = Instant::now();
             }
+            let holding = self.hand_off(&mut conn).await?;
             // Topics first: publishing to a missing topic would let the broker create it with
             // its own defaults.
             if let Err(e) = self.shared.topics_ready().await {
@@ -183,8 +191,13 @@ impl ShardRelay {
                 sleep_or_stop(delay, stop).await;
                 continue;
             }
-            // Idle: wait for a commit's NOTIFY, the poll interval, or the stop.
-            let poll = tokio::time::sleep(self.tuning.poll_interval);
+            // Idle: wait for a commit's NOTIFY, the poll interval, or the stop. While a
+            // hand-off holds rows, look again soon: the source's relay is about to finish.
+            let poll = tokio::time::sleep(if holding {
+                HAND_OFF_POLL.min(self.tuning.poll_interval)
+            } else {
+                self.tuning.poll_interval
+            });
             match listener.as_mut() {
                 Some(l) => tokio::select! {
                     () = stop.cancelled() => {}
@@ -200,6 +213,47 @@ impl ShardRelay {
                 },
             }
         }
+    }
+
+    /// Releases the partitions whose hand-off is complete: the source shard has no PENDING
+    /// row of them left, so every event written there before the move is on the topic and the
+    /// rows written here may follow. Returns whether anything is still held. A source that
+    /// cannot be asked keeps its partitions held (order over speed); one that shards.toml no
+    /// longer defines can never publish again, so its partitions are released with a warning.
+    async fn hand_off(&self, conn: &mut PgConnection) -> Result<bool, Stepped> {
+        let held = self.bounded(outbox::held(conn)).await?;
+        let mut still = 0usize;
+        for (source, partitions) in held {
+            let pool = ShardName::parse(&source).ok().and_then(|name| self.peers.get(&name).cloned());
+            let pending = match pool {
+                None => {
+                    tracing::warn!(shard = %self.shard, %source, "hand-off source is not in shards.toml; releasing its partitions");
+                    Vec::new()
+                }
+                Some(pool) => {
+                    let asked = async {
+                        let mut c = pool.acquire().await?;
+                        outbox::pending_partitions(&mut c, &partitions).await
+                    };
+                    match tokio::time::timeout(self.tuning.statement_timeout, asked).await {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(e)) => {
+                            tracing::warn!(shard = %self.shard, %source, error = %e, "cannot ask the hand-off source; holding");
+                            partitions.clone()
+                        }
+                        Err(_) => partitions.clone(),
+                    }
+                }
+            };
+            let done: Vec<i16> = partitions.iter().copied().filter(|p| !pending.contains(p)).collect();
+            if !done.is_empty() {
+                let n = self.bounded(outbox::release_held(conn, &source, &done)).await?;
+                tracing::info!(shard = %self.shard, %source, partitions = n, "outbox hand-off complete: publishing the moved partitions here");
+            }
+            still += partitions.len() - done.len();
+        }
+        metrics::gauge!("orders_relay_held_partitions", "shard" => self.shard.clone()).set(still as f64);
+        Ok(still > 0)
     }
 
     fn publisher(&self) -> Result<Publisher, Stepped> {

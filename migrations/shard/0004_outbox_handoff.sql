@@ -1,0 +1,24 @@
+-- The outbox hand-off of a partition move.
+--
+-- A moved partition's outbox rows are never copied: the source's relay publishes what was
+-- written there before the freeze, and this shard's relay holds the partition's new rows until
+-- it has. Otherwise an order's `OrderPaid`, written here after the switch, could reach the topic
+-- before its `OrderCreated` still waiting in the source's outbox.
+--
+-- The switch writes one row per partition (in the transaction that makes this shard the owner);
+-- this shard's relay skips the partition's rows with `id > after_id` while the row exists, and
+-- deletes it once the source has no PENDING row of the partition left. Rows up to `after_id`
+-- were written here before (an earlier stay of the partition) and are never held, so moving a
+-- partition back before its first hand-off finished cannot make two shards wait for each other.
+create table outbox_hold (
+    region text not null,
+    partition smallint not null,
+    source text not null,
+    after_id bigint not null,
+    move_id bigint not null,
+    created_at timestamptz not null default now(),
+    primary key (region, partition)
+);
+
+-- The relay's claim excludes held rows by partition.
+create index outbox_pending_by_partition on outbox (partition, id) where status = 'PENDING';
