@@ -23,6 +23,9 @@ pub enum Scenario {
     Mixed,
     /// Only the pgbench reference: the per-order transaction straight on each shard.
     Pgbench,
+    /// Orders, payments and idempotent replays while `orders-rebalance apply` carries out
+    /// the plan of the stack's shards.toml; then an audit of orders, stock and events.
+    Rebalance,
 }
 
 /// Which reads `browse` sends.
@@ -136,6 +139,26 @@ pub struct Args {
     /// `.stack/run`) during the run.
     #[arg(long)]
     pub rss_from: Option<PathBuf>,
+
+    /// `rebalance`: when, into the measured window, the apply starts.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub rebalance_after: Duration,
+    /// `rebalance`: partitions per move (the apply's --batch).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// `rebalance`: the orders-rebalance binary (default: next to this one).
+    #[arg(long)]
+    pub rebalance_bin: Option<PathBuf>,
+    /// `rebalance`: the live placement database.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5440/placement",
+        env = "TICKET_HUB_ORDERS__PLACEMENT_URL"
+    )]
+    pub placement_url: String,
+    /// `rebalance`: the notifications database, for the audit of events.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5440/notifications")]
+    pub notifications_url: String,
 
     /// Write the report as JSON.
     #[arg(long)]

@@ -22,6 +22,7 @@ pub mod engine;
 pub mod flash;
 pub mod mix;
 pub mod pgbench;
+pub mod rebalance;
 pub mod relay;
 pub mod report;
 pub mod rss;
@@ -44,6 +45,21 @@ use crate::engine::{Mode, Plan};
 use crate::mix::Mix;
 use crate::report::{Machine, Ratio, Report};
 use crate::setup::Fixture;
+
+fn rebalance_options(args: &Args) -> anyhow::Result<rebalance::Options> {
+    let bin = match &args.rebalance_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("orders-rebalance"),
+    };
+    Ok(rebalance::Options {
+        placement_url: args.placement_url.clone(),
+        notifications_url: args.notifications_url.clone(),
+        after: args.rebalance_after,
+        batch: args.batch,
+        bin,
+        shards_file: args.shards_file.clone(),
+    })
+}
 
 /// Runs the scenario `args` names and prints (and writes) its report.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -87,9 +103,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ratios: Vec::new(),
         relay: Vec::new(),
         usage: rss::Usage::default(),
+        rebalance: None,
     };
     let rss_dir = args.rss_from.clone().unwrap_or_default();
     let sample = || rss::Sampler::start(rss_dir.clone(), Duration::from_millis(250));
+
+    // `rebalance`: which partitions the plan moves, known before the load so it can label them.
+    let rebalance_moving = if args.scenario == Scenario::Rebalance {
+        let opts = rebalance_options(&args)?;
+        let moving = rebalance::moving_partitions(&map, &opts.placement_url).await?;
+        anyhow::ensure!(
+            !moving.is_empty(),
+            "shards.toml asks for no move against the live placement: add a shard to a region first (README, Rebalancing)"
+        );
+        eprintln!("rebalance: the plan moves {} partitions", moving.len());
+        Some(moving)
+    } else {
+        None
+    };
 
     // Shards whose orders the pgbench reference and the relay measurement are about.
     let mut order_shards: BTreeSet<String> = BTreeSet::new();
@@ -151,6 +182,37 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let measured = match args.scenario {
                 Scenario::Browse => engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await,
                 Scenario::Mixed => engine::run(Arc::new(workload::Mixed { common }), plan).await,
+                Scenario::Rebalance => {
+                    let opts = rebalance_options(&args)?;
+                    let events: Vec<_> = fixture.events.values().flatten().cloned().collect();
+                    let moving = rebalance_moving.clone().unwrap_or_default();
+                    let load = Arc::new(rebalance::Load::new(
+                        Gql::new(&args.gateway, args.timeout)?,
+                        &events,
+                        fixture.customers.clone(),
+                        &moving,
+                        args.seed,
+                    ));
+                    let origin = tokio::time::Instant::now() + plan.warmup;
+                    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let driver = tokio::spawn(rebalance::drive(opts.clone(), origin, load.clone(), done.clone()));
+                    let measured = engine::run(load.clone(), plan).await;
+                    let mut apply = driver.await??;
+                    rebalance::figures(&mut apply, &opts.placement_url, load_started).await?;
+                    eprintln!("audit: reading the shards, the live map and the notifications");
+                    let audit =
+                        rebalance::audit(&map, &opts, &load.acked(), args.relay_wait.max(Duration::from_secs(10)))
+                            .await?;
+                    let p99_ms = measured
+                        .recorder
+                        .rows(measured.window)
+                        .iter()
+                        .filter(|r| r.op == "createOrder")
+                        .map(|r| (r.region.clone(), r.shard.clone(), r.latency.p99_ms))
+                        .collect();
+                    report.rebalance = Some(report::RebalanceReport { apply, audit, p99_ms });
+                    measured
+                }
                 _ => engine::run(Arc::new(workload::Orders { common, hot: args.hot }), plan).await,
             };
             report.usage = sampler.finish().await;

@@ -41,6 +41,16 @@ pub struct Report {
     pub relay: Vec<RelayResult>,
     /// Memory and CPU of the stack's processes during the load (warm-up included).
     pub usage: Usage,
+    /// `rebalance`: what the apply did while the load ran, and the audit afterwards.
+    pub rebalance: Option<RebalanceReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RebalanceReport {
+    pub apply: crate::rebalance::Apply,
+    pub audit: crate::rebalance::Audit,
+    /// createOrder p99 per phase and label (`moving` / `staying` partitions), ms.
+    pub p99_ms: Vec<(String, String, f64)>,
 }
 
 /// A shard's `createOrder` throughput next to the pgbench ceiling of the same transaction on
@@ -148,6 +158,53 @@ impl Report {
             if self.late_sends > 0 {
                 let _ = writeln!(out, "open loop: {} sends more than 1 ms behind schedule", self.late_sends);
             }
+        }
+        if let Some(r) = &self.rebalance {
+            let a = &r.apply;
+            let _ = writeln!(
+                out,
+                "rebalance: apply from {:.1} s to {} ({}); {} moves, {} partitions, {} rows copied ({:.0} rows/s of copy)",
+                a.started_s,
+                a.finished_s.map_or("—".into(), |s| format!("{s:.1} s")),
+                if a.exit_ok { "ok" } else { "FAILED" },
+                a.moves.len(),
+                a.moves.iter().map(|m| i64::from(m.partitions)).sum::<i64>(),
+                a.rows_copied,
+                a.copy_rows_per_s
+            );
+            let _ = writeln!(
+                out,
+                "write pause per partition: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                a.pause_p50_ms, a.pause_p99_ms, a.pause_max_ms
+            );
+            for m in &a.moves {
+                let _ = writeln!(
+                    out,
+                    "  move {}: {} partitions, {} rows, copy {:.1} s, pause {:.0} ms, whole move {:.1} s",
+                    m.id, m.partitions, m.rows_copied, m.copy_s, m.freeze_ms, m.total_s
+                );
+            }
+            let p99: Vec<String> =
+                r.p99_ms.iter().map(|(phase, label, ms)| format!("{phase}/{label} {ms:.1}")).collect();
+            let _ = writeln!(out, "createOrder p99 ms by phase/partitions: {}", p99.join(", "));
+            let au = &r.audit;
+            let _ = writeln!(
+                out,
+                "audit ({}): {} acknowledged orders; missing at home {}, also on another shard {}; stock mismatches {}; \
+                 oversold or lost ticket types {}; events missing {}, repeated or out of order {}; notifications {}/{}; \
+                 leftovers [{}]",
+                if au.ok() { "PASSED" } else { "FAILED" },
+                au.acknowledged_orders,
+                au.missing_at_home,
+                au.on_another_shard,
+                au.stock_mismatches,
+                au.oversold_or_lost,
+                au.events_missing,
+                au.events_out_of_order_or_repeated,
+                au.notifications,
+                au.notifications_expected,
+                au.leftovers.join(", ")
+            );
         }
         if let Some(f) = &self.flash_sale {
             let rejected: Vec<String> = f.rejected.iter().map(|(c, n)| format!("{c}={n}")).collect();
@@ -304,6 +361,26 @@ impl Report {
                     .map_err(|e| err(&e))?
                     .label(shard.to_string())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            }
+            if let Some(r) = &self.rebalance {
+                // The apply's span (dashed ends) and each switch (red): the phases on the chart.
+                let mut lines: Vec<(f64, RGBAColor)> = vec![(r.apply.started_s, BLACK.to_rgba())];
+                lines.extend(r.apply.finished_s.map(|s| (s, BLACK.to_rgba())));
+                for m in &r.apply.marks {
+                    if m.text.contains("switched") {
+                        lines.push((m.second, RED.to_rgba()));
+                    } else if m.text.contains("copied") {
+                        lines.push((m.second, BLUE.mix(0.6)));
+                    }
+                }
+                for (x, color) in lines {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(x, 0.0), (x, ymax)],
+                            color.stroke_width(1),
+                        )))
+                        .map_err(|e| err(&e))?;
+                }
             }
             chart
                 .configure_series_labels()

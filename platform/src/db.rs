@@ -82,7 +82,50 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 pub async fn drop_database(url: &str) -> anyhow::Result<()> {
     let opts: PgConnectOptions = url.parse()?;
     let name = opts.get_database().unwrap_or("postgres").to_owned();
+    // Logical replication a partition move left behind would block the drop: subscriptions
+    // live in the database, slots on the instance.
+    if let Ok(mut db) = PgConnection::connect_with(&opts).await {
+        let subs: Vec<String> = sqlx::query_scalar(
+            "select subname::text from pg_subscription where subdbid = (select oid from pg_database where datname = current_database())",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap_or_default();
+        for sub in subs {
+            let sub = quote_ident(&sub);
+            for stmt in [
+                format!("alter subscription {sub} disable"),
+                format!("alter subscription {sub} set (slot_name = none)"),
+                format!("drop subscription {sub}"),
+            ] {
+                let _ = sqlx::query(&stmt).execute(&mut db).await;
+            }
+        }
+        let _ = db.close().await;
+    }
     let mut conn = PgConnection::connect_with(&opts.database("postgres")).await?;
+    let _ =
+        sqlx::query("select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active")
+            .bind(&name)
+            .execute(&mut conn)
+            .await;
+    for _ in 0..50 {
+        let dropped = sqlx::query(
+            "select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1 and not active",
+        )
+        .bind(&name)
+        .execute(&mut conn)
+        .await;
+        let left: i64 = sqlx::query_scalar("select count(*) from pg_replication_slots where database = $1")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0);
+        if dropped.is_ok() && left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     sqlx::query(&format!("drop database if exists {} with (force)", quote_ident(&name))).execute(&mut conn).await?;
     conn.close().await?;
     Ok(())

@@ -180,6 +180,28 @@ impl LiveStore {
         sqlx::query_scalar("select epoch from placement_epoch").fetch_one(&self.pool).await
     }
 
+    /// Records that `process` (of `service`, running since `started_at`) routes by `epoch`
+    /// now: what `orders-rebalance status` lists, so a process behind a switch is visible.
+    pub async fn heartbeat(
+        &self,
+        process: &str,
+        service: &str,
+        epoch: i64,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "insert into placement_process (process, service, epoch, started_at) values ($1, $2, $3, $4) \
+             on conflict (process) do update set epoch = excluded.epoch, seen_at = now()",
+        )
+        .bind(process)
+        .bind(service)
+        .bind(epoch)
+        .bind(started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// A listener on [`CHANNEL`].
     pub async fn listen(&self) -> Result<PgListener, sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.pool).await?;

@@ -57,7 +57,7 @@ impl PrivatePostgres {
             .await?;
         anyhow::ensure!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let conf = format!(
-            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nfsync = off\nmax_connections = 50\n"
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nfsync = off\nmax_connections = 50\nwal_level = logical\nmax_replication_slots = 16\nmax_wal_senders = 16\nwal_retrieve_retry_interval = 200ms\n"
         );
         let mut text = std::fs::read_to_string(this.dir.join("postgresql.conf"))?;
         text.push_str(&conf);

@@ -35,6 +35,21 @@ pub struct LivePlacement {
     pools: ShardPools,
     /// One reload at a time: a burst of "moved" answers costs one read of the map, not one each.
     reload: Arc<tokio::sync::Mutex<()>>,
+    /// This process's name in `placement_process`, and when it started.
+    process: Arc<(String, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// A name for this process that `orders-rebalance status` can show: host, pid, and a short
+/// suffix, since tests run several services in one process.
+fn process_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host} pid {} #{}", std::process::id(), &suffix[..6])
 }
 
 impl LivePlacement {
@@ -51,6 +66,7 @@ impl LivePlacement {
             desired,
             pools,
             reload: Arc::new(tokio::sync::Mutex::new(())),
+            process: Arc::new((process_name(), chrono::Utc::now())),
         };
         if !seeded.is_empty() {
             tracing::info!(regions = ?seeded.iter().map(ToString::to_string).collect::<Vec<_>>(), "live placement seeded from shards.toml");
@@ -58,6 +74,7 @@ impl LivePlacement {
         let snap = this.snapshot();
         this.ensure_ownership(&snap.live).await;
         this.publish(&snap, true);
+        this.heartbeat().await;
         Ok(this)
     }
 
@@ -86,7 +103,19 @@ impl LivePlacement {
         }
         tracing::info!(epoch = next.live.epoch, pending_moves = next.pending_moves, "live placement reloaded");
         self.publish(&next, false);
+        drop(_one);
+        self.heartbeat().await;
         Ok(next.live.epoch)
+    }
+
+    /// Says which epoch this process routes by (`placement_process`). A failure is logged
+    /// and otherwise ignored: it only makes `status` less informed.
+    async fn heartbeat(&self) {
+        let epoch = self.snapshot().live.epoch;
+        let (name, started) = &*self.process;
+        if let Err(e) = self.store.heartbeat(name, crate::SERVICE, epoch, *started).await {
+            tracing::debug!(error = %e, "could not record this process's epoch");
+        }
     }
 
     /// Follows the live map until `stop`: `LISTEN placement` for prompt reloads, and a poll of
@@ -114,8 +143,9 @@ impl LivePlacement {
                 },
                 _ = tick.tick() => {}
             }
-            if let Err(e) = self.reload().await {
-                tracing::warn!(error = %e, "placement reload failed; routing by the map in force");
+            match self.reload().await {
+                Ok(_) => self.heartbeat().await,
+                Err(e) => tracing::warn!(error = %e, "placement reload failed; routing by the map in force"),
             }
         }
     }

@@ -5,8 +5,9 @@
 //! caller's work, and records the transaction's time. When the shard answers that the partition
 //! has moved, the map is reloaded and the work retried once on the new owner (with the same
 //! idempotency key, whose record moved with the partition), so the client sees an ordinary
-//! answer. While a move is switching the partition (frozen), the work is retried every few
-//! milliseconds until the freeze ends or [`FREEZE_WAIT`] passes. Reads go through
+//! answer. While a move is switching the partition (frozen, or moved on the source before the
+//! map says so), the work is retried every few milliseconds until the switch is over or
+//! [`FREEZE_WAIT`] passes; then the answer is a retryable 503. Reads go through
 //! [`AppState::read`], which retries the same way when the shard no longer serves the rows.
 
 use std::time::{Duration, Instant};
@@ -117,7 +118,6 @@ impl AppState {
         Fut: Future<Output = Result<T, WorkError>>,
     {
         let first = Instant::now();
-        let mut reloaded = false;
         loop {
             let route = self.route_key(&key)?;
             let started = Instant::now();
@@ -133,25 +133,26 @@ impl AppState {
             let labels = [("operation", operation.to_owned()), ("shard", route.shard.to_string())];
             metrics::counter!("orders_stale_route_retries_total", &labels).increment(1);
             tracing::info!(?fenced, shard = %route.shard, partition = route.partition, operation, "shard refused the partition");
-            match fenced {
-                Fenced::Frozen if first.elapsed() < FREEZE_WAIT => {
-                    // The switch publishes the new map, which the follower installs; a stale
-                    // process learns it from the "moved" answer that comes after the freeze.
-                    tokio::time::sleep(FREEZE_RETRY).await;
+            if first.elapsed() >= FREEZE_WAIT {
+                return Err(ApiError::Unavailable {
+                    message: format!("region {} is moving this data between shards; retry shortly", route.region),
+                    retry_after_secs: 1,
+                });
+            }
+            // A switch takes a few milliseconds between its steps (source frozen, source moved,
+            // destination owner, map published), and each is an answer here. Frozen: wait for
+            // the switch. Moved or not owned: reload the map (cheap when its epoch is
+            // unchanged) and go to the new owner; when the map has not caught up with the
+            // shard's answer yet, wait a moment and ask again.
+            if matches!(fenced, Fenced::Moved { .. } | Fenced::NotOwned) {
+                if let Err(e) = self.placement.reload().await {
+                    tracing::warn!(error = %e, "placement reload after a moved answer failed");
                 }
-                Fenced::Moved { .. } | Fenced::NotOwned if !reloaded => {
-                    reloaded = true;
-                    if let Err(e) = self.placement.reload().await {
-                        tracing::warn!(error = %e, "placement reload after a moved answer failed");
-                    }
-                }
-                _ => {
-                    return Err(ApiError::Unavailable {
-                        message: format!("region {} is moving this data between shards; retry shortly", route.region),
-                        retry_after_secs: 1,
-                    });
+                if self.route_key(&key).map(|r| r.shard != route.shard).unwrap_or(false) {
+                    continue;
                 }
             }
+            tokio::time::sleep(FREEZE_RETRY).await;
         }
     }
 }

@@ -9,5 +9,6 @@ mod api {
     pub mod ops;
     pub mod orders;
     pub mod placement;
+    pub mod rebalance;
     pub mod relay;
 }

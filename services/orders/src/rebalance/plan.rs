@@ -123,7 +123,8 @@ async fn measure(pool: &PgPool, partitions: &[u16]) -> (BTreeMap<&'static str, i
     (rows, bytes, Vec::new())
 }
 
-async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, partitions: &[u16]) -> Vec<Check> {
+/// The checks a move of `partitions` from `from` to `to` must pass before it starts.
+pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, partitions: &[u16]) -> Vec<Check> {
     let mut checks = Vec::new();
     let (Some(src), Some(dst)) = (pools.get(from), pools.get(to)) else {
         checks.push(fail("shards defined", format!("{from} or {to} is not in shards.toml")));
@@ -184,7 +185,7 @@ async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, partiti
     checks
 }
 
-fn human_bytes(b: i64) -> String {
+pub fn human_bytes(b: i64) -> String {
     match b {
         b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30)),
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
@@ -244,10 +245,10 @@ impl fmt::Display for Plan {
         }
         writeln!(
             f,
-            "\n{} partitions, {} rows; estimated {:.0} s in batches of 16. {}",
+            "\n{} partitions, {} rows; estimated {:.0} s in batches of 64 (apply --batch). {}",
             self.steps.iter().map(|s| s.partitions.len()).sum::<usize>(),
             self.rows(),
-            self.estimate_secs(16),
+            self.estimate_secs(64),
             if self.ready() { "Preflight passed." } else { "Preflight FAILED: fix the checks above first." }
         )
     }
