@@ -7,14 +7,20 @@
 --
 -- The switch writes one row per partition (in the transaction that makes this shard the owner);
 -- this shard's relay skips the partition's rows with `id > after_id` while the row exists, and
--- deletes it once the source has no PENDING row of the partition left. Rows up to `after_id`
--- were written here before (an earlier stay of the partition) and are never held, so moving a
--- partition back before its first hand-off finished cannot make two shards wait for each other.
+-- deletes it once the source has no PENDING row of the partition with `id <= source_upto`
+-- (everything the source wrote before it let go). Both bounds matter when a partition moves
+-- back before its first hand-off finished: rows up to `after_id` were written here during an
+-- earlier stay and are never held, and rows the source writes after taking it back (held there
+-- in turn) do not count, so two shards can never wait for each other.
 create table outbox_hold (
     region text not null,
     partition smallint not null,
     source text not null,
+    -- This shard's outbox watermark at the switch: later rows of the partition are held.
     after_id bigint not null,
+    -- The source's outbox watermark once it had marked the partition MOVED: its rows up to
+    -- here must be published first.
+    source_upto bigint not null,
     move_id bigint not null,
     created_at timestamptz not null default now(),
     primary key (region, partition)

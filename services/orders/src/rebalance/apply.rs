@@ -68,6 +68,9 @@ impl Default for Options {
     }
 }
 
+/// How long the catch-up may take before the move gives up (the slot holds WAL meanwhile).
+const CATCH_UP_DEADLINE: Duration = Duration::from_secs(600);
+
 /// Where the crash hook fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CrashPoint {
@@ -256,6 +259,7 @@ impl Mover {
         self.hook(CrashPoint::Copy);
         let mut last_report = Instant::now();
         loop {
+            self.healthy(mv, s).await?;
             let (ready, rows) = shards::copy_progress(&s.dest, &s.name, &s.parts).await?;
             if ready {
                 journal::set_copied(self.placement(), mv.id, rows).await?;
@@ -281,11 +285,30 @@ impl Mover {
         Ok(())
     }
 
+    /// Fails the move when the subscription's workers report errors: they retry forever, the
+    /// move would never progress, and the slot would keep WAL on the source meanwhile.
+    async fn healthy(&self, mv: &MoveRow, s: &Sides) -> anyhow::Result<()> {
+        let errors = shards::subscription_errors(&s.dest, &s.name).await?;
+        if errors > 0 {
+            let note = format!("the subscription on {} reports {errors} errors (see its server log)", s.dest_name);
+            journal::set_note(self.placement(), mv.id, &note).await?;
+            anyhow::bail!("move {}: {note}; nothing switched, `abort` undoes the move", mv.id);
+        }
+        Ok(())
+    }
+
     /// Waits until the destination is close enough to freeze.
     async fn catch_up(&self, mv: &MoveRow, s: &Sides) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut last_report = Instant::now().checked_sub(Duration::from_secs(60)).unwrap_or_else(Instant::now);
         loop {
+            self.healthy(mv, s).await?;
+            anyhow::ensure!(
+                started.elapsed() < CATCH_UP_DEADLINE,
+                "move {}: still behind after {CATCH_UP_DEADLINE:?}; the slot holds WAL on {}: `abort` drops it",
+                mv.id,
+                s.source_name
+            );
             let lag = shards::lag_bytes(&s.source, &s.name).await?.ok_or_else(|| {
                 anyhow::anyhow!("move {}: the slot {} is missing on {}", mv.id, s.name, s.source_name)
             })?;
@@ -398,7 +421,10 @@ impl Mover {
         v: &verify::Verification,
     ) -> anyhow::Result<()> {
         shards::drop_subscription(&s.dest, &s.name).await?;
-        shards::take_ownership(&s.dest, &s.region, &s.parts, s.source_name.as_str(), epoch, mv.id).await?;
+        // The source wrote nothing of the partitions since it marked them MOVED, so its
+        // watermark now bounds every row the hand-off must wait for.
+        let source_upto = crate::relay::outbox::watermark(&s.source).await?;
+        shards::take_ownership(&s.dest, &s.region, &s.parts, s.source_name.as_str(), source_upto, epoch, mv.id).await?;
         let mut tx = self.placement().begin().await?;
         sqlx::query("update partition_placement set shard = $3, epoch = $4 where region = $1 and partition = any($2)")
             .bind(s.region.as_str())
@@ -455,14 +481,21 @@ impl Mover {
             mv.id
         );
         let s = self.sides(&mv)?;
-        let n = s.parts.len() as u64;
-        anyhow::ensure!(
-            shards::moved_count(&s.source, &s.region, &s.parts, s.dest_name.as_str()).await? == 0,
-            "move {}: the source has begun the switch (partitions MOVED to {}); `apply` finishes it",
-            mv.id,
-            s.dest_name
-        );
-        let _ = n;
+        if shards::moved_count(&s.source, &s.region, &s.parts, s.dest_name.as_str()).await? > 0 {
+            // The source let go but the map was never published: while the destination has
+            // not taken over either, the switch can be undone (destination first, so no
+            // moment has two owners).
+            let states = shards::owner_states(&s.dest, &s.region, &s.parts).await?;
+            anyhow::ensure!(
+                states.iter().all(|st| st == "INCOMING"),
+                "move {}: {} owns the partitions already; `apply` finishes the switch",
+                mv.id,
+                s.dest_name
+            );
+            shards::drop_subscription(&s.dest, &s.name).await?;
+            shards::mark_elsewhere(&s.dest, &s.region, &s.parts, s.source_name.as_str()).await?;
+            shards::reclaim(&s.source, &s.region, &s.parts, s.dest_name.as_str()).await?;
+        }
         shards::drop_subscription(&s.dest, &s.name).await?;
         shards::drop_source_objects(&s.source, &s.name, Duration::from_secs(10)).await?;
         shards::unfreeze(&s.source, &s.region, &s.parts).await?;

@@ -74,7 +74,7 @@ pub async fn finished(map: &ShardMap, pools: &ShardPools, live: &PartitionMap, m
             }
         }
         if label == mv.source || label == mv.dest {
-            match shards::leftovers(pool, name).await {
+            match shards::leftovers_of(pool, name).await {
                 Ok(left) if left.is_empty() => {
                     checks.push(check(format!("{label} replication objects"), true, "none left"))
                 }

@@ -185,6 +185,17 @@ pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, par
     checks
 }
 
+/// Live partitions per shard name, over every region of the plan.
+pub fn live_counts(plan: &Plan) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (_, counts) in &plan.regions {
+        for (shard, share) in counts {
+            *out.entry(shard.to_string()).or_insert(0) += share.live;
+        }
+    }
+    out
+}
+
 pub fn human_bytes(b: i64) -> String {
     match b {
         b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30)),

@@ -196,15 +196,7 @@ pub async fn freeze(
     let mut conn = source.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("set local lock_timeout = {}", lock_timeout.as_millis())).execute(&mut *tx).await?;
-    sqlx::query(
-        "select pg_advisory_xact_lock($1, k) from \
-         (select distinct partition_lock_key($2, p) as k from unnest($3::smallint[]) as t(p) order by 1) as keys",
-    )
-    .bind(FENCE_LOCK)
-    .bind(region.as_str())
-    .bind(partitions)
-    .execute(&mut *tx)
-    .await?;
+    lock_partitions(&mut tx, region, partitions).await?;
     let frozen = sqlx::query(
         "update partition_owner set state = 'FROZEN', moved_to = null, \
          frozen_until = now() + make_interval(secs => $3::float8 / 1000), updated_at = now() \
@@ -263,8 +255,10 @@ pub async fn wait_flushed(source: &PgPool, name: &str, lsn: &str, timeout: Durat
 
 /// The switch on the source: the frozen partitions become MOVED to `dest` at `epoch`, but only
 /// while the freeze's lease still holds (with `margin` to spare), since a lapsed lease may have
-/// let writes in that the verification did not see. Returns how many partitions are MOVED to
-/// `dest` now (all of them when an earlier run already did it).
+/// let writes in that the verification did not see. The fence locks are taken exclusively
+/// first, so a writer that got in on a lapsed lease is waited for (and then the lease check,
+/// on the clock after the locks, fails), and writers after it see MOVED. Returns how many
+/// partitions are MOVED to `dest` now (all of them when an earlier run already did it).
 pub async fn mark_moved(
     source: &PgPool,
     region: &RegionName,
@@ -272,20 +266,44 @@ pub async fn mark_moved(
     dest: &str,
     epoch: i64,
     margin: Duration,
-) -> Result<u64, sqlx::Error> {
-    sqlx::query(
+) -> anyhow::Result<u64> {
+    let mut tx = source.begin().await?;
+    sqlx::query("set local lock_timeout = 1000").execute(&mut *tx).await?;
+    lock_partitions(&mut tx, region, partitions).await?;
+    let moved = sqlx::query(
         "update partition_owner set state = 'MOVED', moved_to = $3, epoch = $4, frozen_until = null, updated_at = now() \
          where region = $1 and partition = any($2) and state = 'FROZEN' \
-           and frozen_until > now() + make_interval(secs => $5::float8 / 1000)",
+           and frozen_until > clock_timestamp() + make_interval(secs => $5::float8 / 1000)",
     )
     .bind(region.as_str())
     .bind(partitions)
     .bind(dest)
     .bind(epoch)
     .bind(margin.as_millis() as f64)
-    .execute(source)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved != 0 && moved != partitions.len() as u64 {
+        // Some leases lapsed and some did not: switch none of them.
+        tx.rollback().await?;
+        return Ok(moved_count(source, region, partitions, dest).await?);
+    }
+    tx.commit().await?;
+    Ok(moved_count(source, region, partitions, dest).await?)
+}
+
+/// Takes the fence locks of `partitions` exclusively for the transaction, in one order.
+async fn lock_partitions(tx: &mut PgConnection, region: &RegionName, partitions: &[i16]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "select pg_advisory_xact_lock($1, k) from \
+         (select distinct partition_lock_key($2, p) as k from unnest($3::smallint[]) as t(p) order by 1) as keys",
+    )
+    .bind(FENCE_LOCK)
+    .bind(region.as_str())
+    .bind(partitions)
+    .execute(tx)
     .await?;
-    moved_count(source, region, partitions, dest).await
+    Ok(())
 }
 
 pub async fn moved_count(
@@ -303,6 +321,32 @@ pub async fn moved_count(
     .fetch_one(source)
     .await?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Undoes the source's half of a switch whose destination never took over: the partitions
+/// MOVED to `dest` are the source's again.
+pub async fn reclaim(source: &PgPool, region: &RegionName, partitions: &[i16], dest: &str) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "update partition_owner set state = 'OWNED', moved_to = null, frozen_until = null, updated_at = now() \
+         where region = $1 and partition = any($2) and state = 'MOVED' and moved_to = $3",
+    )
+    .bind(region.as_str())
+    .bind(partitions)
+    .bind(dest)
+    .execute(source)
+    .await?
+    .rows_affected())
+}
+
+/// Errors the subscription's workers have hit (apply and initial sync), e.g. a unique
+/// violation on the destination: the move cannot make progress, so it stops and says so.
+pub async fn subscription_errors(dest: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select coalesce(sum(apply_error_count + sync_error_count), 0)::bigint from pg_stat_subscription_stats where subname = $1",
+    )
+    .bind(name)
+    .fetch_one(dest)
+    .await
 }
 
 /// Stops and removes the subscription without touching the source (its slot is dropped there
@@ -325,18 +369,20 @@ pub async fn take_ownership(
     region: &RegionName,
     partitions: &[i16],
     source: &str,
+    source_upto: i64,
     epoch: i64,
     move_id: i64,
-) -> Result<(), sqlx::Error> {
+) -> anyhow::Result<()> {
     let mut tx = dest.begin().await?;
     sqlx::query(
-        "insert into outbox_hold (region, partition, source, after_id, move_id) \
-         select $1, p, $3, (select coalesce(max(id), 0) from outbox), $4 from unnest($2::smallint[]) as t(p) \
+        "insert into outbox_hold (region, partition, source, after_id, source_upto, move_id) \
+         select $1, p, $3, (select coalesce(max(id), 0) from outbox), $4, $5 from unnest($2::smallint[]) as t(p) \
          on conflict (region, partition) do nothing",
     )
     .bind(region.as_str())
     .bind(partitions)
     .bind(source)
+    .bind(source_upto)
     .bind(move_id)
     .execute(&mut *tx)
     .await?;
@@ -349,7 +395,20 @@ pub async fn take_ownership(
     .bind(epoch)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    let owned: i64 = sqlx::query_scalar(
+        "select count(*) from partition_owner where region = $1 and partition = any($2) and state = 'OWNED'",
+    )
+    .bind(region.as_str())
+    .bind(partitions)
+    .fetch_one(&mut *tx)
+    .await?;
+    anyhow::ensure!(
+        owned == partitions.len() as i64,
+        "the destination owns {owned} of the {} partitions after taking them over; nothing published",
+        partitions.len()
+    );
+    tx.commit().await?;
+    Ok(())
 }
 
 /// After an abort: the destination records that the partitions live on the source, so a
@@ -424,15 +483,22 @@ pub async fn leftovers(pool: &PgPool, prefix: &str) -> Result<Vec<String>, sqlx:
     .await
 }
 
-/// Partitions of `region` frozen on a shard, with the seconds left on their lease.
-pub async fn frozen(pool: &PgPool, region: &str) -> Result<Vec<(i16, f64)>, sqlx::Error> {
+/// Partitions of `region` frozen on a shard: the seconds left on their lease, and since the
+/// freeze began.
+pub async fn frozen(pool: &PgPool, region: &str) -> Result<Vec<(i16, f64, f64)>, sqlx::Error> {
     sqlx::query_as(
-        "select partition, extract(epoch from frozen_until - now())::float8 from partition_owner \
+        "select partition, extract(epoch from frozen_until - now())::float8, \
+                extract(epoch from now() - updated_at)::float8 from partition_owner \
          where region = $1 and state = 'FROZEN' order by partition",
     )
     .bind(region)
     .fetch_all(pool)
     .await
+}
+
+/// The replication objects of exactly one move (`name`), wherever they are on this shard.
+pub async fn leftovers_of(pool: &PgPool, name: &str) -> Result<Vec<String>, sqlx::Error> {
+    Ok(leftovers(pool, name).await?.into_iter().filter(|l| l.rsplit(' ').next() == Some(name)).collect())
 }
 
 /// A dedicated connection, for the statements that must not share a pooled session.

@@ -64,13 +64,18 @@ pub async fn print(map: &ShardMap, pools: &ShardPools, placement: &PgPool, plan:
         if let Ok(frozen) = shards::frozen(pool, shard.region.as_str()).await
             && !frozen.is_empty()
         {
-            let least = frozen.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
+            let least = frozen.iter().map(|(_, s, _)| *s).fold(f64::INFINITY, f64::min);
+            let since = frozen.iter().map(|(_, _, s)| *s).fold(0.0, f64::max);
             let state = if least < 0.0 {
                 "lease lapsed: writable again".to_owned()
             } else {
                 format!("lease {least:.1} s left")
             };
-            frozen_lines.push(format!("  {}: {} partitions frozen ({state})", shard.name, frozen.len()));
+            frozen_lines.push(format!(
+                "  {}: {} partitions frozen for {since:.2} s ({state})",
+                shard.name,
+                frozen.len()
+            ));
         }
         let held: Result<Vec<(String, i64)>, _> =
             sqlx::query_as("select source, count(*) from outbox_hold group by source order by source")
@@ -82,6 +87,37 @@ pub async fn print(map: &ShardMap, pools: &ShardPools, placement: &PgPool, plan:
                 shard.name
             ));
         }
+    }
+    // A shard no region lists (being decommissioned): removable from shards.toml only once
+    // it serves nothing, its relay has published everything, and no hand-off waits for it.
+    let live = super::plan::live_counts(plan);
+    let mut draining_lines = Vec::new();
+    for shard in map.shards().filter(|s| map.region(&s.region).is_some_and(|r| !r.shards.contains(&s.name))) {
+        let Some(pool) = pools.get(&shard.name) else { continue };
+        let serving = live.get(shard.name.as_str()).copied().unwrap_or(0);
+        let pending: i64 = sqlx::query_scalar("select count(*) from outbox where status = 'PENDING'")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(-1);
+        let mut waiting = 0i64;
+        for (_, other) in pools.all() {
+            waiting += sqlx::query_scalar::<_, i64>("select count(*) from outbox_hold where source = $1")
+                .bind(shard.name.as_str())
+                .fetch_one(other)
+                .await
+                .unwrap_or(0);
+        }
+        let verdict = if serving == 0 && pending == 0 && waiting == 0 {
+            "drained: it can be removed from shards.toml".to_owned()
+        } else {
+            format!(
+                "draining: {serving} partitions, {pending} outbox rows to publish, {waiting} hand-offs waiting for it; keep it in shards.toml"
+            )
+        };
+        draining_lines.push(format!("  {} (in no region's list): {verdict}", shard.name));
+    }
+    if !draining_lines.is_empty() {
+        println!("\nleaving shards:\n{}", draining_lines.join("\n"));
     }
     if !frozen_lines.is_empty() {
         println!("\nfrozen now:\n{}", frozen_lines.join("\n"));

@@ -79,23 +79,37 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>
     Ok(rows)
 }
 
-/// The partitions this shard's outbox holds back for a move's hand-off, by source shard.
-pub async fn held(conn: &mut PgConnection) -> Result<Vec<(String, Vec<i16>)>, sqlx::Error> {
-    sqlx::query_as("select source, array_agg(partition order by partition) from outbox_hold group by source")
-        .fetch_all(conn)
-        .await
-}
-
-/// Of `partitions`, those that still have PENDING rows in this (the source's) outbox: rows
-/// written before a move's freeze that its relay has not published yet.
-pub async fn pending_partitions(conn: &mut PgConnection, partitions: &[i16]) -> Result<Vec<i16>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select p from unnest($1::smallint[]) as t(p) \
-         where exists (select 1 from outbox o where o.status = 'PENDING' and o.partition = t.p)",
+/// The partitions this shard's outbox holds back for a move's hand-off, by source shard, each
+/// with the source's watermark (`source_upto`).
+pub async fn held(conn: &mut PgConnection) -> Result<Vec<(String, Vec<i16>, Vec<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "select source, array_agg(partition order by partition), array_agg(source_upto order by partition) \
+         from outbox_hold group by source",
     )
-    .bind(partitions)
     .fetch_all(conn)
     .await
+}
+
+/// Of `partitions`, those that still have PENDING rows at or below their watermark in this
+/// (the source's) outbox: rows written before the move that its relay has not published yet.
+pub async fn pending_partitions(
+    conn: &mut PgConnection,
+    partitions: &[i16],
+    upto: &[i64],
+) -> Result<Vec<i16>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select p from unnest($1::smallint[], $2::bigint[]) as t(p, upto) \
+         where exists (select 1 from outbox o where o.status = 'PENDING' and o.partition = t.p and o.id <= t.upto)",
+    )
+    .bind(partitions)
+    .bind(upto)
+    .fetch_all(conn)
+    .await
+}
+
+/// The outbox's watermark: what a switch records as the source's `source_upto`.
+pub async fn watermark(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select coalesce(max(id), 0) from outbox").fetch_one(pool).await
 }
 
 /// Ends the hand-off of `partitions` from `source`: their rows here are published from now on.

@@ -216,24 +216,26 @@ impl ShardRelay {
     }
 
     /// Releases the partitions whose hand-off is complete: the source shard has no PENDING
-    /// row of them left, so every event written there before the move is on the topic and the
-    /// rows written here may follow. Returns whether anything is still held. A source that
-    /// cannot be asked keeps its partitions held (order over speed); one that shards.toml no
-    /// longer defines can never publish again, so its partitions are released with a warning.
+    /// row of them up to its watermark, so every event written there before the move is on the
+    /// topic and the rows written here may follow. Returns whether anything is still held. A
+    /// source that cannot be asked, or that shards.toml no longer defines, keeps its partitions
+    /// held: order over speed, and a shard is removed only once `orders-rebalance status` says
+    /// its outbox is empty.
     async fn hand_off(&self, conn: &mut PgConnection) -> Result<bool, Stepped> {
         let held = self.bounded(outbox::held(conn)).await?;
         let mut still = 0usize;
-        for (source, partitions) in held {
+        for (source, partitions, upto) in held {
             let pool = ShardName::parse(&source).ok().and_then(|name| self.peers.get(&name).cloned());
             let pending = match pool {
                 None => {
-                    tracing::warn!(shard = %self.shard, %source, "hand-off source is not in shards.toml; releasing its partitions");
-                    Vec::new()
+                    tracing::warn!(shard = %self.shard, %source, partitions = partitions.len(),
+                        "hand-off source is not in shards.toml: holding its partitions' events (define the shard again)");
+                    partitions.clone()
                 }
                 Some(pool) => {
                     let asked = async {
                         let mut c = pool.acquire().await?;
-                        outbox::pending_partitions(&mut c, &partitions).await
+                        outbox::pending_partitions(&mut c, &partitions, &upto).await
                     };
                     match tokio::time::timeout(self.tuning.statement_timeout, asked).await {
                         Ok(Ok(p)) => p,
