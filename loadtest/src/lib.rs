@@ -188,6 +188,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     let moving = rebalance_moving.clone().unwrap_or_default();
                     let load = Arc::new(rebalance::Load::new(
                         Gql::new(&args.gateway, args.timeout)?,
+                        &map,
                         &events,
                         fixture.customers.clone(),
                         &moving,

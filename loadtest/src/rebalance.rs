@@ -52,9 +52,11 @@ pub async fn moving_partitions(map: &ShardMap, placement_url: &str) -> anyhow::R
     Ok(live.moves_to(&desired).into_iter().map(|m| (m.region.to_string(), m.partition)).collect())
 }
 
-fn partition_of(id: &str) -> Option<(String, u16)> {
-    let (region, placement) = shard_router::ids::parse(id).ok()?;
-    Some((region.to_string(), placement.partition))
+/// The region and partition an id carries.
+fn partition_of(map: &ShardMap, id: &str) -> Option<(String, u16)> {
+    let (_, placement) = shard_router::ids::parse(id).ok()?;
+    let region = map.regions().find(|r| r.tag == placement.region_tag)?;
+    Some((region.name.to_string(), placement.partition))
 }
 
 #[derive(Debug)]
@@ -94,6 +96,7 @@ pub struct Load {
 impl Load {
     pub fn new(
         gql: Gql,
+        map: &ShardMap,
         events: &[EventFixture],
         customers: Vec<String>,
         moving: &BTreeSet<(String, u16)>,
@@ -101,7 +104,7 @@ impl Load {
     ) -> Self {
         let mut targets = Vec::new();
         for e in events {
-            let label: Arc<str> = match partition_of(&e.id) {
+            let label: Arc<str> = match partition_of(map, &e.id) {
                 Some(p) if moving.contains(&p) => "moving".into(),
                 _ => "staying".into(),
             };
@@ -360,7 +363,7 @@ pub async fn audit(map: &ShardMap, opts: &Options, acked: &[Acked], wait: Durati
     // Each acknowledged order at its home and nowhere else.
     let mut by_shard: BTreeMap<String, Vec<(uuid::Uuid, bool)>> = BTreeMap::new();
     for o in acked {
-        let Some((region, partition)) = partition_of(&o.id) else { continue };
+        let Some((region, partition)) = partition_of(map, &o.id) else { continue };
         let region = shard_router::RegionName::parse(&region).map_err(anyhow::Error::msg)?;
         let Some(owner) = live.owner(&region, partition) else { continue };
         let id = uuid::Uuid::parse_str(&o.id)?;
