@@ -9,7 +9,7 @@
 use shard_router::{PartitionMap, RegionName, ShardMap, ShardPools};
 
 use super::journal::{MoveRow, Phase};
-use super::plan::{Check, MOVED_TABLES};
+use super::plan::Check;
 use super::{shards, verify};
 
 fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
@@ -121,19 +121,7 @@ async fn owned(pool: &sqlx::PgPool, region: &RegionName, parts: &[i16]) -> Resul
 
 /// Rows of `parts` on a shard, and how many of them it serves.
 async fn held(pool: &sqlx::PgPool, region: &RegionName, parts: &[i16]) -> Result<(i64, i64), sqlx::Error> {
-    let mut rows = 0;
-    for table in MOVED_TABLES {
-        rows += sqlx::query_scalar::<_, i64>(&format!("select count(*) from {table} where partition = any($1)"))
-            .bind(parts)
-            .fetch_one(pool)
-            .await?;
-    }
-    let serving: i64 = sqlx::query_scalar(
-        "select count(*) from partition_owner where region = $1 and partition = any($2) and state in ('OWNED', 'FROZEN')",
-    )
-    .bind(region.as_str())
-    .bind(parts)
-    .fetch_one(pool)
-    .await?;
-    Ok((rows, serving))
+    let rows = shards::rows_of(pool, parts).await?;
+    let mut conn = pool.acquire().await?;
+    Ok((rows, shards::serving(&mut conn, region, parts).await?))
 }

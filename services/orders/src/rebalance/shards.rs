@@ -46,17 +46,34 @@ pub async fn owner_states(pool: &PgPool, region: &RegionName, partitions: &[i16]
     .await
 }
 
-/// Marks the partitions INCOMING on the destination (never over an OWNED or FROZEN row: that
-/// shard serves them, and the plan's preflight should have said so).
-pub async fn mark_incoming(pool: &PgPool, region: &RegionName, partitions: &[i16], epoch: i64) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    let serving: i64 = sqlx::query_scalar(
+/// How many of `partitions` this shard serves (OWNED or FROZEN).
+pub async fn serving(conn: &mut PgConnection, region: &RegionName, partitions: &[i16]) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
         "select count(*) from partition_owner where region = $1 and partition = any($2) and state in ('OWNED', 'FROZEN')",
     )
     .bind(region.as_str())
     .bind(partitions)
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_one(conn)
+    .await
+}
+
+/// Rows of `partitions` on a shard, over every table that moves with them.
+pub async fn rows_of(pool: &PgPool, partitions: &[i16]) -> Result<i64, sqlx::Error> {
+    let mut rows = 0;
+    for table in MOVED_TABLES {
+        rows += sqlx::query_scalar::<_, i64>(&format!("select count(*) from {table} where partition = any($1)"))
+            .bind(partitions)
+            .fetch_one(pool)
+            .await?;
+    }
+    Ok(rows)
+}
+
+/// Marks the partitions INCOMING on the destination (never over an OWNED or FROZEN row: that
+/// shard serves them, and the plan's preflight should have said so).
+pub async fn mark_incoming(pool: &PgPool, region: &RegionName, partitions: &[i16], epoch: i64) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    let serving = serving(&mut tx, region, partitions).await?;
     anyhow::ensure!(
         serving == 0,
         "the destination already serves {serving} of these partitions; refusing to copy over them"
@@ -79,13 +96,7 @@ pub async fn mark_incoming(pool: &PgPool, region: &RegionName, partitions: &[i16
 /// before a fresh copy, or the source after the switch). Refuses when the shard serves any.
 pub async fn delete_rows(pool: &PgPool, region: &RegionName, partitions: &[i16]) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    let serving: i64 = sqlx::query_scalar(
-        "select count(*) from partition_owner where region = $1 and partition = any($2) and state in ('OWNED', 'FROZEN')",
-    )
-    .bind(region.as_str())
-    .bind(partitions)
-    .fetch_one(&mut *tx)
-    .await?;
+    let serving = serving(&mut tx, region, partitions).await?;
     anyhow::ensure!(serving == 0, "refusing to delete rows of {serving} partitions this shard serves");
     let mut deleted = 0;
     for table in DELETE_ORDER {
@@ -161,13 +172,7 @@ pub async fn copy_progress(dest: &PgPool, name: &str, partitions: &[i16]) -> Res
     .bind(name)
     .fetch_one(dest)
     .await?;
-    let mut rows = 0;
-    for table in MOVED_TABLES {
-        rows += sqlx::query_scalar::<_, i64>(&format!("select count(*) from {table} where partition = any($1)"))
-            .bind(partitions)
-            .fetch_one(dest)
-            .await?;
-    }
+    let rows = rows_of(dest, partitions).await?;
     Ok((tables == MOVED_TABLES.len() as i64 && ready == tables, rows))
 }
 

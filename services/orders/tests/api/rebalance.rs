@@ -307,15 +307,7 @@ async fn audit_topic(m: &Moving, kafka: &TestKafka) {
 }
 
 async fn relay(m: &Moving, kafka: &TestKafka, na: &[&str]) -> TestApp {
-    let settings = orders::relay::Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        kafka_bootstrap: kafka.bootstrap.clone(),
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic.clone(),
-        poll_interval_ms: 200,
-        lease_retry_ms: 200,
-        ..orders::relay::Settings::default()
-    };
+    let settings = super::relay::settings(kafka);
     let r = orders::relay::Relay::build(settings, m.map(na)).await.unwrap();
     TestApp::spawn(r.port(), move |stop| r.run_until_stopped(stop))
 }

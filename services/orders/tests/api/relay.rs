@@ -19,7 +19,8 @@ use super::helpers;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn settings(kafka: &TestKafka) -> Settings {
+/// Relay settings on `kafka`'s topics, quick to poll and retry.
+pub fn settings(kafka: &TestKafka) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         kafka_bootstrap: kafka.bootstrap.clone(),
