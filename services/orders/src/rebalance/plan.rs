@@ -161,6 +161,7 @@ pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, par
     } else {
         checks.push(fail("destination empty", format!("{to} holds {held} rows and owns {owned} of these partitions")));
     }
+    checks.push(key_collisions(src, dst, to, partitions).await);
     let wal: Result<String, _> = sqlx::query_scalar("show wal_level").fetch_one(src).await;
     match wal {
         Ok(level) if level == "logical" => checks.push(pass("wal_level", format!("logical on {from}"))),
@@ -183,6 +184,43 @@ pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, par
         Err(e) => checks.push(fail("replication slot free", e.to_string())),
     }
     checks
+}
+
+/// Idempotency keys are unique per shard by (owner, operation, key), without the partition: a
+/// key the destination holds for another partition would make the copy fail on a unique
+/// violation. Rare (the same caller's key accepted on two shards of a region), but it must be
+/// seen before the move, not as a stuck subscription.
+async fn key_collisions(src: &PgPool, dst: &PgPool, to: &ShardName, partitions: &[u16]) -> Check {
+    let keys: Result<Vec<(uuid::Uuid, String, String)>, _> =
+        sqlx::query_as("select owner_id, operation, key from idempotency_keys where partition = any($1)")
+            .bind(parts(partitions))
+            .fetch_all(src)
+            .await;
+    let keys = match keys {
+        Ok(k) => k,
+        Err(e) => return fail("idempotency keys unique", e.to_string()),
+    };
+    let (owners, rest): (Vec<uuid::Uuid>, Vec<(String, String)>) =
+        keys.into_iter().map(|(o, op, k)| (o, (op, k))).unzip();
+    let (ops, names): (Vec<String>, Vec<String>) = rest.into_iter().unzip();
+    let clash: Result<i64, _> = sqlx::query_scalar(
+        "select count(*) from idempotency_keys i join unnest($1::uuid[], $2::text[], $3::text[]) as t(o, op, k) \
+         on i.owner_id = t.o and i.operation = t.op and i.key = t.k where not (i.partition = any($4))",
+    )
+    .bind(&owners)
+    .bind(&ops)
+    .bind(&names)
+    .bind(parts(partitions))
+    .fetch_one(dst)
+    .await;
+    match clash {
+        Ok(0) => pass("idempotency keys unique", format!("none of the {} keys is on {to} already", owners.len())),
+        Ok(n) => fail(
+            "idempotency keys unique",
+            format!("{n} keys of these partitions are also on {to} for other partitions; the copy would fail on them"),
+        ),
+        Err(e) => fail("idempotency keys unique", e.to_string()),
+    }
 }
 
 /// Live partitions per shard name, over every region of the plan.

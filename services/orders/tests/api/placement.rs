@@ -312,9 +312,51 @@ async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() 
     assert_eq!(step.rows["events"], expect);
     assert_eq!(step.rows["orders"], expect);
     assert_eq!(step.rows["idempotency_keys"], expect);
-    for name in ["same schema version", "destination empty", "wal_level", "replication slot free"] {
+    for name in
+        ["same schema version", "destination empty", "wal_level", "replication slot free", "idempotency keys unique"]
+    {
         assert!(step.checks.iter().any(|c| c.name == name), "check {name} in {:?}", step.checks);
     }
+    assert!(step.checks.iter().all(|c| c.ok), "{:?}", step.checks);
+    // The same caller's key already on na-2 for another partition: the copy would hit a
+    // unique violation, so the preflight refuses. (An order in a moving partition first.)
+    let key = loop {
+        let (e, t) = s.event_with_stock("NA", 5).await;
+        let key = format!("kc-{}", testkit::unique_id());
+        assert_eq!(s.order(&customer, Some(&key), &order(&e, &t)).await.0, 201);
+        if step.partitions.contains(&(partition_of(&e) as u16)) {
+            break key;
+        }
+    };
+    let na1 = s.shards.pool("na-1").unwrap();
+    let (owner, operation, body): (uuid::Uuid, String, Value) =
+        sqlx::query_as("select owner_id, operation, response from idempotency_keys where key = $1")
+            .bind(&key)
+            .fetch_one(na1)
+            .await
+            .unwrap();
+    let other = (0..1024).find(|p| !step.partitions.contains(p)).unwrap() as i16;
+    sqlx::query(
+        "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response, partition) \
+         values ($1, $2, $3, '\\x00', 201, $4, $5)",
+    )
+    .bind(owner)
+    .bind(&operation)
+    .bind(&key)
+    .bind(&body)
+    .bind(other)
+    .execute(s.shards.pool("na-2").unwrap())
+    .await
+    .unwrap();
+    let again = orders::rebalance::plan::compute(&map, &live, &pools).await;
+    let check = again.steps[0].checks.iter().find(|c| c.name == "idempotency keys unique").unwrap();
+    assert!(!check.ok && check.detail.contains("1 keys"), "{check:?}");
+    assert!(!again.ready());
+    sqlx::query("delete from idempotency_keys where key = $1")
+        .bind(&key)
+        .execute(s.shards.pool("na-2").unwrap())
+        .await
+        .unwrap();
     let text = plan.to_string();
     assert!(text.contains("na-1 -> na-2") && text.contains("epoch 2"), "{text}");
 
