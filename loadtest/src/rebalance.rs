@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use shard_router::{LiveStore, PartitionMap, ShardMap};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::client::{Gql, body, ops};
+use crate::client::{Gql, ops};
 use crate::mix::random;
 use crate::setup::EventFixture;
 use crate::stats::{Key, Outcome};
@@ -61,7 +61,8 @@ fn partition_of(map: &ShardMap, id: &str) -> Option<(String, u16)> {
 
 #[derive(Debug)]
 struct Target {
-    body: String,
+    /// The `createOrder` variables, built once.
+    variables: Value,
     label: Arc<str>,
     ticket_type: String,
 }
@@ -110,10 +111,7 @@ impl Load {
             };
             for tt in &e.ticket_types {
                 targets.push(Target {
-                    body: body(
-                        ops::CREATE_ORDER,
-                        &json!({"input": {"region": e.region.as_ref(), "eventId": e.id, "ticketTypeId": tt, "quantity": 1}}),
-                    ),
+                    variables: json!({"input": {"region": e.region.as_ref(), "eventId": e.id, "ticketTypeId": tt, "quantity": 1}}),
                     label: label.clone(),
                     ticket_type: tt.clone(),
                 });
@@ -139,11 +137,9 @@ impl Load {
     }
 
     async fn create(&self, target: usize, customer: usize, key: &str) -> Result<String, String> {
-        let t = &self.targets[target];
-        let query: Value = serde_json::from_str(&t.body).map_err(|e| e.to_string())?;
         let data = self
             .gql
-            .send(ops::CREATE_ORDER, query["variables"].clone(), Some(&self.customers[customer]), Some(key))
+            .send(ops::CREATE_ORDER, self.targets[target].variables.clone(), Some(&self.customers[customer]), Some(key))
             .await
             .map_err(|f| f.code)?;
         data.pointer("/createOrder/orderId")

@@ -143,8 +143,11 @@ impl LivePlacement {
                 },
                 _ = tick.tick() => {}
             }
+            let before = self.snapshot().live.epoch;
             match self.reload().await {
-                Ok(_) => self.heartbeat().await,
+                // A reload that installed a newer map has reported it already.
+                Ok(epoch) if epoch == before => self.heartbeat().await,
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "placement reload failed; routing by the map in force"),
             }
         }

@@ -313,15 +313,16 @@ impl Mover {
                 anyhow::anyhow!("move {}: the slot {} is missing on {}", mv.id, s.name, s.source_name)
             })?;
             metrics::gauge!("orders_rebalance_lag_bytes").set(lag as f64);
-            if last_report.elapsed() >= Duration::from_secs(1) {
-                journal::set_lag(self.placement(), mv.id, lag).await?;
-                last_report = Instant::now();
-            }
             if lag <= self.opts.max_lag_bytes {
                 return Ok(());
             }
-            if started.elapsed() > Duration::from_secs(10) && last_report.elapsed() < Duration::from_millis(60) {
-                println!("move {}: catching up, {lag} bytes behind", mv.id);
+            // Once a second: the journal (for `status`), and the terminal when it takes long.
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                journal::set_lag(self.placement(), mv.id, lag).await?;
+                if started.elapsed() > Duration::from_secs(10) {
+                    println!("move {}: catching up, {lag} bytes behind", mv.id);
+                }
+                last_report = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -110,13 +110,8 @@ pub async fn finished(map: &ShardMap, pools: &ShardPools, live: &PartitionMap, m
 }
 
 async fn owned(pool: &sqlx::PgPool, region: &RegionName, parts: &[i16]) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select count(*) from partition_owner where region = $1 and partition = any($2) and state = 'OWNED'",
-    )
-    .bind(region.as_str())
-    .bind(parts)
-    .fetch_one(pool)
-    .await
+    let mut conn = pool.acquire().await?;
+    shards::in_state(&mut conn, region, parts, &["OWNED"]).await
 }
 
 /// Rows of `parts` on a shard, and how many of them it serves.

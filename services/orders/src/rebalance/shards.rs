@@ -46,15 +46,26 @@ pub async fn owner_states(pool: &PgPool, region: &RegionName, partitions: &[i16]
     .await
 }
 
-/// How many of `partitions` this shard serves (OWNED or FROZEN).
-pub async fn serving(conn: &mut PgConnection, region: &RegionName, partitions: &[i16]) -> Result<i64, sqlx::Error> {
+/// How many of `partitions` are in one of `states` on this shard.
+pub async fn in_state(
+    conn: &mut PgConnection,
+    region: &RegionName,
+    partitions: &[i16],
+    states: &[&str],
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "select count(*) from partition_owner where region = $1 and partition = any($2) and state in ('OWNED', 'FROZEN')",
+        "select count(*) from partition_owner where region = $1 and partition = any($2) and state = any($3)",
     )
     .bind(region.as_str())
     .bind(partitions)
+    .bind(states)
     .fetch_one(conn)
     .await
+}
+
+/// How many of `partitions` this shard serves (OWNED or FROZEN).
+pub async fn serving(conn: &mut PgConnection, region: &RegionName, partitions: &[i16]) -> Result<i64, sqlx::Error> {
+    in_state(conn, region, partitions, &["OWNED", "FROZEN"]).await
 }
 
 /// Rows of `partitions` on a shard, over every table that moves with them.
@@ -400,13 +411,7 @@ pub async fn take_ownership(
     .bind(epoch)
     .execute(&mut *tx)
     .await?;
-    let owned: i64 = sqlx::query_scalar(
-        "select count(*) from partition_owner where region = $1 and partition = any($2) and state = 'OWNED'",
-    )
-    .bind(region.as_str())
-    .bind(partitions)
-    .fetch_one(&mut *tx)
-    .await?;
+    let owned = in_state(&mut tx, region, partitions, &["OWNED"]).await?;
     anyhow::ensure!(
         owned == partitions.len() as i64,
         "the destination owns {owned} of the {} partitions after taking them over; nothing published",

@@ -143,6 +143,9 @@ impl ShardRelay {
         };
         let mut broker_failures: i32 = 0;
         let mut last_gauges = Instant::now().checked_sub(Duration::from_secs(60)).unwrap_or_else(Instant::now);
+        // The claim skips held rows by itself; asking whether a hand-off ended is needed only
+        // every HAND_OFF_POLL, not on every wake-up of a busy relay.
+        let (mut holding, mut last_hand_off) = (false, last_gauges);
         loop {
             // Every batch awaits all its deliveries, so nothing is ever left queued to flush.
             if stop.is_cancelled() {
@@ -154,7 +157,10 @@ impl ShardRelay {
                 self.report_backlog(&mut conn).await?;
                 last_gauges = Instant::now();
             }
-            let holding = self.hand_off(&mut conn).await?;
+            if last_hand_off.elapsed() >= HAND_OFF_POLL {
+                holding = self.hand_off(&mut conn).await?;
+                last_hand_off = Instant::now();
+            }
             // Topics first: publishing to a missing topic would let the broker create it with
             // its own defaults.
             if let Err(e) = self.shared.topics_ready().await {
