@@ -498,3 +498,70 @@ async fn decommissioning_na_2_moves_everything_back_online() {
     audit_topic(&m, &kafka).await;
     drop(relay_both);
 }
+
+/// One valid OrderCreated row of `aggregate` in `partition`, straight into a shard's outbox.
+async fn outbox_row(pool: &PgPool, aggregate: uuid::Uuid, partition: i16) -> i64 {
+    sqlx::query_scalar(&format!(
+        "with o as (select $1::uuid as id) insert into outbox (aggregate_id, partition, event_type, payload) \
+         select o.id, $3, 'OrderCreated', {} from o returning id",
+        super::relay::CREATED_PAYLOAD
+    ))
+    .bind(aggregate)
+    .bind("NA")
+    .bind(partition)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn status_of(pool: &PgPool, id: i64) -> String {
+    sqlx::query_scalar("select status from outbox where id = $1").bind(id).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_new_owner_holds_a_moved_partitions_events_until_the_old_owner_has_published_its_own() {
+    let m = Moving::new().await;
+    let kafka = TestKafka::new(1).await.unwrap();
+    let (na1, na2) = (m.pool("na-1"), m.pool("na-2"));
+    let order = uuid::Uuid::new_v4();
+    // Written on na-1 before the move, not yet published (na-1's relay is not running).
+    let before = outbox_row(na1, order, 7).await;
+    // The switch's hold on na-2, with na-1's watermark; then the order's next event on na-2.
+    sqlx::query(
+        "insert into outbox_hold (region, partition, source, after_id, source_upto, move_id) \
+         values ('NA', 7, 'na-1', (select coalesce(max(id), 0) from outbox), $1, 1)",
+    )
+    .bind(before)
+    .execute(na2)
+    .await
+    .unwrap();
+    let after = outbox_row(na2, order, 7).await;
+    let other = outbox_row(na2, uuid::Uuid::new_v4(), 8).await;
+
+    let mut settings = super::relay::settings(&kafka);
+    settings.shards = vec!["na-2".into()];
+    let r = orders::relay::Relay::build(settings, m.map(&BOTH)).await.unwrap();
+    let _relay = TestApp::spawn(r.port(), move |stop| r.run_until_stopped(stop));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while status_of(na2, other).await != "SENT" {
+        assert!(tokio::time::Instant::now() < deadline, "na-2's unheld partition was never published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(status_of(na2, after).await, "PENDING", "held while na-1 has the order's earlier event pending");
+
+    // Something na-1 writes for the partition after its watermark does not hold na-2 back;
+    // na-1 publishing its pre-move row (as its relay would) does release it.
+    let _later = outbox_row(na1, uuid::Uuid::new_v4(), 7).await;
+    sqlx::query("update outbox set status = 'SENT', sent_at = now() where id = $1")
+        .bind(before)
+        .execute(na1)
+        .await
+        .unwrap();
+    while status_of(na2, after).await != "SENT" {
+        assert!(tokio::time::Instant::now() < deadline, "the hold was never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held: i64 = sqlx::query_scalar("select count(*) from outbox_hold").fetch_one(na2).await.unwrap();
+    assert_eq!(held, 0, "the hold is gone once the hand-off is complete");
+}

@@ -65,7 +65,7 @@ async fn count(pool: &PgPool, condition: &str) -> i64 {
     sqlx::query_scalar(&format!("select count(*) from outbox where {condition}")).fetch_one(pool).await.unwrap()
 }
 
-const CREATED_PAYLOAD: &str = "jsonb_build_object('eventName', 'OrderCreated', 'orderId', o.id, 'customerId', o.id,
+pub const CREATED_PAYLOAD: &str = "jsonb_build_object('eventName', 'OrderCreated', 'orderId', o.id, 'customerId', o.id,
     'eventId', o.id, 'ticketTypeId', o.id, 'quantity', 1, 'totalPriceInCents', 2500,
     'occurredAt', to_char(now() at time zone 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'region', $2::text)";
 
