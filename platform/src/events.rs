@@ -27,11 +27,17 @@ pub mod headers {
 }
 
 /// An event about an order, tagged by `eventName`.
+///
+/// Every event carries the order's `version` after the change it announces: 1 for
+/// `OrderCreated`, then one more per change (paid, cancelled). A consumer applies an order's
+/// events in version order and idempotently (a version it has seen changes nothing), so it
+/// never needs the topic to deliver one order's events in order, or once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "eventName", deny_unknown_fields)]
 pub enum OrderEvent {
     OrderCreated(OrderCreated),
     OrderPaid(OrderPaid),
+    OrderCancelled(OrderCancelled),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +51,8 @@ pub struct OrderCreated {
     pub total_price_in_cents: i64,
     pub occurred_at: DateTime<Utc>,
     pub region: String,
+    /// Always 1.
+    pub version: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +61,46 @@ pub struct OrderPaid {
     pub order_id: Uuid,
     pub paid_at: DateTime<Utc>,
     pub region: String,
+    pub version: i32,
+}
+
+/// A `PENDING` order was cancelled and its tickets returned to stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderCancelled {
+    pub order_id: Uuid,
+    pub reason: CancelReason,
+    pub cancelled_at: DateTime<Utc>,
+    pub region: String,
+    pub version: i32,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancelReason {
+    /// Its customer cancelled it.
+    Customer,
+    /// Its reservation expired unpaid (`reservation_ttl_secs`).
+    Expired,
+}
+
+impl CancelReason {
+    /// The wire and database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "CUSTOMER",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CUSTOMER" => Some(Self::Customer),
+            "EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
 }
 
 impl OrderEvent {
@@ -61,6 +109,16 @@ impl OrderEvent {
         match self {
             Self::OrderCreated(_) => "OrderCreated",
             Self::OrderPaid(_) => "OrderPaid",
+            Self::OrderCancelled(_) => "OrderCancelled",
+        }
+    }
+
+    /// The order's version after this event.
+    pub fn version(&self) -> i32 {
+        match self {
+            Self::OrderCreated(e) => e.version,
+            Self::OrderPaid(e) => e.version,
+            Self::OrderCancelled(e) => e.version,
         }
     }
 
@@ -69,6 +127,7 @@ impl OrderEvent {
         match self {
             Self::OrderCreated(e) => e.order_id,
             Self::OrderPaid(e) => e.order_id,
+            Self::OrderCancelled(e) => e.order_id,
         }
     }
 }
@@ -91,23 +150,32 @@ mod tests {
             total_price_in_cents: 10_000,
             occurred_at: at,
             region: "NA".into(),
+            version: 1,
         });
         let v = serde_json::to_value(&created).unwrap();
         assert_eq!(
             v,
             json!({"eventName": "OrderCreated", "orderId": id, "customerId": id, "eventId": id, "ticketTypeId": id,
-                   "quantity": 2, "totalPriceInCents": 10000, "occurredAt": "2026-01-20T20:00:00Z", "region": "NA"})
+                   "quantity": 2, "totalPriceInCents": 10000, "occurredAt": "2026-01-20T20:00:00Z", "region": "NA", "version": 1})
         );
         assert_eq!(serde_json::from_value::<OrderEvent>(v).unwrap(), created);
-        let paid =
-            json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00+01:00", "region": "SA"});
+        let paid = json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00+01:00",
+                          "region": "SA", "version": 2});
         assert_eq!(serde_json::from_value::<OrderEvent>(paid).unwrap().name(), "OrderPaid");
+        let cancelled = json!({"eventName": "OrderCancelled", "orderId": id, "reason": "EXPIRED",
+                               "cancelledAt": "2026-01-20T21:00:00Z", "region": "SA", "version": 2});
+        let cancelled = serde_json::from_value::<OrderEvent>(cancelled).unwrap();
+        assert!(matches!(&cancelled, OrderEvent::OrderCancelled(c) if c.reason == CancelReason::Expired));
+        assert_eq!(cancelled.version(), 2);
     }
 
     #[test]
     fn unknown_event_names_and_fields_are_refused() {
         assert!(serde_json::from_value::<OrderEvent>(json!({"eventName": "OrderShipped"})).is_err());
-        let extra = json!({"eventName": "OrderPaid", "orderId": Uuid::nil(), "paidAt": "2026-01-20T21:00:00Z", "region": "SA", "x": 1});
+        let extra = json!({"eventName": "OrderPaid", "orderId": Uuid::nil(), "paidAt": "2026-01-20T21:00:00Z", "region": "SA", "version": 2, "x": 1});
         assert!(serde_json::from_value::<OrderEvent>(extra).is_err());
+        let reason = json!({"eventName": "OrderCancelled", "orderId": Uuid::nil(), "reason": "BORED",
+                            "cancelledAt": "2026-01-20T21:00:00Z", "region": "SA", "version": 2});
+        assert!(serde_json::from_value::<OrderEvent>(reason).is_err());
     }
 }

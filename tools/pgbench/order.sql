@@ -37,7 +37,7 @@ insert into outbox (aggregate_id, partition, event_type, payload, correlation_id
                              'customerId', md5('c' || :client_id::text)::uuid,
                              'eventId', '00000000-0000-4000-8000-000000000000',
                              'ticketTypeId', ('00000000-0000-4000-8000-' || lpad(:tt::text, 12, '0'))::uuid,
-                             'quantity', 1, 'totalPriceInCents', 5000, 'occurredAt', now(), 'region', 'BENCH'),
+                             'quantity', 1, 'totalPriceInCents', 5000, 'occurredAt', now(), 'region', 'BENCH', 'version', 1),
           'pgbench-' || :r::text);
 update idempotency_keys set status_code = 201,
        response = jsonb_build_object('orderId', md5('o' || :r::text)::uuid, 'totalPriceInCents', 5000, 'region', 'BENCH')

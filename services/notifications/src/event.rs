@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use platform::events::{OrderEvent, headers};
+use platform::events::{CancelReason, OrderEvent, headers};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -182,10 +182,20 @@ pub struct Paid {
     pub region: Region,
 }
 
+/// A pending order was cancelled (by its customer, or because its reservation expired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    pub order_id: Uuid,
+    pub reason: CancelReason,
+    pub cancelled_at: DateTime<Utc>,
+    pub region: Region,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Created(Created),
     Paid(Paid),
+    Cancelled(Cancelled),
 }
 
 impl Event {
@@ -193,6 +203,7 @@ impl Event {
         match self {
             Self::Created(_) => "OrderCreated",
             Self::Paid(_) => "OrderPaid",
+            Self::Cancelled(_) => "OrderCancelled",
         }
     }
 
@@ -200,6 +211,7 @@ impl Event {
         match self {
             Self::Created(e) => e.order_id,
             Self::Paid(e) => e.order_id,
+            Self::Cancelled(e) => e.order_id,
         }
     }
 
@@ -207,6 +219,7 @@ impl Event {
         match self {
             Self::Created(e) => &e.region,
             Self::Paid(e) => &e.region,
+            Self::Cancelled(e) => &e.region,
         }
     }
 }
@@ -230,6 +243,7 @@ pub struct RecordHeaders<'a> {
 }
 
 const CREATED_UUIDS: [&str; 4] = ["orderId", "customerId", "eventId", "ticketTypeId"];
+/// `OrderPaid` and `OrderCancelled` name only the order.
 const PAID_UUIDS: [&str; 1] = ["orderId"];
 
 /// Validates one record. Never panics, whatever the bytes.
@@ -240,6 +254,7 @@ pub fn parse(h: RecordHeaders<'_>, payload: Option<&[u8]>, regions: &KnownRegion
     let (name, uuids, at_field): (&'static str, &[&'static str], &'static str) = match name {
         "OrderCreated" => ("OrderCreated", &CREATED_UUIDS, "occurredAt"),
         "OrderPaid" => ("OrderPaid", &PAID_UUIDS, "paidAt"),
+        "OrderCancelled" => ("OrderCancelled", &PAID_UUIDS, "cancelledAt"),
         other => return Err(Invalid::UnknownEvent(truncate(other))),
     };
     // Values serde would accept too leniently: UUIDs in braces, URN or unhyphenated form, and
@@ -273,6 +288,12 @@ pub fn parse(h: RecordHeaders<'_>, payload: Option<&[u8]>, regions: &KnownRegion
         OrderEvent::OrderPaid(e) => Event::Paid(Paid {
             order_id: e.order_id,
             paid_at: e.paid_at,
+            region: regions.parse(&e.region).map_err(|message| Invalid::Field { field: "region", message })?,
+        }),
+        OrderEvent::OrderCancelled(e) => Event::Cancelled(Cancelled {
+            order_id: e.order_id,
+            reason: e.reason,
+            cancelled_at: e.cancelled_at,
             region: regions.parse(&e.region).map_err(|message| Invalid::Field { field: "region", message })?,
         }),
     };
@@ -330,7 +351,7 @@ mod tests {
     fn created() -> Value {
         json!({"eventName": "OrderCreated", "orderId": Uuid::now_v7(), "customerId": Uuid::now_v7(),
                "eventId": Uuid::now_v7(), "ticketTypeId": Uuid::now_v7(), "quantity": 2,
-               "totalPriceInCents": 10000, "occurredAt": "2026-01-20T20:00:00Z", "region": "NA"})
+               "totalPriceInCents": 10000, "occurredAt": "2026-01-20T20:00:00Z", "region": "NA", "version": 1})
     }
 
     fn run(h: RecordHeaders<'_>, v: &Value) -> Result<Envelope, Invalid> {
@@ -354,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_valid_paid_event_with_an_offset_timestamp() {
-        let v = json!({"eventName": "OrderPaid", "orderId": Uuid::now_v7(), "paidAt": "2026-01-20T21:00:00+01:00", "region": "SA"});
+        let v = json!({"eventName": "OrderPaid", "orderId": Uuid::now_v7(), "paidAt": "2026-01-20T21:00:00+01:00", "region": "SA", "version": 2});
         let h = RecordHeaders { event_type: Some(b"OrderPaid"), ..headers() };
         let env = run(h, &v).unwrap();
         assert_eq!(env.event.name(), "OrderPaid");

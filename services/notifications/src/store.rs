@@ -14,11 +14,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use platform::consumer::{Applied, Valid};
+use platform::events::CancelReason;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::event::{Envelope, Event};
+use crate::event::{Cancelled, Envelope, Event, Paid};
 
 /// A valid record and the correlation id it carried (or a fresh one).
 #[derive(Debug, Clone)]
@@ -81,12 +82,12 @@ pub async fn apply_batch(
         .filter(|i| claimed.contains(&(i.env.source.as_str().to_owned(), i.env.outbox_id.as_str().to_owned())))
         .collect();
 
-    // OrderPaid carries no customer id. One order's events share a key, hence a partition, so
+    // OrderPaid and OrderCancelled carry no customer id. One order's events share a key, hence a partition, so
     // its OrderCreated was applied before (in an earlier batch or earlier in this one) unless
     // it was dead-lettered or predates this service: take the recipient from there, else
     // store NULL rather than guess.
     let paid_orders: Vec<Uuid> =
-        new.iter().filter(|i| matches!(i.env.event, Event::Paid(_))).map(|i| i.env.event.order_id()).collect();
+        new.iter().filter(|i| !matches!(i.env.event, Event::Created(_))).map(|i| i.env.event.order_id()).collect();
     let mut recipients: HashMap<Uuid, Option<Uuid>> = if paid_orders.is_empty() {
         HashMap::new()
     } else {
@@ -107,7 +108,9 @@ pub async fn apply_batch(
                 recipients.entry(e.order_id).or_insert(Some(e.customer_id));
                 Some(e.customer_id)
             }
-            Event::Paid(e) => recipients.get(&e.order_id).copied().flatten(),
+            Event::Paid(Paid { order_id, .. }) | Event::Cancelled(Cancelled { order_id, .. }) => {
+                recipients.get(order_id).copied().flatten()
+            }
         };
         sent.push(Sent {
             notification_id: 0,
@@ -168,6 +171,14 @@ pub fn render(event: &Event) -> String {
             "Payment received for order {} at {}. Enjoy the event!",
             e.order_id,
             e.paid_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Event::Cancelled(e) => format!(
+            "Your order {} was cancelled ({}) and its tickets released.",
+            e.order_id,
+            match e.reason {
+                CancelReason::Customer => "at your request",
+                CancelReason::Expired => "it was not paid in time",
+            }
         ),
     }
 }

@@ -21,7 +21,7 @@ const CREATED: &str = "with o as (select gen_random_uuid() as id from generate_s
     insert into outbox (aggregate_id, partition, event_type, payload)
     select o.id, 0, 'OrderCreated', jsonb_build_object('eventName', 'OrderCreated', 'orderId', o.id,
         'customerId', o.id, 'eventId', o.id, 'ticketTypeId', o.id, 'quantity', 1, 'totalPriceInCents', 2500,
-        'occurredAt', to_char(now() at time zone 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'region', $2::text)
+        'occurredAt', to_char(now() at time zone 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'region', $2::text, 'version', 1)
     from o";
 
 fn arg(name: &str, default: u64) -> u64 {

@@ -12,6 +12,7 @@
 //! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
 //! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
 //!   stock lock that spaces out contention (the database guard is what prevents overselling).
+//! - [`lifecycle`]: pay, cancel, and the sweeper that cancels expired reservations.
 //! - [`relay`]: the outbox relay process.
 //! - [`placement`]: the live partition → shard map this process routes by, and how it follows
 //!   changes; [`shard`]: the one place a shard transaction begins (fence, retry on "moved",
@@ -21,6 +22,7 @@
 pub mod domain;
 pub mod events;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod listing;
 pub mod lock;
 pub mod orders;
@@ -89,6 +91,13 @@ pub struct Settings {
     pub placement_follow: bool,
     /// How often the live map's epoch is polled, in case a notice was missed, in milliseconds.
     pub placement_poll_ms: u64,
+    /// How long a PENDING order holds its tickets, in seconds (default 900): past it the order
+    /// can no longer be paid, and the sweeper cancels it with reason `EXPIRED`.
+    pub reservation_ttl_secs: u64,
+    /// How often each shard is swept for expired reservations, in milliseconds (default 5000).
+    pub expiry_sweep_interval_ms: u64,
+    /// Most orders one sweep transaction cancels (one partition's; default 200).
+    pub expiry_sweep_batch: i64,
 }
 
 impl Default for Settings {
@@ -112,7 +121,23 @@ impl Default for Settings {
             placement_url: "postgres://postgres@127.0.0.1:5440/placement".into(),
             placement_follow: true,
             placement_poll_ms: 5000,
+            reservation_ttl_secs: 900,
+            expiry_sweep_interval_ms: 5000,
+            expiry_sweep_batch: 200,
         }
+    }
+}
+
+impl Settings {
+    /// Refuses values the service cannot run with, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.reservation_ttl_secs >= 1, "reservation_ttl_secs: must be at least 1");
+        anyhow::ensure!(self.expiry_sweep_interval_ms >= 10, "expiry_sweep_interval_ms: must be at least 10");
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.expiry_sweep_batch),
+            "expiry_sweep_batch: must be between 1 and 10000"
+        );
+        Ok(())
     }
 }
 
@@ -135,6 +160,8 @@ pub struct AppState {
     pub accounts: AccountsServiceClient<Channel>,
     pub lock: lock::StockLock,
     pub max_per_order: i32,
+    /// How long a PENDING order holds its tickets.
+    pub reservation_ttl: Duration,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -184,6 +211,7 @@ pub struct Application {
     pools: ShardPools,
     placement: placement::LivePlacement,
     settings: Settings,
+    state: AppState,
 }
 
 /// Publishes each shard pool's busy and idle connections every few seconds until `stop`.
@@ -214,6 +242,7 @@ impl Application {
     /// Builds the service on an already loaded shard map (tests pass one pointing at fresh
     /// databases).
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
+        settings.validate()?;
         let pools = ShardPools::connect_lazy(&shards, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
         let shards = Arc::new(shards);
@@ -248,6 +277,7 @@ impl Application {
                 wait: Duration::from_millis(settings.lock_wait_ms),
             },
             max_per_order: settings.max_quantity_per_order.max(1),
+            reservation_ttl: Duration::from_secs(settings.reservation_ttl_secs),
         };
         let pools_for_metrics = state.pools.clone();
         let readiness = {
@@ -257,13 +287,14 @@ impl Application {
         let routes = events::router(state.clone())
             .merge(listing::router(state.clone()))
             .merge(placement::router(state.clone()))
-            .merge(orders::router(state))
+            .merge(orders::router(state.clone()))
+            .merge(lifecycle::router(state.clone()))
             .layer(axum::middleware::from_fn_with_state(
                 Duration::from_millis(settings.request_timeout_ms),
                 platform::http::deadline,
             ));
         let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
-        Ok(Self { http, pools: pools_for_metrics, placement, settings })
+        Ok(Self { http, pools: pools_for_metrics, placement, settings, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -273,6 +304,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "orders listening");
         tokio::spawn(report_pool_usage(self.pools, shutdown.clone()));
+        tokio::spawn(lifecycle::sweep(
+            self.state,
+            Duration::from_millis(self.settings.expiry_sweep_interval_ms),
+            self.settings.expiry_sweep_batch,
+            shutdown.clone(),
+        ));
         if self.settings.placement_follow {
             let poll = Duration::from_millis(self.settings.placement_poll_ms.max(100));
             tokio::spawn(self.placement.follow(poll, shutdown.clone()));

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use platform::auth::{Authenticated, Role};
 use platform::error::{ApiError, FieldErrors};
-use platform::events::{OrderCreated, OrderEvent, OrderPaid};
+use platform::events::{OrderCreated, OrderEvent};
 use platform::http::Json;
 use proto::accounts::v1::{GetUserByIdRequest, UserRole};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/orders", post(create))
         .route("/api/v1/orders/{id}", get(by_id))
-        .route("/api/v1/orders/{id}/pay", post(pay))
         .with_state(state)
 }
 
@@ -133,7 +132,7 @@ async fn create(
 
 /// Appends `event` to the shard's outbox inside the caller's transaction, with the request's
 /// correlation id, so it is published exactly when the change it announces commits.
-async fn write_outbox(tx: &mut sqlx::PgConnection, partition: i16, event: &OrderEvent) -> Result<(), sqlx::Error> {
+pub(crate) async fn write_outbox(tx: &mut sqlx::PgConnection, partition: i16, event: &OrderEvent) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id) values ($1, $2, $3, $4, $5)",
     )
@@ -258,6 +257,7 @@ async fn place_once(
         total_price_in_cents: total,
         occurred_at: Utc::now(),
         region: route.region.to_string(),
+        version: 1,
     });
     write_outbox(tx, partition, &event).await.map_err(db)?;
 
@@ -286,6 +286,10 @@ pub(crate) struct OrderRow {
     status: String,
     pub(crate) created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
+    cancelled_at: Option<DateTime<Utc>>,
+    cancel_reason: Option<String>,
+    /// 1 at creation, one more per change: the `version` of the order's latest event.
+    version: i32,
     /// Whether the shard it was read from serves its partition now (rows a move left behind
     /// are not served).
     #[serde(skip)]
@@ -293,7 +297,7 @@ pub(crate) struct OrderRow {
 }
 
 pub(crate) const ORDER_COLUMNS: &str = "id, region, customer_id, event_id, ticket_type_id, quantity, \
-     total_price_in_cents, status, created_at, paid_at, partition_readable(region, partition) as readable";
+     total_price_in_cents, status, created_at, paid_at, cancelled_at, cancel_reason, version, partition_readable(region, partition) as readable";
 
 /// An order, to its customer or an ADMIN.
 #[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
@@ -324,57 +328,4 @@ async fn read_order(state: &AppState, route: Route, id: Uuid) -> Result<Option<O
         Some(_) => Err(WorkError::Fenced(Fenced::NotOwned)),
         None => crate::shard::readable(state, &route).await.map(|()| None),
     }
-}
-
-/// PENDING → PAID with an OrderPaid outbox row in the same transaction. Paying a PAID order
-/// answers the same again (safe to retry); a CANCELLED one is a conflict.
-#[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
-async fn pay(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    Path(raw): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let id = state.parse_id(&raw, "order")?;
-    state.write(Key::Id(id), "pay_order", |route| pay_once(&state, route, id, claims.sub)).await.map(axum::Json)
-}
-
-async fn pay_once(state: &AppState, route: Route, id: Uuid, caller: Uuid) -> Result<Value, WorkError> {
-    let db = |e: sqlx::Error| state.db_error(&route, e);
-    let mut stx = state.begin(&route).await?;
-    let tx = stx.conn();
-    let row: Option<(Uuid, String, i16)> =
-        sqlx::query_as("select customer_id, status, partition from orders where id = $1 for update")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-    let (customer, status, partition) = row.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
-    if customer != caller {
-        return Err(ApiError::Forbidden("only the order's customer may pay it".into()).into());
-    }
-    match status.as_str() {
-        "PAID" => return Ok(json!({ "id": id, "status": "PAID" })),
-        "CANCELLED" => {
-            return Err(ApiError::Conflict {
-                code: "CONFLICT",
-                message: "a cancelled order cannot be paid".into(),
-                details: None,
-            }
-            .into());
-        }
-        _ => {}
-    }
-    let paid_at = Utc::now();
-    sqlx::query("update orders set status = 'PAID', paid_at = $2 where id = $1")
-        .bind(id)
-        .bind(paid_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    let event = OrderEvent::OrderPaid(OrderPaid { order_id: id, paid_at, region: route.region.to_string() });
-    write_outbox(tx, partition, &event).await.map_err(db)?;
-    stx.tx.commit().await.map_err(db)?;
-    metrics::counter!("orders_paid_total", "region" => route.region.to_string(), "shard" => route.shard.to_string())
-        .increment(1);
-    Ok(json!({ "id": id, "status": "PAID" }))
 }

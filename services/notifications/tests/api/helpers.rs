@@ -87,11 +87,11 @@ pub fn relay_headers(event_type: &str, shard: &str, outbox_id: &str, correlation
 pub fn created(order: Uuid, customer: Uuid) -> Value {
     json!({"eventName": "OrderCreated", "orderId": order, "customerId": customer, "eventId": Uuid::now_v7(),
            "ticketTypeId": Uuid::now_v7(), "quantity": 2, "totalPriceInCents": 10000,
-           "occurredAt": "2026-11-25T03:00:00Z", "region": "NA"})
+           "occurredAt": "2026-11-25T03:00:00Z", "region": "NA", "version": 1})
 }
 
 pub fn paid(order: Uuid) -> Value {
-    json!({"eventName": "OrderPaid", "orderId": order, "paidAt": "2026-11-25T03:05:00+01:00", "region": "NA"})
+    json!({"eventName": "OrderPaid", "orderId": order, "paidAt": "2026-11-25T03:05:00+01:00", "region": "NA", "version": 2})
 }
 
 /// An idempotent, `acks=all` producer, as the relay's.

@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn contract_accepts_a_valid_event_and_refuses_mismatches() {
         let id = Uuid::now_v7();
-        let paid = serde_json::json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00Z", "region": "NA"});
+        let paid = serde_json::json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00Z", "region": "NA", "version": 2});
         assert_eq!(check_contract(&row("OrderPaid", paid.clone(), id)), Ok(()));
         assert!(matches!(check_contract(&row("OrderCreated", paid.clone(), id)), Err(Failure::Permanent(_))));
         assert!(matches!(check_contract(&row("OrderPaid", paid, Uuid::now_v7())), Err(Failure::Permanent(_))));

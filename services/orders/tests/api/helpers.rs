@@ -193,6 +193,12 @@ impl Stack {
         (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST /api/v1/orders/{id}/cancel.
+    pub async fn cancel(&self, token: &str, id: &str) -> (u16, Value) {
+        let (status, body, _) = self.post(&format!("/api/v1/orders/{id}/cancel"), Some(token), &json!({})).await;
+        (status, body)
+    }
+
     /// POST /api/v1/orders/{id}/pay.
     pub async fn pay(&self, token: &str, id: &str) -> (u16, Value) {
         let (status, body, _) = self.post(&format!("/api/v1/orders/{id}/pay"), Some(token), &json!({})).await;

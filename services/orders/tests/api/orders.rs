@@ -255,12 +255,9 @@ async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() 
     // A cancelled order cannot be paid; unknown and malformed ids are 404 and 400.
     let (_, other) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
     let other = other["orderId"].as_str().unwrap().to_owned();
-    sqlx::query("update orders set status = 'CANCELLED' where id = $1::uuid")
-        .bind(&other)
-        .execute(s.shards.pool("na-1").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(s.pay(&customer, &other).await.0, 409);
+    assert_eq!(s.cancel(&customer, &other).await.0, 200);
+    let (status, body) = s.pay(&customer, &other).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("ORDER_CANCELLED")));
     let unknown = shard_router::ids::new_id(shard_router::ids::Placement {
         region_tag: shard_router::ids::region_tag("NA"),
         partition: 1,

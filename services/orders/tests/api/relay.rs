@@ -67,7 +67,7 @@ async fn count(pool: &PgPool, condition: &str) -> i64 {
 
 pub const CREATED_PAYLOAD: &str = "jsonb_build_object('eventName', 'OrderCreated', 'orderId', o.id, 'customerId', o.id,
     'eventId', o.id, 'ticketTypeId', o.id, 'quantity', 1, 'totalPriceInCents', 2500,
-    'occurredAt', to_char(now() at time zone 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'region', $2::text)";
+    'occurredAt', to_char(now() at time zone 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'region', $2::text, 'version', 1)";
 
 /// Inserts `n` valid OrderCreated rows straight into a shard's outbox, as the order
 /// transaction writes them; returns their outbox ids.
@@ -254,7 +254,7 @@ async fn order_created_is_delivered_before_order_paid() {
     sqlx::query(
         "insert into outbox (aggregate_id, partition, event_type, payload)
          values ($1, 0, 'OrderPaid', jsonb_build_object('eventName', 'OrderPaid', 'orderId', $1,
-                 'paidAt', '2026-01-20T21:00:00Z', 'region', 'NA'))",
+                 'paidAt', '2026-01-20T21:00:00Z', 'region', 'NA', 'version', 2))",
     )
     .bind(order)
     .execute(na)
@@ -439,7 +439,7 @@ async fn a_row_that_keeps_failing_is_dead_lettered_and_reprocess_publishes_it_ag
     // it) and re-queues it.
     sqlx::query(
         "update outbox set event_type = 'OrderPaid', payload = jsonb_build_object('eventName', 'OrderPaid',
-         'orderId', aggregate_id, 'paidAt', '2026-01-20T21:00:00Z', 'region', 'NA') where id = $1",
+         'orderId', aggregate_id, 'paidAt', '2026-01-20T21:00:00Z', 'region', 'NA', 'version', 2) where id = $1",
     )
     .bind(id)
     .execute(na)
