@@ -47,7 +47,15 @@ pub enum GatewayError {
 pub const REQUEST_ERROR_CODE: &str = "BAD_USER_INPUT";
 
 /// Downstream codes that pass through as they are.
-const CONFLICT_CODES: [&str; 4] = ["CONFLICT", "SOLD_OUT", "INSUFFICIENT_STOCK", "REGION_MISMATCH"];
+const CONFLICT_CODES: [&str; 7] = [
+    "CONFLICT",
+    "SOLD_OUT",
+    "INSUFFICIENT_STOCK",
+    "REGION_MISMATCH",
+    "ORDER_PAID",
+    "ORDER_CANCELLED",
+    "RESERVATION_EXPIRED",
+];
 
 impl GatewayError {
     /// Logs `cause` once, with its chain, and returns the opaque internal error.

@@ -19,8 +19,8 @@ use crate::cache::{Cache, Kind};
 use crate::downstream::{Caller, Downstream, Keyed, Service};
 use crate::error::GatewayError;
 use types::{
-    CreateEventInput, CreateEventPayload, CreateOrderInput, CreateOrderPayload, Event, LoginInput, LoginPayload, Order,
-    Page, PayOrderPayload, Region, RegionInfo, SignupInput, SignupPayload, User, UserRole,
+    CancelOrderPayload, CreateEventInput, CreateEventPayload, CreateOrderInput, CreateOrderPayload, Event, LoginInput,
+    LoginPayload, Order, Page, PayOrderPayload, Region, RegionInfo, SignupInput, SignupPayload, User, UserRole,
 };
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
@@ -390,8 +390,9 @@ impl Mutation {
         Ok(decode("orders create order: unexpected body", result?)?)
     }
 
-    /// Pays a PENDING order (its customer); paying a PAID one answers the same again. Stock
-    /// does not change, so no cached value is touched.
+    /// Pays a PENDING order (its customer); paying a PAID one answers the same again, a
+    /// cancelled one is `ORDER_CANCELLED`, an expired one `RESERVATION_EXPIRED`. Stock does
+    /// not change, so no cached value is touched.
     async fn pay_order(&self, ctx: &Context<'_>, id: ID) -> Result<PayOrderPayload> {
         let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let id = uuid_id("id", &id)?;
@@ -401,6 +402,21 @@ impl Mutation {
             .post(Service::Orders, "POST /api/v1/orders/{id}/pay", &path, &scope.caller, &json!({}), Keyed::No)
             .await?;
         Ok(decode("orders pay: unexpected body", json)?)
+    }
+
+    /// Cancels a PENDING order (its customer): its tickets go back on sale. Cancelling again
+    /// answers the same; a PAID order is `ORDER_PAID`. The event's cached copy is dropped.
+    async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<CancelOrderPayload> {
+        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
+        let id = uuid_id("id", &id)?;
+        let path = format!("/api/v1/orders/{id}/cancel");
+        let json: Value = gw
+            .downstream
+            .post(Service::Orders, "POST /api/v1/orders/{id}/cancel", &path, &scope.caller, &json!({}), Keyed::No)
+            .await?;
+        let payload: CancelOrderPayload = decode("orders cancel: unexpected body", json)?;
+        gw.cache.invalidate(&[&payload.region], &[&payload.event_id]).await;
+        Ok(payload)
     }
 }
 

@@ -198,6 +198,10 @@ pub struct Order {
     pub status: OrderStatus,
     pub created_at: String,
     pub paid_at: Option<String>,
+    pub cancelled_at: Option<String>,
+    pub cancel_reason: Option<CancelReason>,
+    /// 1 at creation, one more per change.
+    pub version: i32,
 }
 
 #[ComplexObject]
@@ -302,4 +306,29 @@ pub struct CreateOrderPayload {
 pub struct PayOrderPayload {
     pub id: async_graphql::ID,
     pub status: OrderStatus,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancelReason {
+    /// Its customer cancelled it.
+    Customer,
+    /// Its reservation expired unpaid.
+    Expired,
+}
+
+#[derive(Debug, SimpleObject, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelOrderPayload {
+    pub id: async_graphql::ID,
+    pub status: OrderStatus,
+    pub cancel_reason: CancelReason,
+    pub cancelled_at: String,
+    /// The order's version after the cancel (1 at creation, one more per change).
+    pub version: i32,
+    #[graphql(skip)]
+    pub event_id: String,
+    #[graphql(skip)]
+    pub region: String,
 }

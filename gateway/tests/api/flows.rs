@@ -297,3 +297,39 @@ async fn a_region_added_to_the_shard_map_is_a_region_of_the_schema() {
     assert!(res["errors"][0]["message"].as_str().unwrap().contains("known: EU, NA, SA"), "{res}");
     assert_eq!(res["extensions"]["downstreamCalls"]["orders"], 0, "{res}");
 }
+
+#[tokio::test]
+async fn cancel_order_returns_the_tickets_and_the_cached_event_shows_them() {
+    let s = stack().await;
+    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let (event, tt) = s.event(&organizer, "NA", 5).await;
+    let (_, _, customer) = s.user("CUSTOMER").await;
+    let res = s.order(&customer, None, "NA", &event, &tt, 2).await;
+    let order = data(&res)["createOrder"]["orderId"].as_str().unwrap().to_owned();
+    // Cached now, with the order's stock taken.
+    assert_eq!(s.remaining(&event).await, 3);
+    assert_eq!(s.remaining(&event).await, 3);
+
+    let cancel = "mutation($id: ID!) { cancelOrder(id: $id) { id status cancelReason version } }";
+    let (_, _, stranger) = s.user("CUSTOMER").await;
+    assert_eq!(code(&s.gql(Some(&stranger), cancel, json!({"id": order})).await), Some("FORBIDDEN"));
+    for _ in 0..2 {
+        let res = s.gql(Some(&customer), cancel, json!({"id": order})).await;
+        assert_eq!(
+            data(&res)["cancelOrder"],
+            json!({"id": order, "status": "CANCELLED", "cancelReason": "CUSTOMER", "version": 2})
+        );
+    }
+    assert_eq!(s.remaining(&event).await, 5, "the cached event was dropped on cancel");
+    let res = s.gql(Some(&customer), "mutation($id: ID!) { payOrder(id: $id) { id } }", json!({"id": order})).await;
+    assert_eq!(code(&res), Some("ORDER_CANCELLED"), "{res}");
+    let res = s
+        .gql(
+            Some(&customer),
+            "query($id: ID!) { order(id: $id) { status cancelReason version } }",
+            json!({"id": order}),
+        )
+        .await;
+    assert_eq!(data(&res)["order"], json!({"status": "CANCELLED", "cancelReason": "CUSTOMER", "version": 2}));
+    assert_eq!(code(&s.gql(Some(&customer), cancel, json!({"id": "nope"})).await), Some("BAD_USER_INPUT"));
+}

@@ -23,10 +23,7 @@ use crate::domain::{Cents, IdempotencyKey, Quantity};
 use crate::shard::{Key, WorkError};
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/orders", post(create))
-        .route("/api/v1/orders/{id}", get(by_id))
-        .with_state(state)
+    Router::new().route("/api/v1/orders", post(create)).route("/api/v1/orders/{id}", get(by_id)).with_state(state)
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +129,11 @@ async fn create(
 
 /// Appends `event` to the shard's outbox inside the caller's transaction, with the request's
 /// correlation id, so it is published exactly when the change it announces commits.
-pub(crate) async fn write_outbox(tx: &mut sqlx::PgConnection, partition: i16, event: &OrderEvent) -> Result<(), sqlx::Error> {
+pub(crate) async fn write_outbox(
+    tx: &mut sqlx::PgConnection,
+    partition: i16,
+    event: &OrderEvent,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id) values ($1, $2, $3, $4, $5)",
     )

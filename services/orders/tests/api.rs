@@ -6,6 +6,7 @@
 mod api {
     pub mod events;
     pub mod helpers;
+    pub mod lifecycle;
     pub mod ops;
     pub mod orders;
     pub mod placement;

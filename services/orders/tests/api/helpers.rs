@@ -76,6 +76,15 @@ pub async fn orders_with(
 
 /// Accounts plus orders; `down` names shards whose URL points at a closed port.
 pub async fn stack_with_down(down: &[&str]) -> Stack {
+    stack_built(down, |_| {}).await
+}
+
+/// Accounts plus orders with settings adjusted by `adjust`.
+pub async fn stack_adjusted(adjust: impl FnOnce(&mut orders::Settings)) -> Stack {
+    stack_built(&[], adjust).await
+}
+
+async fn stack_built(down: &[&str], adjust: impl FnOnce(&mut orders::Settings)) -> Stack {
     let (accounts, grpc, keep) = accounts().await;
     let shards = TestShards::create().await.unwrap();
     let overrides: BTreeMap<String, String> = down
@@ -85,7 +94,9 @@ pub async fn stack_with_down(down: &[&str]) -> Stack {
     let map = shards.map.clone().with_url_overrides(overrides).unwrap();
     // A down shard must answer fast; otherwise leave room for the concurrency tests' queues.
     let acquire_ms = if down.is_empty() { 10_000 } else { 500 };
-    let orders = orders(map, &shards.placement.url, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), acquire_ms).await;
+    let orders =
+        orders_with(map, &shards.placement.url, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), acquire_ms, adjust)
+            .await;
     Stack { accounts, accounts_grpc: grpc, orders, shards, _keep: keep }
 }
 
