@@ -1,4 +1,4 @@
-//! Calls to the accounts and orders HTTP APIs: one pooled client, a timeout per call, and
+//! Calls to the accounts, orders and projector HTTP APIs: one pooled client, a timeout per call, and
 //! the caller's `Authorization`, idempotency key and correlation id on every request.
 
 use std::fmt;
@@ -17,6 +17,8 @@ use crate::error::GatewayError;
 pub enum Service {
     Accounts,
     Orders,
+    /// The read models (CQRS): eventually consistent, never on a mutation's path.
+    Projector,
 }
 
 impl Service {
@@ -24,6 +26,7 @@ impl Service {
         match self {
             Self::Accounts => "accounts",
             Self::Orders => "orders",
+            Self::Projector => "projector",
         }
     }
 }
@@ -41,6 +44,7 @@ impl fmt::Display for Service {
 pub struct Tally {
     accounts: AtomicU32,
     orders: AtomicU32,
+    projector: AtomicU32,
     pub cache_hits: AtomicU32,
     pub cache_misses: AtomicU32,
 }
@@ -50,6 +54,7 @@ impl Tally {
         match service {
             Service::Accounts => self.accounts.fetch_add(1, Ordering::Relaxed),
             Service::Orders => self.orders.fetch_add(1, Ordering::Relaxed),
+            Service::Projector => self.projector.fetch_add(1, Ordering::Relaxed),
         };
     }
 
@@ -57,6 +62,7 @@ impl Tally {
         match service {
             Service::Accounts => self.accounts.load(Ordering::Relaxed),
             Service::Orders => self.orders.load(Ordering::Relaxed),
+            Service::Projector => self.projector.load(Ordering::Relaxed),
         }
     }
 }
@@ -107,18 +113,20 @@ pub enum Keyed {
     No,
 }
 
-/// The two downstream APIs behind one pooled HTTP client.
+/// The downstream APIs behind one pooled HTTP client.
 #[derive(Clone)]
 pub struct Downstream {
     client: reqwest::Client,
     accounts: String,
     orders: String,
+    projector: String,
     timeout_ms: u64,
 }
 
 impl Downstream {
     /// One client for both services: keep-alive pools per host, `timeout` on every call.
-    pub fn new(accounts_url: &str, orders_url: &str, timeout: Duration, max_idle: usize) -> anyhow::Result<Self> {
+    pub fn new(urls: [&str; 3], timeout: Duration, max_idle: usize) -> anyhow::Result<Self> {
+        let [accounts_url, orders_url, projector_url] = urls;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -128,6 +136,7 @@ impl Downstream {
             client,
             accounts: accounts_url.trim_end_matches('/').to_owned(),
             orders: orders_url.trim_end_matches('/').to_owned(),
+            projector: projector_url.trim_end_matches('/').to_owned(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         })
     }
@@ -141,6 +150,7 @@ impl Downstream {
         match service {
             Service::Accounts => &self.accounts,
             Service::Orders => &self.orders,
+            Service::Projector => &self.projector,
         }
     }
 

@@ -95,6 +95,7 @@ async fn graphql(
         async_graphql::Value::from_json(json!({
             "accounts": tally.calls(Service::Accounts),
             "orders": tally.calls(Service::Orders),
+            "projector": tally.calls(Service::Projector),
         }))
         .unwrap_or_default(),
     );

@@ -43,8 +43,7 @@ impl Application {
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
         settings.validate()?;
         let downstream = downstream::Downstream::new(
-            &settings.accounts_url,
-            &settings.orders_url,
+            [&settings.accounts_url, &settings.orders_url, &settings.projector_url],
             Duration::from_millis(settings.downstream_timeout_ms),
             settings.downstream_max_idle_per_host,
         )?;
@@ -58,7 +57,8 @@ impl Application {
             Duration::from_millis(settings.redis_retry_ms),
         );
         // Redis is left out on purpose: without it the gateway serves every query (uncached),
-        // so its outage must not take the gateway out of rotation.
+        // so its outage must not take the gateway out of rotation. So is the projector: only
+        // the read-model queries need it, and they say so when it is away.
         let readiness = Readiness::new(vec![
             Check::http(
                 "accounts",

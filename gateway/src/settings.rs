@@ -18,6 +18,9 @@ pub struct Settings {
     pub accounts_url: String,
     /// Base URL of the orders HTTP API (default `http://127.0.0.1:3002`).
     pub orders_url: String,
+    /// Base URL of the projector's read API (default `http://127.0.0.1:3020`): `eventSales`,
+    /// `customerOrders`, `orderTimeline`.
+    pub projector_url: String,
     /// Bound on each downstream call, connect to last byte, in milliseconds (default 3000);
     /// past it the field fails with `UNAVAILABLE`.
     pub downstream_timeout_ms: u64,
@@ -57,6 +60,7 @@ impl Default for Settings {
             shards_file: PathBuf::from("shards.toml"),
             accounts_url: "http://127.0.0.1:3001".into(),
             orders_url: "http://127.0.0.1:3002".into(),
+            projector_url: "http://127.0.0.1:3020".into(),
             downstream_timeout_ms: 3000,
             downstream_max_idle_per_host: 64,
             redis_url: "redis://127.0.0.1:6379".into(),
@@ -75,7 +79,11 @@ impl Default for Settings {
 impl Settings {
     /// Cross-field and range checks serde cannot express; each error names its key.
     pub fn validate(&self) -> anyhow::Result<()> {
-        for (key, url) in [("accounts_url", &self.accounts_url), ("orders_url", &self.orders_url)] {
+        for (key, url) in [
+            ("accounts_url", &self.accounts_url),
+            ("orders_url", &self.orders_url),
+            ("projector_url", &self.projector_url),
+        ] {
             let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("{key}: `{url}` is not a URL: {e}"))?;
             anyhow::ensure!(matches!(parsed.scheme(), "http" | "https"), "{key}: must be an http(s) URL");
         }

@@ -1,4 +1,5 @@
-//! The schema: queries and mutations over the accounts and orders APIs.
+//! The schema: queries and mutations over the accounts and orders APIs, and read-model
+//! queries over the projector's.
 //!
 //! Every resolver parses its arguments at the door (regions against the shard map, ids as
 //! UUIDs, page sizes), calls one service through [`Downstream`], and turns any failure into a
@@ -19,8 +20,9 @@ use crate::cache::{Cache, Kind};
 use crate::downstream::{Caller, Downstream, Keyed, Service};
 use crate::error::GatewayError;
 use types::{
-    CancelOrderPayload, CreateEventInput, CreateEventPayload, CreateOrderInput, CreateOrderPayload, Event, LoginInput,
-    LoginPayload, Order, Page, PayOrderPayload, Region, RegionInfo, SignupInput, SignupPayload, User, UserRole,
+    CancelOrderPayload, CreateEventInput, CreateEventPayload, CreateOrderInput, CreateOrderPayload, CustomerOrders,
+    Event, EventSales, LoginInput, LoginPayload, Order, OrderTimeline, Page, PayOrderPayload, Region, RegionInfo,
+    SignupInput, SignupPayload, User, UserRole,
 };
 
 pub type GatewaySchema = Schema<Query, Mutation, EmptySubscription>;
@@ -314,6 +316,50 @@ impl Query {
         let json: Value = gw.downstream.get(Service::Orders, route, &path, &scope.caller).await?;
         let page: Page<Order> = decode("orders customer orders: unexpected body", json)?;
         Ok(page.items)
+    }
+
+    /// An event's sales per ticket type from the read model (its organizer or an ADMIN).
+    /// Eventually consistent: `asOf` says how fresh it is.
+    async fn event_sales(&self, ctx: &Context<'_>, event_id: ID) -> Result<EventSales> {
+        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
+        let event = uuid_id("eventId", &event_id)?;
+        let path = format!("/api/v1/read/events/{event}/sales");
+        let route = "GET /api/v1/read/events/{id}/sales";
+        let json: Value = gw.downstream.get(Service::Projector, route, &path, &scope.caller).await?;
+        Ok(decode("projector event sales: unexpected body", json)?)
+    }
+
+    /// A customer's orders from the read model, newest first (the customer or an ADMIN).
+    /// `after` takes the previous page's `nextCursor`.
+    #[graphql(complexity = "(first.unwrap_or(DEFAULT_FIRST).clamp(1, MAX_FIRST) as usize) * child_complexity")]
+    async fn customer_orders(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<CustomerOrders> {
+        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
+        let customer = uuid_id("customerId", &customer_id)?;
+        let first = page_size(first)?;
+        let mut path = format!("/api/v1/read/customers/{customer}/orders?first={first}");
+        if let Some(a) = cursor_arg(after.as_deref())? {
+            path.push_str(&format!("&after={a}"));
+        }
+        let route = "GET /api/v1/read/customers/{id}/orders";
+        let json: Value = gw.downstream.get(Service::Projector, route, &path, &scope.caller).await?;
+        Ok(decode("projector customer orders: unexpected body", json)?)
+    }
+
+    /// An order's events in version order, with their source shard, outbox id and
+    /// correlation id (the order's customer or an ADMIN).
+    async fn order_timeline(&self, ctx: &Context<'_>, order_id: ID) -> Result<OrderTimeline> {
+        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
+        let order = uuid_id("orderId", &order_id)?;
+        let path = format!("/api/v1/read/orders/{order}/timeline");
+        let route = "GET /api/v1/read/orders/{id}/timeline";
+        let json: Value = gw.downstream.get(Service::Projector, route, &path, &scope.caller).await?;
+        Ok(decode("projector order timeline: unexpected body", json)?)
     }
 }
 
