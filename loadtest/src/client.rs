@@ -14,6 +14,8 @@ pub mod ops {
         "mutation CreateEvent($input: CreateEventInput!) { createEvent(input: $input) { eventId region } }";
     pub const CREATE_ORDER: &str = "mutation CreateOrder($input: CreateOrderInput!) \
          { createOrder(input: $input) { orderId totalPriceInCents region } }";
+    pub const PAY_ORDER: &str = "mutation PayOrder($id: ID!) { payOrder(id: $id) { id status } }";
+    pub const CANCEL_ORDER: &str = "mutation CancelOrder($id: ID!) { cancelOrder(id: $id) { id status } }";
     pub const EVENTS: &str = "query Events($region: Region!, $first: Int!) \
          { events(region: $region, first: $first) { id title region startsAt } }";
 

@@ -181,7 +181,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let sampler = sample();
             let measured = match args.scenario {
                 Scenario::Browse => engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await,
-                Scenario::Mixed => engine::run(Arc::new(workload::Mixed { common }), plan).await,
+                Scenario::Mixed => engine::run(Arc::new(workload::Mixed::new(common)), plan).await,
                 Scenario::Rebalance => {
                     let opts = rebalance_options(&args)?;
                     let events: Vec<_> = fixture.events.values().flatten().cloned().collect();

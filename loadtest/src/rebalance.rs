@@ -28,7 +28,6 @@ use crate::setup::EventFixture;
 use crate::stats::{Key, Outcome};
 use crate::workload::Workload;
 
-const PAY_ORDER: &str = "mutation PayOrder($id: ID!) { payOrder(id: $id) { id status } }";
 const PHASES: [&str; 3] = ["before", "during", "after"];
 
 /// Where the rebalance scenario finds what it drives and audits.
@@ -176,7 +175,8 @@ impl Workload for Load {
                     (acked[i].id.clone(), acked[i].customer, acked[i].target)
                 };
                 let label = self.targets[target].label.clone();
-                let outcome = self.gql.send(PAY_ORDER, json!({"id": id}), Some(&self.customers[customer]), None).await;
+                let outcome =
+                    self.gql.send(ops::PAY_ORDER, json!({"id": id}), Some(&self.customers[customer]), None).await;
                 if outcome.is_ok() {
                     self.acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i].paid = true;
                 }

@@ -1,8 +1,9 @@
 //! What one request of each duration-bound scenario is. A request is a pure function of its
 //! sequence number (and the seed), so workers share no state but the fixture.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -23,6 +24,8 @@ pub trait Workload: Send + Sync + 'static {
 struct Target {
     shard: Arc<str>,
     body: String,
+    /// The variables of `body`, for the requests whose answer is read (`mixed`'s orders).
+    variables: serde_json::Value,
 }
 
 /// A region's requests, at the index the mix picks.
@@ -62,12 +65,10 @@ impl Common {
                 let orders = fixture
                     .ticket_types(r)
                     .into_iter()
-                    .map(|(event, ticket_type)| Target {
-                        body: body(
-                            ops::CREATE_ORDER,
-                            &json!({"input": {"region": r, "eventId": event.id, "ticketTypeId": ticket_type, "quantity": 1}}),
-                        ),
-                        shard: event.shard,
+                    .map(|(event, ticket_type)| {
+                        let variables =
+                            json!({"input": {"region": r, "eventId": event.id, "ticketTypeId": ticket_type, "quantity": 1}});
+                        Target { body: body(ops::CREATE_ORDER, &variables), variables, shard: event.shard }
                     })
                     .collect();
                 Ok(RegionTargets {
@@ -75,7 +76,11 @@ impl Common {
                     page: body(ops::EVENTS, &json!({"region": r, "first": 20})),
                     events: events
                         .iter()
-                        .map(|e| Target { shard: e.shard.clone(), body: body(&ops::event(&e.id), &json!({})) })
+                        .map(|e| Target {
+                            shard: e.shard.clone(),
+                            body: body(&ops::event(&e.id), &json!({})),
+                            variables: serde_json::Value::Null,
+                        })
                         .collect(),
                     orders,
                 })
@@ -157,10 +162,71 @@ impl Workload for Browse {
     }
 }
 
-/// `mixed`: half `events` pages, a quarter `event(id)`, a quarter orders.
+/// `mixed`: half `events` pages, a quarter `event(id)`, a quarter the order lifecycle:
+/// `createOrder` (17 %), then `payOrder` (4 %) or `cancelOrder` (4 %) of an order this run
+/// placed, so the stock goes both ways and every order event kind is published.
 #[derive(Debug)]
 pub struct Mixed {
     pub common: Common,
+    /// Orders placed and not yet paid or cancelled: (id, customer index, region, shard).
+    pub open: Mutex<VecDeque<Placed>>,
+}
+
+/// An order this run placed.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    id: String,
+    customer: usize,
+    region: Arc<str>,
+    shard: Arc<str>,
+}
+
+impl Mixed {
+    pub fn new(common: Common) -> Self {
+        Self { common, open: Mutex::new(VecDeque::new()) }
+    }
+
+    /// Most open orders remembered; older ones are left to expire.
+    const OPEN_MAX: usize = 10_000;
+
+    async fn place(&self, seq: u64) -> (Key, Outcome) {
+        let c = &self.common;
+        let region = c.region(seq);
+        let target = c.choose(&region.orders, seq);
+        let customer = (seq % c.customers.len() as u64) as usize;
+        let key = Key { op: "createOrder", region: region.name.clone(), shard: target.shard.clone() };
+        let vars = &target.variables;
+        let outcome = c.gql.send(ops::CREATE_ORDER, vars.clone(), Some(&c.customers[customer]), None).await;
+        match outcome {
+            Ok(data) => {
+                if let Some(id) = data.pointer("/createOrder/orderId").and_then(serde_json::Value::as_str) {
+                    let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if open.len() >= Self::OPEN_MAX {
+                        open.pop_front();
+                    }
+                    let placed = Placed {
+                        id: id.to_owned(),
+                        customer,
+                        region: region.name.clone(),
+                        shard: target.shard.clone(),
+                    };
+                    open.push_back(placed);
+                }
+                (key, Ok(()))
+            }
+            Err(f) => (key, Err(f.code)),
+        }
+    }
+
+    /// Pays or cancels the oldest open order; places one when none is open.
+    async fn settle(&self, seq: u64, pay: bool) -> (Key, Outcome) {
+        let next = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
+        let Some(order) = next else { return self.place(seq).await };
+        let (op, query) = if pay { ("payOrder", ops::PAY_ORDER) } else { ("cancelOrder", ops::CANCEL_ORDER) };
+        let token = &self.common.customers[order.customer];
+        let outcome = self.common.gql.send(query, json!({"id": order.id}), Some(token), None).await;
+        (Key { op, region: order.region, shard: order.shard }, outcome.map(drop).map_err(|f| f.code))
+    }
 }
 
 impl Workload for Mixed {
@@ -168,7 +234,9 @@ impl Workload for Mixed {
         match self.common.kind(seq) {
             0..50 => self.common.events(seq).await,
             50..75 => self.common.event(seq).await,
-            _ => self.common.order(seq, false).await,
+            75..92 => self.place(seq).await,
+            92..96 => self.settle(seq, true).await,
+            _ => self.settle(seq, false).await,
         }
     }
 }
