@@ -231,7 +231,7 @@ impl<H: Handler> Consumer<H> {
             "consumer" => self.settings.name.clone(),
             "operation" => operation
         )
-            .increment(1);
+        .increment(1);
         tracing::warn!(
             error = %error,
             operation,
@@ -465,7 +465,8 @@ impl<H: Handler> Consumer<H> {
         if !invalid.is_empty() {
             let c = &self.names.consumed;
             let n = u64::try_from(invalid.len()).unwrap_or(u64::MAX);
-            metrics::counter!(c.clone(), "topic" => topic, "consumer" => name, "outcome" => "dead_lettered").increment(n);
+            metrics::counter!(c.clone(), "topic" => topic, "consumer" => name, "outcome" => "dead_lettered")
+                .increment(n);
         }
         Ok(true)
     }
