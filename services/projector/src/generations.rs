@@ -199,6 +199,23 @@ pub enum SwitchOutcome {
 /// the three views change in this one transaction: readers see the old or the new
 /// generation, never a mix.
 pub async fn try_switch(pool: &PgPool, topic: &str, respect_hold: bool) -> Result<SwitchOutcome, sqlx::Error> {
+    // A look without locks first: while a rebuild is far behind (every supervisor tick asks),
+    // the LIVE consumer is not held up at all.
+    let rows = list(pool, true).await?;
+    let (live, building) = (
+        rows.iter().find(|r| r.state == State::Live).map(|r| r.generation),
+        rows.iter().find(|r| r.state == State::Building).map(|r| r.generation),
+    );
+    let Some(building) = building else {
+        return Ok(SwitchOutcome::NothingToSwitch);
+    };
+    if let Some(live) = live {
+        let cps = checkpoints(pool, topic).await?;
+        let partitions = behind(cps.get(&live), cps.get(&building));
+        if !partitions.is_empty() {
+            return Ok(SwitchOutcome::Behind { building, partitions });
+        }
+    }
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let active: Vec<(i32, String, bool)> = sqlx::query_as(
@@ -235,15 +252,9 @@ pub async fn try_switch(pool: &PgPool, topic: &str, respect_hold: bool) -> Resul
     .await?
     .into_iter()
     .collect();
-    let behind: Vec<(i32, i64, i64)> = live_cps
-        .iter()
-        .filter_map(|(p, l)| {
-            let b = building_cps.get(p).copied().unwrap_or(0);
-            (b < *l).then_some((*p, b, *l))
-        })
-        .collect();
-    if !behind.is_empty() {
-        return Ok(SwitchOutcome::Behind { building, partitions: behind });
+    let partitions = behind(Some(&live_cps), Some(&building_cps));
+    if !partitions.is_empty() {
+        return Ok(SwitchOutcome::Behind { building, partitions });
     }
     if respect_hold && hold {
         return Ok(SwitchOutcome::Held { building });
@@ -266,6 +277,17 @@ pub async fn try_switch(pool: &PgPool, topic: &str, respect_hold: bool) -> Resul
     tracing::info!(%from, to = %building, "switched the read models to the rebuilt generation");
     metrics::counter!("projector_switches_total").increment(1);
     Ok(SwitchOutcome::Switched { from, to: building })
+}
+
+/// `(partition, building, live)` wherever the building checkpoint is below the live one.
+fn behind(live: Option<&BTreeMap<i32, i64>>, building: Option<&BTreeMap<i32, i64>>) -> Vec<(i32, i64, i64)> {
+    live.into_iter()
+        .flatten()
+        .filter_map(|(p, l)| {
+            let b = building.and_then(|cps| cps.get(p)).copied().unwrap_or(0);
+            (b < *l).then_some((*p, b, *l))
+        })
+        .collect()
 }
 
 /// The checkpoints of every consumer on `topic`, by generation.
