@@ -23,10 +23,13 @@ pub enum Schema {
     Kafka,
     /// The live partition → shard map (`placement` on the global instance).
     Placement,
+    /// The projector's read models and their generations (`read_models` on the global instance).
+    ReadModels,
 }
 
 impl Schema {
-    pub const ALL: [Self; 5] = [Self::Accounts, Self::Shard, Self::Notifications, Self::Kafka, Self::Placement];
+    pub const ALL: [Self; 6] =
+        [Self::Accounts, Self::Shard, Self::Notifications, Self::Kafka, Self::Placement, Self::ReadModels];
 
     pub fn dir_name(self) -> &'static str {
         match self {
@@ -35,6 +38,7 @@ impl Schema {
             Self::Notifications => "notifications",
             Self::Kafka => "kafka",
             Self::Placement => "placement",
+            Self::ReadModels => "read_models",
         }
     }
 }

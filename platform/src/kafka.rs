@@ -58,12 +58,34 @@ fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
     Ok(client_config(bootstrap).create()?)
 }
 
-/// Creates each `(topic, partitions)` that does not exist yet; existing topics are left as
-/// they are.
+/// Topic configuration set at creation: keep every record for ever. The projector rebuilds
+/// its read models by replaying `orders.events` from offset 0, and the consumers' checkpoints
+/// assume nothing below them vanishes, so the log is the system of record and must not expire.
+///
+/// What Tansu 0.6.0 (Postgres storage) does with these, read in its source
+/// (`tansu-storage-0.6.0/src/sql/policy_delete.sql`, run by the broker's maintenance tick) and
+/// checked against its `topic_configuration` table:
+/// - both values are stored with the topic (`topic_configuration`) and returned by
+///   DescribeConfigs, so on Apache Kafka (whose default is 7 days) they mean "infinite";
+/// - Tansu deletes records only of topics that carry an explicit `cleanup.policy` containing
+///   `delete`; a topic without that key is never trimmed, whatever its `retention.ms`. We
+///   therefore never set `cleanup.policy`: Tansu computes `retention.ms / 1000` as an integer,
+///   so `-1` would become 0 s there and delete every record at the next maintenance tick;
+/// - `retention.bytes` is not looked at by Tansu at all.
+pub const KEEP_FOREVER: [(&str, &str); 2] = [("retention.ms", "-1"), ("retention.bytes", "-1")];
+
+/// Creates each `(topic, partitions)` that does not exist yet, with [`KEEP_FOREVER`]; existing
+/// topics are left as they are.
 pub async fn ensure_topics(bootstrap: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
     let admin = admin(bootstrap)?;
-    let new: Vec<NewTopic<'_>> =
-        topics.iter().map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| {
+            KEEP_FOREVER
+                .iter()
+                .fold(NewTopic::new(name, *partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v))
+        })
+        .collect();
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(10)));

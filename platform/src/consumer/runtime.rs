@@ -146,8 +146,10 @@ impl<H: Handler> Consumer<H> {
         self.status.clone()
     }
 
-    fn labels(&self) -> [(&'static str, String); 1] {
-        [("topic", self.settings.topic.clone())]
+    /// Every metric of the runtime carries the topic and the consumer's name, so two consumers
+    /// of one service (the projector's live and rebuilding generations) stay apart.
+    fn labels(&self) -> [(&'static str, String); 2] {
+        [("topic", self.settings.topic.clone()), ("consumer", self.settings.name.clone())]
     }
 
     /// Consumes until `stop`: campaigns for the lease, consumes while holding it, stands by
@@ -223,8 +225,13 @@ impl<H: Handler> Consumer<H> {
     }
 
     fn retried(&self, operation: &'static str, error: &dyn Display, next: Duration) {
-        metrics::counter!(self.names.retries.clone(), "topic" => self.settings.topic.clone(), "operation" => operation)
-            .increment(1);
+        metrics::counter!(
+            self.names.retries.clone(),
+            "topic" => self.settings.topic.clone(),
+            "consumer" => self.settings.name.clone(),
+            "operation" => operation
+        )
+        .increment(1);
         tracing::warn!(
             error = %error,
             operation,
@@ -445,18 +452,21 @@ impl<H: Handler> Consumer<H> {
         self.pause(None);
         #[allow(clippy::cast_precision_loss, reason = "a histogram of small counts")]
         metrics::histogram!(self.names.batch.clone(), &self.labels()).record(batch.len() as f64);
-        let topic = s.topic.clone();
+        let (topic, name) = (s.topic.clone(), s.name.clone());
         if let Some(Applied { applied, duplicates, detail }) = applied {
             let c = &self.names.consumed;
-            metrics::counter!(c.clone(), "topic" => topic.clone(), "outcome" => "sent").increment(applied);
-            metrics::counter!(c.clone(), "topic" => topic.clone(), "outcome" => "duplicate").increment(duplicates);
-            metrics::counter!(self.names.duplicates.clone(), "topic" => topic.clone()).increment(duplicates);
+            metrics::counter!(c.clone(), "topic" => topic.clone(), "consumer" => name.clone(), "outcome" => "sent")
+                .increment(applied);
+            metrics::counter!(c.clone(), "topic" => topic.clone(), "consumer" => name.clone(), "outcome" => "duplicate")
+                .increment(duplicates);
+            metrics::counter!(self.names.duplicates.clone(), &self.labels()).increment(duplicates);
             self.handler.committed(detail);
         }
         if !invalid.is_empty() {
             let c = &self.names.consumed;
             let n = u64::try_from(invalid.len()).unwrap_or(u64::MAX);
-            metrics::counter!(c.clone(), "topic" => topic.clone(), "outcome" => "dead_lettered").increment(n);
+            metrics::counter!(c.clone(), "topic" => topic, "consumer" => name, "outcome" => "dead_lettered")
+                .increment(n);
         }
         Ok(true)
     }
@@ -488,6 +498,7 @@ impl<H: Handler> Consumer<H> {
                         metrics::counter!(
                             self.names.dead_lettered.clone(),
                             "topic" => self.settings.topic.clone(),
+                            "consumer" => self.settings.name.clone(),
                             "reason" => rejection.code
                         )
                         .increment(1);

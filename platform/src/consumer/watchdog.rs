@@ -68,15 +68,17 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
         let lags = status.observe(checkpoints.as_ref(), marks.as_deref());
         for (partition, lag) in lags {
             #[allow(clippy::cast_precision_loss, reason = "a gauge; lags far below 2^52")]
-            metrics::gauge!(names.lag.clone(), "topic" => settings.topic.clone(), "partition" => partition.to_string())
-                .set(lag as f64);
+            metrics::gauge!(
+                names.lag.clone(),
+                "topic" => settings.topic.clone(),
+                "consumer" => settings.name.clone(),
+                "partition" => partition.to_string()
+            )
+            .set(lag as f64);
         }
         let snapshot = status.snapshot();
-        metrics::gauge!(names.stalled.clone(), "topic" => settings.topic.clone()).set(if snapshot.stalled {
-            1.0
-        } else {
-            0.0
-        });
+        metrics::gauge!(names.stalled.clone(), "topic" => settings.topic.clone(), "consumer" => settings.name.clone())
+            .set(if snapshot.stalled { 1.0 } else { 0.0 });
         if snapshot.stalled {
             tracing::warn!(
                 lag = snapshot.lag,

@@ -1,8 +1,8 @@
 //! `stackctl`: the parts of `./dev` that need the shard map.
 //!
-//! - `migrate [all|accounts|notifications|kafka|placement|shards]`: creates the databases when missing and
-//!   applies `migrations/<kind>/`: `accounts`, `notifications`, `kafka` and `placement` on the global
-//!   instance, `migrations/shard` on every shard. Idempotent: `./dev up` runs it on every start.
+//! - `migrate [all|accounts|notifications|kafka|placement|read-models|shards]`: creates the databases when
+//!   missing and applies `migrations/<kind>/`: `accounts`, `notifications`, `kafka`, `placement` and
+//!   `read_models` on the global instance, `migrations/shard` on every shard. Idempotent: `./dev up` runs it on every start.
 //! - `instances`: one line `NAME PORT` per local Postgres instance (the global one, then each
 //!   shard whose URL points at this machine).
 
@@ -17,7 +17,7 @@ use sqlx::postgres::PgPoolOptions;
 #[derive(Debug, Parser)]
 #[command(about = "Ticket Hub local stack helper")]
 struct Args {
-    /// The global Postgres server (accounts, notifications, kafka), without a database name.
+    /// The global Postgres server (accounts, notifications, kafka, read_models), without a database name.
     #[arg(long, env = "TICKET_HUB_GLOBAL_PG", default_value = "postgres://postgres@127.0.0.1:5440")]
     global: String,
     #[arg(long, env = "TICKET_HUB_SHARDS_FILE", default_value = "shards.toml")]
@@ -46,6 +46,7 @@ enum Target {
     Notifications,
     Kafka,
     Placement,
+    ReadModels,
     Shards,
 }
 
@@ -70,6 +71,7 @@ async fn migrate(args: &Args, target: Target) -> anyhow::Result<()> {
         (Target::Notifications, Schema::Notifications, "notifications"),
         (Target::Kafka, Schema::Kafka, "kafka"),
         (Target::Placement, Schema::Placement, "placement"),
+        (Target::ReadModels, Schema::ReadModels, "read_models"),
     ] {
         if wants(t) {
             apply(&format!("{global}/{database}"), &args.migrations, schema).await?;

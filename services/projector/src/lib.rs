@@ -1,0 +1,263 @@
+//! projector: the query side of Ticket Hub (CQRS read models) fed by `orders.events`.
+//!
+//! Three read models, kept in the `read_models` database on the global instance: sales per
+//! (event, ticket type), orders per customer, and every order's timeline. They are built in
+//! **generations**: each generation has its own schema and its own consumer of the project's
+//! runtime ([`platform::consumer`]: no consumer group, checkpoints committed with the
+//! effects, one active process per consumer name), so a rebuild replays the whole topic into
+//! a fresh generation beside the LIVE one and readers are switched over atomically once it
+//! caught up. Nothing here assumes order across partitions: every effect is keyed by the
+//! order's `version`.
+//!
+//! # Layout
+//! - [`Settings`] / [`Application`]: the service: HTTP (read API, ops endpoints) beside the
+//!   supervisor, one cancellation token for both.
+//! - [`event`]: a record parsed into checked values, or why not (DLQ).
+//! - [`store`]: a batch applied to one generation, set-based; the timeline is the inbox.
+//! - [`consumer`]: the handler given to the runtime, one per generation.
+//! - [`generations`]: generations, rebuild, the atomic switch, progress.
+//! - [`supervisor`]: one consumer per LIVE/BUILDING generation; switches when caught up.
+//! - [`reads`] / [`api`]: the read API on the public views.
+//! - [`cli`]: `projector [serve] | rebuild [--hold-switch] | switch | status`.
+
+pub mod api;
+pub mod cli;
+pub mod consumer;
+pub mod event;
+pub mod generations;
+pub mod reads;
+pub mod store;
+pub mod supervisor;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::auth::{JwksVerifier, TokenPolicy};
+use platform::events::{ORDERS_DLQ_TOPIC, ORDERS_TOPIC};
+use platform::http::Server;
+use platform::ops::{Check, Readiness};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::generations::Generation;
+use crate::supervisor::{LiveConsumer, Supervisor};
+
+pub const SERVICE: &str = "projector";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listen address (default `127.0.0.1:3020`).
+    pub http_addr: SocketAddr,
+    /// The `read_models` database on the global instance.
+    pub database_url: String,
+    /// How long a query waits for a database connection, in milliseconds (default 2000).
+    pub db_acquire_timeout_ms: u64,
+    /// Kafka bootstrap servers (default `127.0.0.1:9092`).
+    pub kafka_bootstrap: String,
+    /// The topic projected (default `orders.events`).
+    pub topic: String,
+    /// Where invalid records go, with a `dlq-reason` header (default `orders.events.dlq`).
+    /// A rebuild reads invalid records again and copies them there again (`dlq-source:
+    /// projector`).
+    pub dlq_topic: String,
+    /// Partitions of the topics when this service is the first to create them (default 6).
+    pub topic_partitions: i32,
+    /// Most records applied in one transaction (default 500).
+    pub batch_max_records: usize,
+    /// First and largest pause between retries while the database or the DLQ is failing, in
+    /// milliseconds (defaults 200 and 5000).
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// How often a standby process tries to take a generation's consumer lease, in
+    /// milliseconds (default 1000).
+    pub lease_retry_ms: u64,
+    /// Bound on each statement of a consumer's lease session, in milliseconds (default 10000).
+    pub statement_timeout_ms: u64,
+    /// How often lag and rebuild progress are measured, in milliseconds (default 5000).
+    pub lag_interval_ms: u64,
+    /// Lag with no checkpoint moving for this long is a stall, in milliseconds (default 15000).
+    pub stall_after_ms: u64,
+    /// How often the supervisor reads the generations (start/stop consumers, switch), in
+    /// milliseconds (default 1000).
+    pub supervise_interval_ms: u64,
+    /// `/readyz` fails while the LIVE generation lags more records than this (default 10000).
+    pub max_lag_records: i64,
+    /// The orders service, asked who organizes an event (default `http://127.0.0.1:3002`).
+    pub orders_url: String,
+    /// Bound on one call to orders, in milliseconds (default 2000).
+    pub orders_timeout_ms: u64,
+    /// The accounts JWKS, for verifying access tokens.
+    pub accounts_jwks_url: String,
+    /// Least time between JWKS refetches caused by unknown key ids, in milliseconds (default 10000).
+    pub jwks_min_refresh_ms: u64,
+    /// Expected `iss` and `aud` of access tokens.
+    pub token_issuer: String,
+    pub token_audience: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 3020)),
+            database_url: "postgres://postgres@127.0.0.1:5440/read_models".into(),
+            db_acquire_timeout_ms: 2000,
+            kafka_bootstrap: "127.0.0.1:9092".into(),
+            topic: ORDERS_TOPIC.into(),
+            dlq_topic: ORDERS_DLQ_TOPIC.into(),
+            topic_partitions: 6,
+            batch_max_records: 500,
+            retry_initial_ms: 200,
+            retry_max_ms: 5000,
+            lease_retry_ms: 1000,
+            statement_timeout_ms: 10_000,
+            lag_interval_ms: 5000,
+            stall_after_ms: 15_000,
+            supervise_interval_ms: 1000,
+            max_lag_records: 10_000,
+            orders_url: "http://127.0.0.1:3002".into(),
+            orders_timeout_ms: 2000,
+            accounts_jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
+            jwks_min_refresh_ms: 10_000,
+            token_issuer: TokenPolicy::default().issuer,
+            token_audience: TokenPolicy::default().audience,
+        }
+    }
+}
+
+impl Settings {
+    /// Cross-field rules serde cannot express; fails at start naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.topic_partitions > 0, "topic_partitions: must be at least 1");
+        anyhow::ensure!(!self.topic.is_empty(), "topic: must not be empty");
+        anyhow::ensure!(self.topic != self.dlq_topic, "dlq_topic: must differ from topic");
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.batch_max_records),
+            "batch_max_records: must be between 1 and 10000"
+        );
+        anyhow::ensure!(self.retry_initial_ms > 0, "retry_initial_ms: must be at least 1");
+        anyhow::ensure!(self.retry_max_ms >= self.retry_initial_ms, "retry_max_ms: must be at least retry_initial_ms");
+        anyhow::ensure!(self.lease_retry_ms > 0, "lease_retry_ms: must be at least 1");
+        anyhow::ensure!(
+            (100..=600_000).contains(&self.statement_timeout_ms),
+            "statement_timeout_ms: must be between 100 and 600000"
+        );
+        anyhow::ensure!(self.lag_interval_ms > 0, "lag_interval_ms: must be at least 1");
+        anyhow::ensure!(
+            self.stall_after_ms >= 2 * self.lag_interval_ms,
+            "stall_after_ms: must be at least twice lag_interval_ms (a stall needs two measurements)"
+        );
+        anyhow::ensure!(
+            (10..=60_000).contains(&self.supervise_interval_ms),
+            "supervise_interval_ms: must be between 10 and 60000"
+        );
+        anyhow::ensure!(self.max_lag_records >= 0, "max_lag_records: must not be negative");
+        anyhow::ensure!(
+            self.orders_url.starts_with("http://") || self.orders_url.starts_with("https://"),
+            "orders_url: must be an http(s) URL"
+        );
+        anyhow::ensure!(self.orders_timeout_ms > 0, "orders_timeout_ms: must be at least 1");
+        anyhow::ensure!(!self.accounts_jwks_url.is_empty(), "accounts_jwks_url: must not be empty");
+        Ok(())
+    }
+
+    /// The runtime's view of these settings for generation `g`'s consumer. Its metrics carry
+    /// `consumer="projector.g<N>"`, which is what keeps two generations' lag apart.
+    pub fn consumer(&self, g: Generation) -> platform::consumer::Settings {
+        platform::consumer::Settings {
+            service: SERVICE,
+            name: g.consumer_name(),
+            bootstrap: self.kafka_bootstrap.clone(),
+            topic: self.topic.clone(),
+            dlq_topic: self.dlq_topic.clone(),
+            topic_partitions: self.topic_partitions,
+            batch_max_records: self.batch_max_records,
+            retry_initial: Duration::from_millis(self.retry_initial_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms),
+            lease_retry: Duration::from_millis(self.lease_retry_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
+            lag_interval: Duration::from_millis(self.lag_interval_ms),
+            stall_after: Duration::from_millis(self.stall_after_ms),
+        }
+    }
+
+    /// A pool on the `read_models` database that connects on first use.
+    pub fn pool(&self) -> anyhow::Result<sqlx::PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_millis(self.db_acquire_timeout_ms))
+            .connect_lazy(&self.database_url)?)
+    }
+}
+
+pub struct Application {
+    /// The read API and the ops endpoints, bound at build so tests learn the port.
+    http: Server,
+    /// Runs the generations' consumers; started by `run_until_stopped`.
+    supervisor: Supervisor,
+}
+
+impl Application {
+    /// Binds HTTP and prepares the clients; connects to nothing, so the service starts (and
+    /// `/readyz` says what is missing) while a dependency is down.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let pool = settings.pool()?;
+        let live = LiveConsumer::default();
+        let policy = TokenPolicy { issuer: settings.token_issuer.clone(), audience: settings.token_audience.clone() };
+        let verifier = JwksVerifier::new(
+            settings.accounts_jwks_url.clone(),
+            reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
+            policy,
+            Duration::from_millis(settings.jwks_min_refresh_ms),
+        );
+        let orders = api::OrdersClient {
+            client: reqwest::Client::builder().timeout(Duration::from_millis(settings.orders_timeout_ms)).build()?,
+            base_url: settings.orders_url.clone(),
+        };
+        let max_lag = settings.max_lag_records;
+        let projection = {
+            let live = live.clone();
+            Check::new("projection", move || {
+                let live = live.clone();
+                async move { live.check(max_lag) }
+            })
+        };
+        let readiness = Readiness::new(vec![
+            Check::postgres("postgres", pool.clone()),
+            platform::kafka::check("kafka", &settings.kafka_bootstrap),
+            projection,
+        ]);
+        let state = api::AppState { pool: pool.clone(), verifier: Arc::new(verifier), orders: Arc::new(orders) };
+        let http = Server::bind(settings.http_addr, platform::http::app(api::router(state), readiness)).await?;
+        let supervisor = Supervisor::new(settings, pool, live);
+        Ok(Self { http, supervisor })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.http.port()
+    }
+
+    /// Serves HTTP and supervises the consumers until `shutdown`; each consumer then finishes
+    /// the batch at hand and gives its lease back. Either part failing stops the other.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "projector listening");
+        let stop = shutdown.child_token();
+        let supervisor = {
+            let stop = stop.clone();
+            let supervisor = self.supervisor;
+            tokio::spawn(async move {
+                let result = supervisor.run(stop.clone()).await;
+                stop.cancel();
+                result
+            })
+        };
+        let http = self.http.run(stop.clone()).await;
+        stop.cancel();
+        let supervised = supervisor.await;
+        http?;
+        supervised??;
+        Ok(())
+    }
+}
