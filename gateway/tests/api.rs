@@ -10,5 +10,6 @@ mod api {
     pub mod helpers;
     pub mod measure;
     pub mod ops;
+    pub mod read_models;
     pub mod readme;
 }

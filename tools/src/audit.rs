@@ -77,8 +77,8 @@ const SHARD_STOCK: &str = "select tt.id as ticket_type_id, tt.total_quantity, tt
         coalesce(sum(o.quantity) filter (where o.status = 'PAID'), 0)::bigint as tickets_paid,
         coalesce(sum(o.quantity) filter (where o.status = 'CANCELLED'), 0)::bigint as tickets_cancelled,
         coalesce(sum(o.total_price_in_cents) filter (where o.status = 'PAID'), 0)::bigint as revenue_in_cents
-     from ticket_types tt left join orders o on o.ticket_type_id = tt.id
-     where partition_readable(tt.region, tt.partition)
+     from ticket_types tt join events e on e.id = tt.event_id left join orders o on o.ticket_type_id = tt.id
+     where partition_readable(e.region, tt.partition)
      group by tt.id";
 
 const READ_SALES: &str = "select ticket_type_id, orders, orders_paid, orders_cancelled, tickets_sold, tickets_paid,

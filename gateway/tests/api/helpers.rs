@@ -10,7 +10,7 @@ use testkit::{TestApp, TestDb, TestRedis, TestShards};
 pub struct Stack {
     pub gateway: TestApp,
     /// Kept running for the test's lifetime.
-    _accounts: TestApp,
+    pub accounts: TestApp,
     pub orders: Option<TestApp>,
     pub settings: gateway::Settings,
     pub accounts_db: TestDb,
@@ -89,7 +89,7 @@ async fn build(adjust: impl FnOnce(&mut gateway::Settings), down: &[&str]) -> St
     };
     adjust(&mut settings);
     let gateway = spawn_gateway(settings.clone(), &shards).await;
-    Stack { gateway, _accounts: accounts, orders: Some(orders), settings, accounts_db, shards, redis, _keys: keys }
+    Stack { gateway, accounts, orders: Some(orders), settings, accounts_db, shards, redis, _keys: keys }
 }
 
 pub async fn spawn_gateway(settings: gateway::Settings, shards: &TestShards) -> TestApp {

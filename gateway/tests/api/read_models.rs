@@ -1,0 +1,153 @@
+//! The read-model queries end to end: orders placed, paid and cancelled through the gateway,
+//! published by the real relay, projected by the real projector, read back through the
+//! gateway with their authorization rules.
+
+use std::time::{Duration, Instant};
+
+use platform::db::Schema;
+use serde_json::{Value, json};
+use testkit::{TestApp, TestDb, TestKafka};
+
+use super::helpers::{Stack, code, data, spawn_gateway, stack};
+
+const SALES: &str = "query($e: ID!) { eventSales(eventId: $e) { eventId asOf ticketTypes { ticketTypeId region
+    orders ordersPaid ordersCancelled ticketsSold ticketsPaid ticketsCancelled revenueInCents } } }";
+const ORDERS: &str = "query($c: ID!) { customerOrders(customerId: $c, first: 10) { customerId asOf
+    items { orderId status quantity totalPriceInCents cancelReason version } nextCursor } }";
+const TIMELINE: &str = "query($o: ID!) { orderTimeline(orderId: $o) { orderId customerId asOf
+    events { version eventName source outboxId correlationId } } }";
+
+/// The relay and the projector on `s`'s shards and a fresh topic, and a gateway that reads
+/// from that projector.
+async fn with_pipeline(s: &Stack) -> (TestApp, TestApp, TestApp, TestDb, TestKafka) {
+    let kafka = TestKafka::new(3).await.unwrap();
+    let relay = orders::relay::Relay::build(
+        orders::relay::Settings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            kafka_bootstrap: kafka.bootstrap.clone(),
+            topic: kafka.topic.clone(),
+            dlq_topic: kafka.dlq_topic.clone(),
+            poll_interval_ms: 200,
+            topic_partitions: 3,
+            ..orders::relay::Settings::default()
+        },
+        s.shards.map.clone(),
+    )
+    .await
+    .unwrap();
+    let relay = TestApp::spawn(relay.port(), move |stop| relay.run_until_stopped(stop));
+    let db = TestDb::global(Schema::ReadModels).await.unwrap();
+    let projector = projector::Application::build(projector::Settings {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: db.url.clone(),
+        kafka_bootstrap: kafka.bootstrap.clone(),
+        topic: kafka.topic.clone(),
+        dlq_topic: kafka.dlq_topic.clone(),
+        lag_interval_ms: 200,
+        stall_after_ms: 2000,
+        lease_retry_ms: 200,
+        supervise_interval_ms: 200,
+        orders_url: s.orders.as_ref().unwrap().base_url.clone(),
+        accounts_jwks_url: s.accounts.url("/.well-known/jwks.json"),
+        ..projector::Settings::default()
+    })
+    .await
+    .unwrap();
+    let projector = TestApp::spawn(projector.port(), move |stop| projector.run_until_stopped(stop));
+    let settings = gateway::Settings { projector_url: projector.base_url.clone(), ..s.settings.clone() };
+    let gateway = spawn_gateway(settings, &s.shards).await;
+    (gateway, relay, projector, db, kafka)
+}
+
+async fn gql(gateway: &TestApp, token: &str, query: &str, variables: Value) -> Value {
+    let res = gateway
+        .client
+        .post(gateway.url("/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap();
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_read_models_answer_through_the_gateway_for_their_owner_or_an_admin() {
+    let s = stack().await;
+    let (gateway, _relay, _projector, _db, _kafka) = with_pipeline(&s).await;
+    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let (event, tt) = s.event(&organizer, "NA", 10).await;
+    let (customer_id, _, customer) = s.user("CUSTOMER").await;
+    let placed: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let res = s.order(&customer, None, "NA", &event, &tt, 2).await;
+            ids.push(data(&res)["createOrder"]["orderId"].as_str().unwrap().to_owned());
+        }
+        ids
+    };
+    let pay = "mutation($id: ID!) { payOrder(id: $id) { id } }";
+    assert!(data(&s.gql(Some(&customer), pay, json!({"id": placed[0]})).await)["payOrder"].is_object());
+    let cancel = "mutation($id: ID!) { cancelOrder(id: $id) { id } }";
+    assert!(data(&s.gql(Some(&customer), cancel, json!({"id": placed[1]})).await)["cancelOrder"].is_object());
+
+    // Eventually consistent: wait for the projection, through the gateway.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sales = loop {
+        let res = gql(&gateway, &organizer, SALES, json!({"e": event})).await;
+        let sales = data(&res)["eventSales"].clone();
+        if sales["ticketTypes"][0]["ordersCancelled"] == 1 && sales["ticketTypes"][0]["ordersPaid"] == 1 {
+            break sales;
+        }
+        assert!(Instant::now() < deadline, "the projection did not catch up: {res}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(sales["asOf"].is_string(), "{sales}");
+    assert_eq!(
+        sales["ticketTypes"][0],
+        json!({"ticketTypeId": tt, "region": "NA", "orders": 2, "ordersPaid": 1, "ordersCancelled": 1,
+               "ticketsSold": 2, "ticketsPaid": 2, "ticketsCancelled": 2, "revenueInCents": 5000})
+    );
+    // It agrees with the shard's stock: 10 − 2 paid.
+    assert_eq!(s.remaining(&event).await, 8);
+
+    let res = gql(&gateway, &customer, ORDERS, json!({"c": customer_id})).await;
+    let page = &data(&res)["customerOrders"];
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{res}");
+    let by_id = |id: &str| items.iter().find(|o| o["orderId"] == id).unwrap().clone();
+    assert_eq!((by_id(&placed[0])["status"].as_str(), by_id(&placed[0])["version"].as_i64()), (Some("PAID"), Some(2)));
+    assert_eq!(by_id(&placed[1])["cancelReason"], "CUSTOMER");
+    assert!(page["nextCursor"].is_null());
+
+    let res = gql(&gateway, &customer, TIMELINE, json!({"o": placed[0]})).await;
+    let timeline = &data(&res)["orderTimeline"];
+    assert_eq!(timeline["customerId"], customer_id.as_str());
+    let events = timeline["events"].as_array().unwrap();
+    let kinds: Vec<(i64, &str, &str)> = events
+        .iter()
+        .map(|e| (e["version"].as_i64().unwrap(), e["eventName"].as_str().unwrap(), e["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [(1, "OrderCreated", "na-1"), (2, "OrderPaid", "na-1")]);
+    assert!(events.iter().all(|e| e["correlationId"].is_string() && e["outboxId"].is_string()), "{res}");
+
+    // Authorization: another customer, another organizer: FORBIDDEN; an ADMIN may read all.
+    let (_, _, stranger) = s.user("CUSTOMER").await;
+    assert_eq!(code(&gql(&gateway, &stranger, ORDERS, json!({"c": customer_id})).await), Some("FORBIDDEN"));
+    assert_eq!(code(&gql(&gateway, &stranger, TIMELINE, json!({"o": placed[0]})).await), Some("FORBIDDEN"));
+    let (_, _, rival) = s.user("ORGANIZER").await;
+    assert_eq!(code(&gql(&gateway, &rival, SALES, json!({"e": event})).await), Some("FORBIDDEN"));
+    assert_eq!(code(&gql(&gateway, &customer, SALES, json!({"e": event})).await), Some("FORBIDDEN"));
+    let (_, admin) = s.admin().await;
+    for (query, vars, field) in [
+        (SALES, json!({"e": event}), "eventSales"),
+        (ORDERS, json!({"c": customer_id}), "customerOrders"),
+        (TIMELINE, json!({"o": placed[1]}), "orderTimeline"),
+    ] {
+        let res = gql(&gateway, &admin, query, vars).await;
+        assert!(data(&res)[field].is_object(), "{field}: {res}");
+    }
+    // Bad input names the argument and never reaches the projector.
+    let res = gql(&gateway, &admin, TIMELINE, json!({"o": "nope"})).await;
+    assert_eq!(code(&res), Some("BAD_USER_INPUT"), "{res}");
+}
