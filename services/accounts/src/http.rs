@@ -148,6 +148,21 @@ async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(s.keys.jwks()))
 }
 
+/// The one mapping of a `users` error to an answer (HTTP here; gRPC through `ApiError`).
+impl From<repo::RepoError> for ApiError {
+    fn from(e: repo::RepoError) -> Self {
+        match e {
+            repo::RepoError::EmailTaken => ApiError::Conflict {
+                code: "CONFLICT",
+                message: e.to_string(),
+                details: Some(json!({"fields": [{"field": "email", "message": "is already registered"}]})),
+            },
+            repo::RepoError::UnknownRole(_) => ApiError::internal(e),
+            repo::RepoError::Db(e) => ApiError::from_db(e, "the accounts database"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,15 +187,14 @@ impl AppState {
     /// A database error on `shard`: a shard that cannot be reached is a retryable 503 naming
     /// the region, while the other regions keep working; anything else is internal.
     pub fn shard_error(&self, shard: &ShardName, region: &shard_router::RegionName, e: sqlx::Error) -> ApiError {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                metrics::counter!("orders_shard_unavailable_total", "shard" => shard.to_string()).increment(1);
-                ApiError::Unavailable {
-                    message: format!("region {region} is temporarily unavailable (shard {shard}); retry shortly"),
-                    retry_after_secs: 2,
-                }
+        if platform::error::db_unavailable(&e) {
+            metrics::counter!("orders_shard_unavailable_total", "shard" => shard.to_string()).increment(1);
+            ApiError::Unavailable {
+                message: format!("region {region} is temporarily unavailable (shard {shard}); retry shortly"),
+                retry_after_secs: 2,
             }
-            other => ApiError::internal(other),
+        } else {
+            ApiError::internal(e)
         }
     }
 }
