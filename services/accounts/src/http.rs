@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use chrono::Utc;
+use platform::code;
 use platform::auth::{Authenticated, Verifier};
 use platform::error::{ApiError, FieldErrors};
 use platform::http::Json;
@@ -153,7 +154,7 @@ impl From<repo::RepoError> for ApiError {
     fn from(e: repo::RepoError) -> Self {
         match e {
             repo::RepoError::EmailTaken => ApiError::Conflict {
-                code: "CONFLICT",
+                code: code::CONFLICT,
                 message: e.to_string(),
                 details: Some(json!({"fields": [{"field": "email", "message": "is already registered"}]})),
             },

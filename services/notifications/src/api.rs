@@ -30,7 +30,7 @@ fn order_id(query: Option<&str>) -> Result<Uuid, ApiError> {
         .find(|(k, _)| k == "orderId")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::field("orderId", "required: the order whose notifications to list"))?;
-    Uuid::try_parse(&raw).map_err(|_| ApiError::field("orderId", "must be a UUID"))
+    platform::parse::uuid(&raw).map_err(|m| ApiError::field("orderId", m))
 }
 
 #[cfg(test)]

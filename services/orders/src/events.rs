@@ -58,10 +58,7 @@ fn parse(state: &AppState, body: CreateBody) -> Result<NewEvent, ApiError> {
         "region",
         match body.region.as_deref().map(str::trim) {
             None | Some("") => Err("is required".into()),
-            Some(r) => state.shards.region_named(r).map(|r| r.name.clone()).ok_or_else(|| {
-                let known: Vec<&str> = state.shards.regions().map(|r| r.name.as_str()).collect();
-                format!("unknown region `{r}`; known: {}", known.join(", "))
-            }),
+            Some(r) => state.shards.parse_region(r).map(|r| r.name.clone()),
         },
     );
     let title = errors.check("title", Text::parse(body.title.as_deref().unwrap_or_default(), 255));

@@ -3,6 +3,7 @@
 //! replays its answer) or rolls back (then proceeds as the first).
 
 use axum::http::HeaderMap;
+use platform::code;
 use platform::error::ApiError;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -72,7 +73,7 @@ pub async fn claim(
     .await?;
     if hash != request_hash {
         return Ok(Err(ApiError::Unprocessable {
-            code: "IDEMPOTENCY_KEY_REUSED",
+            code: code::IDEMPOTENCY_KEY_REUSED,
             message: "this Idempotency-Key was used with a different request".into(),
             details: None,
         }));
@@ -132,7 +133,7 @@ pub async fn seen_elsewhere(
             Ok(Some((hash, status, response))) => {
                 if hash != request_hash {
                     return Err(ApiError::Unprocessable {
-                        code: "IDEMPOTENCY_KEY_REUSED",
+                        code: code::IDEMPOTENCY_KEY_REUSED,
                         message: "this Idempotency-Key was used with a different request".into(),
                         details: None,
                     });

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use platform::code;
 use platform::auth::{Authenticated, Role};
 use platform::error::{ApiError, FieldErrors};
 use platform::events::{OrderCreated, OrderEvent};
@@ -50,9 +51,7 @@ fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
         "region",
         match body.region.as_deref().map(str::trim) {
             None | Some("") => Err("is required".to_owned()),
-            Some(r) => {
-                state.shards.region_named(r).map(|r| r.name.clone()).ok_or_else(|| format!("unknown region `{r}`"))
-            }
+            Some(r) => state.shards.parse_region(r).map(|r| r.name.clone()),
         },
     );
     let routed = |raw: &Option<String>| match raw.as_deref().map(str::trim) {
@@ -73,7 +72,7 @@ fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
     // The event's id says where it lives: a region tag that disagrees is the client's mistake.
     if route.region != region {
         return Err(ApiError::Unprocessable {
-            code: "REGION_MISMATCH",
+            code: code::REGION_MISMATCH,
             message: format!("the order is tagged {region} but event {event_id} lives in {}", route.region),
             details: Some(json!({"requestedRegion": region.as_str(), "eventRegion": route.region.as_str()})),
         });
@@ -217,10 +216,10 @@ async fn place_once(
         return Err(WorkError::Api(match remaining {
             None => ApiError::NotFound(format!("no ticket type {} in event {}", order.ticket_type_id, order.event_id)),
             Some((0,)) => {
-                ApiError::Conflict { code: "SOLD_OUT", message: "this ticket type is sold out".into(), details: None }
+                ApiError::Conflict { code: code::SOLD_OUT, message: "this ticket type is sold out".into(), details: None }
             }
             Some((left,)) => ApiError::Conflict {
-                code: "INSUFFICIENT_STOCK",
+                code: code::INSUFFICIENT_STOCK,
                 message: format!("only {left} tickets left"),
                 details: Some(json!({ "remaining": left })),
             },
