@@ -260,7 +260,9 @@ mod tests {
 
     #[test]
     fn unreachable_database_is_unavailable_and_the_rest_internal() {
-        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into())] {
+        for e in
+            [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into())]
+        {
             let err = Err::<(), _>(e).or_unavailable("the test database").unwrap_err();
             assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(err.to_string(), "the test database is unavailable; retry shortly");

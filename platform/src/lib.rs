@@ -23,9 +23,9 @@
 
 #[cfg(feature = "auth")]
 pub mod auth;
+pub mod code;
 #[cfg(feature = "kafka")]
 pub mod consumer;
-pub mod code;
 pub mod correlation;
 pub mod db;
 pub mod error;
