@@ -8,8 +8,11 @@
 //! - [`settings`]: [`Settings`], durations typed, validated before anything starts.
 //! - [`Application`]: the orders HTTP service.
 //! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
-//! - [`events`]: events and ticket types, created on their region's shard, read by id.
-//! - [`idempotency`]: `Idempotency-Key` records claimed inside the guarded transaction.
+//! - [`catalog`]: events (concerts) and their ticket types, created on their region's shard,
+//!   read by id. Named so that "event" in this crate means one thing: an `OrderEvent` on the
+//!   outbox.
+//! - [`idempotency`]: `Idempotency-Key` records, and the one guard (claim → work → record)
+//!   every keyed write runs inside its shard transaction.
 //! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
 //! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
 //!   stock lock that spaces out contention (the database guard is what prevents overselling).
@@ -20,8 +23,8 @@
 //!   metrics).
 //! - [`rebalance`]: `orders-rebalance`, the tool that carries a changed `shards.toml` out.
 
+pub mod catalog;
 pub mod domain;
-pub mod events;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod listing;
@@ -156,8 +159,7 @@ impl Application {
         let pools = ShardPools::connect_lazy(&shards, settings.shard_acquire_timeout)?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
         let shards = Arc::new(shards);
-        let store =
-            LiveStore::connect_lazy(&settings.placement_url, settings.shard_acquire_timeout)?;
+        let store = LiveStore::connect_lazy(&settings.placement_url, settings.shard_acquire_timeout)?;
         let placement = placement::LivePlacement::start(store.clone(), shards.clone(), pools.clone()).await?;
         let mut checks = shard_checks(&pools);
         checks.push(Check::redis("redis", redis.clone()));
@@ -194,15 +196,12 @@ impl Application {
             let placement = placement.clone();
             Readiness::new(checks).with_note("placement", move || placement.describe())
         };
-        let routes = events::router(state.clone())
+        let routes = catalog::router(state.clone())
             .merge(listing::router(state.clone()))
             .merge(placement::router(state.clone()))
             .merge(orders::router(state.clone()))
             .merge(lifecycle::router(state.clone()))
-            .layer(axum::middleware::from_fn_with_state(
-                settings.request_timeout,
-                platform::http::deadline,
-            ));
+            .layer(axum::middleware::from_fn_with_state(settings.request_timeout, platform::http::deadline));
         let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
         Ok(Self { http, pools: pools_for_metrics, placement, settings, state })
     }

@@ -129,10 +129,7 @@ async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> 
     let mut errors = FieldErrors::default();
     let region = match q.region.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
         None => Some(None),
-        Some(r) => errors.check(
-            "region",
-            state.shards.parse_region(r).cloned().map(Some),
-        ),
+        Some(r) => errors.check("region", state.shards.parse_region(r).cloned().map(Some)),
     };
     let organizer = match q.organizer_id.as_deref() {
         None => Some(None),
