@@ -56,13 +56,7 @@ struct NewEvent {
 
 fn parse(state: &AppState, body: CreateBody) -> Result<NewEvent, ApiError> {
     let mut errors = FieldErrors::default();
-    let region = errors.check(
-        "region",
-        match body.region.as_deref().map(str::trim) {
-            None | Some("") => Err("is required".into()),
-            Some(r) => state.shards.parse_region(r).map(|r| r.name.clone()),
-        },
-    );
+    let region = errors.check("region", state.required_region(body.region.as_deref()));
     let title = errors.check("title", Text::parse(body.title.as_deref().unwrap_or_default(), 255));
     let description = match body.description.as_deref().map(str::trim) {
         None | Some("") => Some(None),

@@ -94,6 +94,15 @@ impl AppState {
         })
     }
 
+    /// The region a request body names: required, and one of the shard map's (the message
+    /// names the known ones).
+    pub fn required_region(&self, raw: Option<&str>) -> Result<shard_router::RegionName, String> {
+        match raw.map(str::trim) {
+            None | Some("") => Err("is required".to_owned()),
+            Some(r) => self.shards.parse_region(r).map(|r| r.name.clone()),
+        }
+    }
+
     pub fn pool(&self, shard: &ShardName) -> Result<&PgPool, ApiError> {
         self.pools.get(shard).ok_or_else(|| ApiError::internal(anyhow::anyhow!("no pool for shard {shard}")))
     }

@@ -48,13 +48,7 @@ struct NewOrder {
 
 fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
     let mut errors = FieldErrors::default();
-    let region = errors.check(
-        "region",
-        match body.region.as_deref().map(str::trim) {
-            None | Some("") => Err("is required".to_owned()),
-            Some(r) => state.shards.parse_region(r).map(|r| r.name.clone()),
-        },
-    );
+    let region = errors.check("region", state.required_region(body.region.as_deref()));
     let routed = |raw: &Option<String>| match raw.as_deref().map(str::trim) {
         None | Some("") => Err("is required".to_owned()),
         Some(raw) => state.placement.snapshot().router.route_str(raw).map_err(|_| format!("`{raw}` is not a valid id")),
