@@ -7,6 +7,7 @@
 //! `REGION_MISMATCH`, `UNAVAILABLE`, `INTERNAL`. The message is the downstream's, meant for
 //! people; internal causes (and anything naming an internal address) are logged, never shown.
 
+use platform::code;
 use serde_json::{Value, json};
 
 use crate::downstream::Service;
@@ -45,17 +46,6 @@ pub enum GatewayError {
 /// bad variables, depth or complexity over the limit) or never saw (a body too large or not a
 /// GraphQL request): the client's input, like any other bad input.
 pub const REQUEST_ERROR_CODE: &str = "BAD_USER_INPUT";
-
-/// Downstream codes that pass through as they are.
-const CONFLICT_CODES: [&str; 7] = [
-    "CONFLICT",
-    "SOLD_OUT",
-    "INSUFFICIENT_STOCK",
-    "REGION_MISMATCH",
-    "ORDER_PAID",
-    "ORDER_CANCELLED",
-    "RESERVATION_EXPIRED",
-];
 
 impl GatewayError {
     /// Logs `cause` once, with its chain, and returns the opaque internal error.
@@ -108,7 +98,7 @@ impl GatewayError {
             .and_then(|b| b["message"].as_str())
             .map_or_else(|| format!("the {service} service answered {status}"), str::to_owned);
         let details = body.and_then(|b| b.get("details")).filter(|d| !d.is_null()).cloned();
-        if let Some(known) = CONFLICT_CODES.iter().find(|c| **c == code) {
+        if let Some(known) = code::PASSED_THROUGH.iter().find(|c| **c == code) {
             return Self::Conflict { code: known, message, details };
         }
         match (status, code) {
@@ -116,10 +106,10 @@ impl GatewayError {
             (_, "FORBIDDEN") | (403, _) => Self::Forbidden(message),
             (_, "NOT_FOUND") | (404, _) => Self::NotFound(message),
             // The same key sent with another request: the client's conflict, named as such.
-            (_, "IDEMPOTENCY_KEY_REUSED") => {
-                Self::Conflict { code: "CONFLICT", message, details: Some(json!({ "reason": code })) }
+            (_, code::IDEMPOTENCY_KEY_REUSED) => {
+                Self::Conflict { code: code::CONFLICT, message, details: Some(json!({ "reason": code })) }
             }
-            (409, _) => Self::Conflict { code: "CONFLICT", message, details },
+            (409, _) => Self::Conflict { code: code::CONFLICT, message, details },
             // Login throttling: retry later, like any shed load.
             (_, "TOO_MANY_REQUESTS") | (429, _) | (502..=504, _) | (_, "UNAVAILABLE") => {
                 Self::Unavailable { message, retry_after_secs: retry_after }

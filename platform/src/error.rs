@@ -154,6 +154,49 @@ impl ApiError {
     }
 }
 
+/// Whether `e` means the database cannot be reached right now (no connection within the pool's
+/// timeout, a closed pool, a broken socket, a failed TLS handshake): an outage the client may
+/// retry, not a bug. The one place this is decided; every service maps its database errors here.
+pub fn db_unavailable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+}
+
+impl ApiError {
+    /// A database error as the client sees it: unreachable (see [`db_unavailable`]) is a
+    /// retryable 503 saying `what` is unavailable, anything else is internal (logged, not shown).
+    pub fn from_db(e: sqlx::Error, what: &str) -> Self {
+        if db_unavailable(&e) {
+            Self::Unavailable { message: format!("{what} is unavailable; retry shortly"), retry_after_secs: 2 }
+        } else {
+            Self::internal(e)
+        }
+    }
+}
+
+/// Database results at a boundary (realworld-axum-sqlx `ResultExt`): `?` after one call, not a
+/// `.map_err` per statement.
+pub trait ResultExt<T> {
+    /// Maps the error with [`ApiError::from_db`], naming `what` ("the accounts database").
+    fn or_unavailable(self, what: &str) -> Result<T, ApiError>;
+
+    /// A violation of the unique or check constraint (or unique index) `name` becomes `f()`;
+    /// any other error is kept for the caller's own mapping.
+    fn on_constraint<E: From<sqlx::Error>>(self, name: &str, f: impl FnOnce() -> E) -> Result<T, E>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn or_unavailable(self, what: &str) -> Result<T, ApiError> {
+        self.map_err(|e| ApiError::from_db(e, what))
+    }
+
+    fn on_constraint<E: From<sqlx::Error>>(self, name: &str, f: impl FnOnce() -> E) -> Result<T, E> {
+        self.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.constraint() == Some(name) => f(),
+            _ => E::from(e),
+        })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(cause) = &self {
@@ -213,6 +256,19 @@ mod tests {
     fn internal_hides_its_cause() {
         let err = ApiError::internal(anyhow::anyhow!("connection to 10.0.0.5 refused"));
         assert_eq!(err.body(), json!({"error": "INTERNAL", "message": "internal error"}));
+    }
+
+    #[test]
+    fn unreachable_database_is_unavailable_and_the_rest_internal() {
+        for e in
+            [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into())]
+        {
+            let err = Err::<(), _>(e).or_unavailable("the test database").unwrap_err();
+            assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(err.to_string(), "the test database is unavailable; retry shortly");
+        }
+        let err = Err::<(), _>(sqlx::Error::RowNotFound).or_unavailable("the test database").unwrap_err();
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

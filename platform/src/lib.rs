@@ -9,18 +9,21 @@
 //! - [`metrics`]: the process-wide Prometheus recorder.
 //! - [`ops`]: `/healthz`, `/readyz` (dependency checks), `/metrics`.
 //! - [`correlation`]: the `x-correlation-id` carried across HTTP, gRPC and Kafka.
-//! - [`error`]: the one API error enum and its mapping to HTTP (and gRPC with `grpc`).
+//! - [`error`]: the one API error enum and its mapping to HTTP (and gRPC with `grpc`), and the
+//!   one decision that a database is unavailable. [`code`]: the error codes services share.
 //! - [`http`]: serving with graceful shutdown, and a JSON extractor with clear 4xx errors.
 //! - [`events`]: the Kafka event contracts of `orders.events`.
 //! - [`db`]: database creation and migrations. [`redis`]: the Redis pool. [`kafka`]: admin
 //!   and readiness for the broker (feature `kafka`).
 //! - [`consumer`]: the one Kafka consumer runtime: lease, checkpoints with the effects,
 //!   batches, DLQ, watchdog (feature `kafka`).
+//! - [`parse`]: client values every service reads (UUIDs).
 //! - [`shutdown`]: one cancellation token fired by SIGTERM or Ctrl-C.
 //! - [`auth`]: roles, token claims, and verification against the accounts JWKS (feature `auth`).
 
 #[cfg(feature = "auth")]
 pub mod auth;
+pub mod code;
 #[cfg(feature = "kafka")]
 pub mod consumer;
 pub mod correlation;
@@ -32,6 +35,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;
+pub mod parse;
 pub mod redis;
 pub mod settings;
 pub mod shutdown;

@@ -41,6 +41,38 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
     figment::<T>(service, file).extract().map_err(Box::new)
 }
 
+/// A `Duration` kept under a key that names its unit in milliseconds (`lock_ttl_ms = 2000`):
+/// `#[serde(rename = "lock_ttl_ms", with = "platform::settings::millis")] lock_ttl: Duration`.
+/// Files and `TICKET_HUB_*` variables keep their keys; code gets a typed duration.
+pub mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// The same as [`millis`] for keys in seconds (`reservation_ttl_secs = 900`).
+pub mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err, reason = "figment::Jail fixes the closures' error type")]
 mod tests {
@@ -94,6 +126,35 @@ mod tests {
             jail.create_file("d.toml", "http_adr = \"x\"\n")?;
             let err = load::<Demo>("demo", Some(Path::new("d.toml"))).unwrap_err().to_string();
             assert!(err.contains("http_adr"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Timed {
+        #[serde(rename = "wait_ms", with = "millis")]
+        wait: std::time::Duration,
+        #[serde(rename = "ttl_secs", with = "secs")]
+        ttl: std::time::Duration,
+    }
+
+    impl Default for Timed {
+        fn default() -> Self {
+            Self { wait: std::time::Duration::from_millis(300), ttl: std::time::Duration::from_secs(900) }
+        }
+    }
+
+    #[test]
+    fn durations_keep_their_unit_keys() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(load::<Timed>("timed", None).map_err(|e| e.to_string())?, Timed::default());
+            jail.set_env("TICKET_HUB_TIMED__WAIT_MS", "1500");
+            jail.create_dir("config")?;
+            jail.create_file("config/timed.toml", "ttl_secs = 60\n")?;
+            let s: Timed = load("timed", None).map_err(|e| e.to_string())?;
+            assert_eq!(s.wait, std::time::Duration::from_millis(1500));
+            assert_eq!(s.ttl, std::time::Duration::from_secs(60));
             Ok(())
         });
     }

@@ -2,18 +2,15 @@
 //!
 //! # Layout
 //! - [`accounts::v1`]: `AccountsService/GetUserById`, served by accounts, called by orders.
-//! - [`orders::v1`]: `OrdersService/GetOrderById`.
+//!
+//! orders has no gRPC contract: its `OrdersService` was generated but never served, and every
+//! caller (the gateway today) reads orders over HTTP, so it was deleted rather than
+//! kept as a second, untested way in.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs, reason = "generated code")]
 
 pub mod accounts {
     pub mod v1 {
         tonic::include_proto!("accounts.v1");
-    }
-}
-
-pub mod orders {
-    pub mod v1 {
-        tonic::include_proto!("orders.v1");
     }
 }

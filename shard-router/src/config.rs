@@ -182,6 +182,12 @@ impl Source<'_> {
     }
 }
 
+/// What a client is told for a region name no shard map holds: the name and the known ones.
+/// Written once, for the orders service and the gateway alike.
+pub fn unknown_region<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    format!("unknown region `{name}`; known: {}", known.into_iter().collect::<Vec<_>>().join(", "))
+}
+
 impl ShardMap {
     /// Reads `path`, validates it, and applies `TICKET_HUB_SHARD_<NAME>_URL` overrides from the
     /// process environment.
@@ -384,6 +390,12 @@ impl ShardMap {
     /// Looks a region up by its name as a client wrote it.
     pub fn region_named(&self, name: &str) -> Option<&Region> {
         self.regions.values().find(|r| r.name.as_str() == name)
+    }
+
+    /// The region a client named, or the one message for a name this map does not hold
+    /// ([`unknown_region`]).
+    pub fn parse_region(&self, name: &str) -> Result<&Region, String> {
+        self.region_named(name).ok_or_else(|| unknown_region(name, self.regions().map(|r| r.name.as_str())))
     }
 
     pub fn shards(&self) -> impl Iterator<Item = &Shard> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, EmptySubscription, ID, Object, Result, Schema};
+use platform::code;
 use serde_json::{Value, json};
 use shard_router::ShardMap;
 use tokio::sync::OnceCell;
@@ -62,8 +63,8 @@ impl Gateway {
         if self.regions.iter().any(|r| r.name == *region) {
             return Ok(region.0.clone());
         }
-        let known: Vec<&str> = self.regions.iter().map(|r| r.name.0.as_str()).collect();
-        Err(GatewayError::field(field, format!("unknown region `{}`; known: {}", region.0, known.join(", "))))
+        let known = self.regions.iter().map(|r| r.name.0.as_str());
+        Err(GatewayError::field(field, shard_router::config::unknown_region(&region.0, known)))
     }
 }
 
@@ -427,7 +428,7 @@ impl Mutation {
             // may have cached disagrees with the database, so it is dropped too.
             // Unanswered (timed out, cut): the order may have been placed all the same.
             Ok(_)
-            | Err(GatewayError::Conflict { code: "SOLD_OUT" | "INSUFFICIENT_STOCK", .. })
+            | Err(GatewayError::Conflict { code: code::SOLD_OUT | code::INSUFFICIENT_STOCK, .. })
             | Err(GatewayError::Unavailable { .. }) => {
                 gw.cache.invalidate(&[&region], &[&event_id]).await;
             }

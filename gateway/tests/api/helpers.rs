@@ -66,7 +66,7 @@ async fn build(adjust: impl FnOnce(&mut gateway::Settings), down: &[&str]) -> St
             redis_key_prefix: format!("{}orders:", redis.prefix),
             accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
             accounts_grpc_url: grpc,
-            shard_acquire_timeout_ms: if down.is_empty() { 10_000 } else { 500 },
+            shard_acquire_timeout: std::time::Duration::from_millis(if down.is_empty() { 10_000 } else { 500 }),
             placement_url: shards.placement.url.clone(),
             ..orders::Settings::default()
         },

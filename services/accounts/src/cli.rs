@@ -74,7 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = Password::parse(&raw).map_err(|m| anyhow::anyhow!("password {m}"))?;
             let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&settings.database_url).await?;
             let hash = password::Hasher::new(&settings.argon2).await?.hash(password).await?;
-            let id = repo::insert(&db, &email, &name, &hash, Role::Admin).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = repo::insert(&db, &email, &name, &hash, Role::Admin).await?;
             println!("created ADMIN {id} <{}>", email.as_str());
             Ok(())
         }

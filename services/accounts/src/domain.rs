@@ -117,7 +117,7 @@ impl UserId {
     /// The id in `raw` (surrounding spaces ignored). The message does not echo the input, so
     /// arbitrary client text is never reflected or logged.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Uuid::parse_str(raw.trim()).map(Self).map_err(|_| "must be a UUID".into())
+        platform::parse::uuid(raw.trim()).map(Self)
     }
 
     pub fn as_uuid(self) -> Uuid {

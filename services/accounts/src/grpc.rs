@@ -49,7 +49,7 @@ impl AccountsService for Accounts {
                         .map_err(|m| Status::invalid_argument(format!("id: {m}")))?;
                     let user = repo::by_id(&self.db, id)
                         .await
-                        .map_err(Status::from)?
+                        .map_err(|e| Status::from(platform::error::ApiError::from(e)))?
                         .ok_or_else(|| Status::not_found(format!("no user with id {id}")))?;
                     tracing::debug!(user_id = %id, "user found");
                     Ok(Response::new(GetUserByIdResponse {

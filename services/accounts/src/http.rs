@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use chrono::Utc;
 use platform::auth::{Authenticated, Verifier};
+use platform::code;
 use platform::error::{ApiError, FieldErrors};
 use platform::http::Json;
 use serde::Deserialize;
@@ -146,6 +147,21 @@ async fn me(State(s): State<AppState>, Authenticated(claims): Authenticated) -> 
 async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
     // Verifiers cache keys and refetch on an unknown kid, so a short max-age is enough.
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(s.keys.jwks()))
+}
+
+/// The one mapping of a `users` error to an answer (HTTP here; gRPC through `ApiError`).
+impl From<repo::RepoError> for ApiError {
+    fn from(e: repo::RepoError) -> Self {
+        match e {
+            repo::RepoError::EmailTaken => ApiError::Conflict {
+                code: code::CONFLICT,
+                message: e.to_string(),
+                details: Some(json!({"fields": [{"field": "email", "message": "is already registered"}]})),
+            },
+            repo::RepoError::UnknownRole(_) => ApiError::internal(e),
+            repo::RepoError::Db(e) => ApiError::from_db(e, "the accounts database"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! The `users` table.
+//! The `users` table. Returns its own [`RepoError`]; what a client sees for it is decided once,
+//! in `http.rs` (gRPC answers go through the same `ApiError`).
 
 use platform::auth::Role;
-use platform::error::ApiError;
+use platform::error::ResultExt;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -26,22 +27,25 @@ struct Row {
     password_hash: String,
 }
 
-impl TryFrom<Row> for User {
-    type Error = ApiError;
-
-    fn try_from(r: Row) -> Result<Self, ApiError> {
-        let role = Role::parse(&r.role)
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown role {} in users", r.role)))?;
-        Ok(Self { id: r.id.into(), email: r.email, name: r.name, role, password_hash: r.password_hash })
-    }
+/// What a `users` statement can end in besides its value.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// The normalized email is registered already (`users_email_normalized`).
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// A stored row this code cannot read (a role it does not know): a bug or a bad migration.
+    #[error("unknown role {0} in users")]
+    UnknownRole(String),
+    #[error("users query failed")]
+    Db(#[from] sqlx::Error),
 }
 
-fn db_error(e: sqlx::Error) -> ApiError {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            ApiError::Unavailable { message: "the accounts database is unavailable".into(), retry_after_secs: 2 }
-        }
-        _ => ApiError::internal(e),
+impl TryFrom<Row> for User {
+    type Error = RepoError;
+
+    fn try_from(r: Row) -> Result<Self, RepoError> {
+        let role = Role::parse(&r.role).ok_or(RepoError::UnknownRole(r.role))?;
+        Ok(Self { id: r.id.into(), email: r.email, name: r.name, role, password_hash: r.password_hash })
     }
 }
 
@@ -51,9 +55,9 @@ pub async fn insert(
     name: &UserName,
     password_hash: &str,
     role: Role,
-) -> Result<UserId, ApiError> {
+) -> Result<UserId, RepoError> {
     let id = UserId::generate();
-    let res = sqlx::query(
+    sqlx::query(
         "insert into users (id, email, email_normalized, name, password_hash, role) values ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id.as_uuid())
@@ -63,33 +67,24 @@ pub async fn insert(
     .bind(password_hash)
     .bind(role.as_str())
     .execute(db)
-    .await;
-    match res {
-        Ok(_) => Ok(id),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ApiError::Conflict {
-            code: "CONFLICT",
-            message: "an account with this email already exists".into(),
-            details: Some(serde_json::json!({"fields": [{"field": "email", "message": "is already registered"}]})),
-        }),
-        Err(e) => Err(db_error(e)),
-    }
+    .await
+    .on_constraint("users_email_normalized", || RepoError::EmailTaken)?;
+    Ok(id)
 }
 
-pub async fn by_email(db: &PgPool, email: &Email) -> Result<Option<User>, ApiError> {
+pub async fn by_email(db: &PgPool, email: &Email) -> Result<Option<User>, RepoError> {
     let row: Option<Row> =
         sqlx::query_as("select id, email, name, role, password_hash from users where email_normalized = $1")
             .bind(email.normalized())
             .fetch_optional(db)
-            .await
-            .map_err(db_error)?;
+            .await?;
     row.map(User::try_from).transpose()
 }
 
-pub async fn by_id(db: &PgPool, id: UserId) -> Result<Option<User>, ApiError> {
+pub async fn by_id(db: &PgPool, id: UserId) -> Result<Option<User>, RepoError> {
     let row: Option<Row> = sqlx::query_as("select id, email, name, role, password_hash from users where id = $1")
         .bind(id.as_uuid())
         .fetch_optional(db)
-        .await
-        .map_err(db_error)?;
+        .await?;
     row.map(User::try_from).transpose()
 }

@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::routing::get;
-use platform::error::ApiError;
+use platform::error::{ApiError, ResultExt};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -20,7 +20,7 @@ pub fn router(pool: PgPool) -> Router {
 async fn list(State(pool): State<PgPool>, RawQuery(query): RawQuery) -> Result<axum::Json<Value>, ApiError> {
     let order_id = order_id(query.as_deref())?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let notifications = store::for_order(&pool, order_id).await.map_err(db_error)?;
+    let notifications = store::for_order(&pool, order_id).await.or_unavailable("the notifications database")?;
     Ok(axum::Json(json!({ "orderId": order_id, "notifications": notifications })))
 }
 
@@ -30,20 +30,7 @@ fn order_id(query: Option<&str>) -> Result<Uuid, ApiError> {
         .find(|(k, _)| k == "orderId")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::field("orderId", "required: the order whose notifications to list"))?;
-    Uuid::try_parse(&raw).map_err(|_| ApiError::field("orderId", "must be a UUID"))
-}
-
-/// A database that cannot be reached is a retryable 503; anything else is internal.
-fn db_error(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            ApiError::Unavailable {
-                message: "the notifications database is unavailable; retry shortly".into(),
-                retry_after_secs: 2,
-            }
-        }
-        other => ApiError::internal(other),
-    }
+    platform::parse::uuid(&raw).map_err(|m| ApiError::field("orderId", m))
 }
 
 #[cfg(test)]

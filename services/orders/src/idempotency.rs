@@ -3,12 +3,14 @@
 //! replays its answer) or rolls back (then proceeds as the first).
 
 use axum::http::HeaderMap;
+use platform::code;
 use platform::error::ApiError;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::IdempotencyKey;
+use crate::shard::WorkError;
 
 /// The request's `Idempotency-Key` (or `x-idempotency-key`), if any.
 pub fn key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -72,7 +74,7 @@ pub async fn claim(
     .await?;
     if hash != request_hash {
         return Ok(Err(ApiError::Unprocessable {
-            code: "IDEMPOTENCY_KEY_REUSED",
+            code: code::IDEMPOTENCY_KEY_REUSED,
             message: "this Idempotency-Key was used with a different request".into(),
             details: None,
         }));
@@ -99,6 +101,46 @@ pub async fn record(
         .execute(tx)
         .await
         .map(drop)
+}
+
+/// Who sends a keyed write: the key's owner, the operation, the key (none: the write is not
+/// guarded) and the hash of the request it came with.
+pub struct Guard<'a> {
+    pub owner: Uuid,
+    pub operation: &'static str,
+    pub key: Option<&'a IdempotencyKey>,
+    pub request_hash: &'a [u8],
+}
+
+/// How a guarded write ended: done now (commit it) or answered before (nothing to commit).
+pub enum Answer {
+    Fresh(u16, Value),
+    Replay(u16, Value),
+}
+
+impl Guard<'_> {
+    /// The idempotency guard, written once for every keyed write: [`claim`] the key in `tx`,
+    /// run `work` when the claim is fresh and [`record`] its answer in the same transaction,
+    /// or hand back the stored answer on a replay. `db` maps a database error on the shard.
+    pub async fn run(
+        &self,
+        tx: &mut PgConnection,
+        partition: u16,
+        db: impl Fn(sqlx::Error) -> WorkError,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<(u16, Value), WorkError>,
+    ) -> Result<Answer, WorkError> {
+        let Some(key) = self.key else {
+            let (status, body) = work(tx).await?;
+            return Ok(Answer::Fresh(status, body));
+        };
+        match claim(tx, self.owner, self.operation, key, self.request_hash, partition).await.map_err(&db)?? {
+            Claim::Replay(status, body) => return Ok(Answer::Replay(status, body)),
+            Claim::Fresh => {}
+        }
+        let (status, body) = work(&mut *tx).await?;
+        record(tx, self.owner, self.operation, key, status, &body).await.map_err(&db)?;
+        Ok(Answer::Fresh(status, body))
+    }
 }
 
 /// Looks for `key` on every shard but `home` (an explicit fan-out, only for keyed requests): a
@@ -132,7 +174,7 @@ pub async fn seen_elsewhere(
             Ok(Some((hash, status, response))) => {
                 if hash != request_hash {
                     return Err(ApiError::Unprocessable {
-                        code: "IDEMPOTENCY_KEY_REUSED",
+                        code: code::IDEMPOTENCY_KEY_REUSED,
                         message: "this Idempotency-Key was used with a different request".into(),
                         details: None,
                     });

@@ -5,10 +5,14 @@
 //! it shares the shard map and the outbox schema.
 //!
 //! # Layout
-//! - [`Settings`] / [`Application`]: the orders HTTP service.
+//! - [`settings`]: [`Settings`], durations typed, validated before anything starts.
+//! - [`Application`]: the orders HTTP service.
 //! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
-//! - [`events`]: events and ticket types, created on their region's shard, read by id.
-//! - [`idempotency`]: `Idempotency-Key` records claimed inside the guarded transaction.
+//! - [`catalog`]: events (concerts) and their ticket types, created on their region's shard,
+//!   read by id. Named so that "event" in this crate means one thing: an `OrderEvent` on the
+//!   outbox.
+//! - [`idempotency`]: `Idempotency-Key` records, and the one guard (claim → work → record)
+//!   every keyed write runs inside its shard transaction.
 //! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
 //! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
 //!   stock lock that spaces out contention (the database guard is what prevents overselling).
@@ -19,8 +23,8 @@
 //!   metrics).
 //! - [`rebalance`]: `orders-rebalance`, the tool that carries a changed `shards.toml` out.
 
+pub mod catalog;
 pub mod domain;
-pub mod events;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod listing;
@@ -29,10 +33,9 @@ pub mod orders;
 pub mod placement;
 pub mod rebalance;
 pub mod relay;
+pub mod settings;
 pub mod shard;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,104 +45,15 @@ use platform::error::ApiError;
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
 use proto::accounts::v1::accounts_service_client::AccountsServiceClient;
-use serde::{Deserialize, Serialize};
 use shard_router::{LiveStore, Route, RouteError, ShardMap, ShardName, ShardPools};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
+pub use settings::Settings;
+
 pub const SERVICE: &str = "orders";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// HTTP listen address (default `127.0.0.1:3002`).
-    pub http_addr: SocketAddr,
-    /// The shard map (default `shards.toml` in the working directory).
-    pub shards_file: PathBuf,
-    pub redis_url: String,
-    /// How long a request waits for a shard connection before it answers 503, in milliseconds.
-    pub shard_acquire_timeout_ms: u64,
-    /// The accounts JWKS that tokens are verified with (fetched, cached, refetched on an
-    /// unknown key id; never asked per request).
-    pub accounts_jwks_url: String,
-    /// Least time between two JWKS refetches caused by unknown key ids, in milliseconds.
-    pub jwks_min_refresh_ms: u64,
-    /// Expected token issuer and audience.
-    pub token_issuer: String,
-    pub token_audience: String,
-    /// The accounts gRPC endpoint, for the customer check.
-    pub accounts_grpc_url: String,
-    /// Timeout of the customer check, in milliseconds.
-    pub accounts_timeout_ms: u64,
-    /// Most tickets one order may buy.
-    pub max_quantity_per_order: i32,
-    /// Prefix of every Redis key this service writes.
-    pub redis_key_prefix: String,
-    /// Lease of the per-ticket-type stock lock, in milliseconds.
-    pub lock_ttl_ms: u64,
-    /// How long an order waits for that lock before going on without it, in milliseconds.
-    pub lock_wait_ms: u64,
-    /// Upper bound on handling one request; past it the answer is 503, in milliseconds.
-    pub request_timeout_ms: u64,
-    /// The live placement map (`placement` on the global instance): which shard owns each
-    /// partition now. Seeded from `shards_file` on the very first start.
-    pub placement_url: String,
-    /// Whether this process follows changes of the live map as they happen (LISTEN and a poll).
-    /// Off only in tests of a stale process: it still reloads when a shard answers "moved".
-    pub placement_follow: bool,
-    /// How often the live map's epoch is polled, in case a notice was missed, in milliseconds.
-    pub placement_poll_ms: u64,
-    /// How long a PENDING order holds its tickets, in seconds (default 900): past it the order
-    /// can no longer be paid, and the sweeper cancels it with reason `EXPIRED`.
-    pub reservation_ttl_secs: u64,
-    /// How often each shard is swept for expired reservations, in milliseconds (default 5000).
-    pub expiry_sweep_interval_ms: u64,
-    /// Most orders one sweep transaction cancels (one partition's; default 200).
-    pub expiry_sweep_batch: i64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 3002)),
-            shards_file: PathBuf::from("shards.toml"),
-            redis_url: "redis://127.0.0.1:6379".into(),
-            shard_acquire_timeout_ms: 1500,
-            accounts_jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
-            jwks_min_refresh_ms: 10_000,
-            token_issuer: TokenPolicy::default().issuer,
-            token_audience: TokenPolicy::default().audience,
-            accounts_grpc_url: "http://127.0.0.1:50051".into(),
-            accounts_timeout_ms: 1000,
-            max_quantity_per_order: 10,
-            redis_key_prefix: "orders:".into(),
-            lock_ttl_ms: 2000,
-            lock_wait_ms: 300,
-            request_timeout_ms: 5000,
-            placement_url: "postgres://postgres@127.0.0.1:5440/placement".into(),
-            placement_follow: true,
-            placement_poll_ms: 5000,
-            reservation_ttl_secs: 900,
-            expiry_sweep_interval_ms: 5000,
-            expiry_sweep_batch: 200,
-        }
-    }
-}
-
-impl Settings {
-    /// Refuses values the service cannot run with, naming the field.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.reservation_ttl_secs >= 1, "reservation_ttl_secs: must be at least 1");
-        anyhow::ensure!(self.expiry_sweep_interval_ms >= 10, "expiry_sweep_interval_ms: must be at least 10");
-        anyhow::ensure!(
-            (1..=10_000).contains(&self.expiry_sweep_batch),
-            "expiry_sweep_batch: must be between 1 and 10000"
-        );
-        Ok(())
-    }
-}
 
 /// One readiness check per shard, named `postgres:<shard>`.
 pub fn shard_checks(pools: &ShardPools) -> Vec<Check> {
@@ -180,6 +94,15 @@ impl AppState {
         })
     }
 
+    /// The region a request body names: required, and one of the shard map's (the message
+    /// names the known ones).
+    pub fn required_region(&self, raw: Option<&str>) -> Result<shard_router::RegionName, String> {
+        match raw.map(str::trim) {
+            None | Some("") => Err("is required".to_owned()),
+            Some(r) => self.shards.parse_region(r).map(|r| r.name.clone()),
+        }
+    }
+
     pub fn pool(&self, shard: &ShardName) -> Result<&PgPool, ApiError> {
         self.pools.get(shard).ok_or_else(|| ApiError::internal(anyhow::anyhow!("no pool for shard {shard}")))
     }
@@ -187,15 +110,14 @@ impl AppState {
     /// A database error on `shard`: a shard that cannot be reached is a retryable 503 naming
     /// the region, while the other regions keep working; anything else is internal.
     pub fn shard_error(&self, shard: &ShardName, region: &shard_router::RegionName, e: sqlx::Error) -> ApiError {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                metrics::counter!("orders_shard_unavailable_total", "shard" => shard.to_string()).increment(1);
-                ApiError::Unavailable {
-                    message: format!("region {region} is temporarily unavailable (shard {shard}); retry shortly"),
-                    retry_after_secs: 2,
-                }
+        if platform::error::db_unavailable(&e) {
+            metrics::counter!("orders_shard_unavailable_total", "shard" => shard.to_string()).increment(1);
+            ApiError::Unavailable {
+                message: format!("region {region} is temporarily unavailable (shard {shard}); retry shortly"),
+                retry_after_secs: 2,
             }
-            other => ApiError::internal(other),
+        } else {
+            ApiError::internal(e)
         }
     }
 }
@@ -243,16 +165,15 @@ impl Application {
     /// databases).
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
         settings.validate()?;
-        let pools = ShardPools::connect_lazy(&shards, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
+        let pools = ShardPools::connect_lazy(&shards, settings.shard_acquire_timeout)?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 32, Duration::from_secs(2))?;
         let shards = Arc::new(shards);
-        let store =
-            LiveStore::connect_lazy(&settings.placement_url, Duration::from_millis(settings.shard_acquire_timeout_ms))?;
+        let store = LiveStore::connect_lazy(&settings.placement_url, settings.shard_acquire_timeout)?;
         let placement = placement::LivePlacement::start(store.clone(), shards.clone(), pools.clone()).await?;
         let mut checks = shard_checks(&pools);
         checks.push(Check::redis("redis", redis.clone()));
         checks.push(Check::postgres("postgres:placement", store.pool().clone()));
-        let timeout = Duration::from_millis(settings.accounts_timeout_ms);
+        let timeout = settings.accounts_timeout;
         let channel = Endpoint::from_shared(settings.accounts_grpc_url.clone())?
             .connect_timeout(timeout)
             .timeout(timeout)
@@ -262,7 +183,7 @@ impl Application {
             settings.accounts_jwks_url.clone(),
             reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
             policy,
-            Duration::from_millis(settings.jwks_min_refresh_ms),
+            settings.jwks_min_refresh,
         );
         let state = AppState {
             shards,
@@ -273,26 +194,23 @@ impl Application {
             lock: lock::StockLock {
                 pool: redis,
                 prefix: settings.redis_key_prefix.clone(),
-                ttl: Duration::from_millis(settings.lock_ttl_ms),
-                wait: Duration::from_millis(settings.lock_wait_ms),
+                ttl: settings.lock_ttl,
+                wait: settings.lock_wait,
             },
-            max_per_order: settings.max_quantity_per_order.max(1),
-            reservation_ttl: Duration::from_secs(settings.reservation_ttl_secs),
+            max_per_order: settings.max_quantity_per_order,
+            reservation_ttl: settings.reservation_ttl,
         };
         let pools_for_metrics = state.pools.clone();
         let readiness = {
             let placement = placement.clone();
             Readiness::new(checks).with_note("placement", move || placement.describe())
         };
-        let routes = events::router(state.clone())
+        let routes = catalog::router(state.clone())
             .merge(listing::router(state.clone()))
             .merge(placement::router(state.clone()))
             .merge(orders::router(state.clone()))
             .merge(lifecycle::router(state.clone()))
-            .layer(axum::middleware::from_fn_with_state(
-                Duration::from_millis(settings.request_timeout_ms),
-                platform::http::deadline,
-            ));
+            .layer(axum::middleware::from_fn_with_state(settings.request_timeout, platform::http::deadline));
         let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
         Ok(Self { http, pools: pools_for_metrics, placement, settings, state })
     }
@@ -306,13 +224,12 @@ impl Application {
         tokio::spawn(report_pool_usage(self.pools, shutdown.clone()));
         tokio::spawn(lifecycle::sweep(
             self.state,
-            Duration::from_millis(self.settings.expiry_sweep_interval_ms),
+            self.settings.expiry_sweep_interval,
             self.settings.expiry_sweep_batch,
             shutdown.clone(),
         ));
         if self.settings.placement_follow {
-            let poll = Duration::from_millis(self.settings.placement_poll_ms.max(100));
-            tokio::spawn(self.placement.follow(poll, shutdown.clone()));
+            tokio::spawn(self.placement.follow(self.settings.placement_poll, shutdown.clone()));
         }
         self.http.run(shutdown).await?;
         Ok(())

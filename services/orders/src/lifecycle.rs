@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use platform::auth::Authenticated;
+use platform::code;
 use platform::error::ApiError;
 use platform::events::{CancelReason, OrderCancelled, OrderEvent, OrderPaid};
 use serde::Serialize;
@@ -166,7 +167,7 @@ async fn pay(
 
 fn expired_error() -> ApiError {
     ApiError::Conflict {
-        code: "RESERVATION_EXPIRED",
+        code: code::RESERVATION_EXPIRED,
         message: "the order's reservation expired before it was paid; its tickets were released".into(),
         details: None,
     }
@@ -188,7 +189,7 @@ async fn pay_once(state: &AppState, route: Route, id: Uuid, caller: Uuid) -> Res
         }
         OrderStatus::Cancelled => {
             return Err(ApiError::Conflict {
-                code: "ORDER_CANCELLED",
+                code: code::ORDER_CANCELLED,
                 message: "a cancelled order cannot be paid".into(),
                 details: None,
             }
@@ -240,7 +241,7 @@ async fn cancel_once(state: &AppState, route: Route, id: Uuid, caller: Uuid) -> 
     }
     match OrderStatus::parse(&order.status)? {
         OrderStatus::Paid => Err(ApiError::Conflict {
-            code: "ORDER_PAID",
+            code: code::ORDER_PAID,
             message: "a paid order cannot be cancelled".into(),
             details: None,
         }

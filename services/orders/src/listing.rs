@@ -129,14 +129,11 @@ async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> 
     let mut errors = FieldErrors::default();
     let region = match q.region.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
         None => Some(None),
-        Some(r) => errors.check(
-            "region",
-            state.shards.region_named(r).cloned().map(Some).ok_or_else(|| format!("unknown region `{r}`")),
-        ),
+        Some(r) => errors.check("region", state.shards.parse_region(r).cloned().map(Some)),
     };
     let organizer = match q.organizer_id.as_deref() {
         None => Some(None),
-        Some(o) => errors.check("organizerId", Uuid::parse_str(o).map(Some).map_err(|_| "must be a UUID".to_owned())),
+        Some(o) => errors.check("organizerId", platform::parse::uuid(o).map(Some)),
     };
     let limit = errors.check("limit", limit(q.limit.as_deref()));
     let cursor = match q.cursor.as_deref() {

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use platform::auth::{Authenticated, Role};
+use platform::code;
 use platform::error::{ApiError, FieldErrors};
 use platform::events::{OrderCreated, OrderEvent};
 use platform::http::Json;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::domain::{Cents, IdempotencyKey, Quantity};
+use crate::idempotency::{Answer, Guard};
 use crate::shard::{Key, WorkError};
 
 pub fn router(state: AppState) -> Router {
@@ -46,15 +48,7 @@ struct NewOrder {
 
 fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
     let mut errors = FieldErrors::default();
-    let region = errors.check(
-        "region",
-        match body.region.as_deref().map(str::trim) {
-            None | Some("") => Err("is required".to_owned()),
-            Some(r) => {
-                state.shards.region_named(r).map(|r| r.name.clone()).ok_or_else(|| format!("unknown region `{r}`"))
-            }
-        },
-    );
+    let region = errors.check("region", state.required_region(body.region.as_deref()));
     let routed = |raw: &Option<String>| match raw.as_deref().map(str::trim) {
         None | Some("") => Err("is required".to_owned()),
         Some(raw) => state.placement.snapshot().router.route_str(raw).map_err(|_| format!("`{raw}` is not a valid id")),
@@ -73,7 +67,7 @@ fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
     // The event's id says where it lives: a region tag that disagrees is the client's mistake.
     if route.region != region {
         return Err(ApiError::Unprocessable {
-            code: "REGION_MISMATCH",
+            code: code::REGION_MISMATCH,
             message: format!("the order is tagged {region} but event {event_id} lives in {}", route.region),
             details: Some(json!({"requestedRegion": region.as_str(), "eventRegion": route.region.as_str()})),
         });
@@ -181,96 +175,94 @@ async fn place_once(
 ) -> Result<(u16, Value), WorkError> {
     let db = |e: sqlx::Error| state.db_error(&route, e);
     let mut stx = state.begin(&route).await?;
-    let tx = stx.conn();
+    let guard = Guard { owner: customer, operation: "create_order", key, request_hash };
+    let work = async |tx: &mut sqlx::PgConnection| {
+        // The stock guard: never below zero, whatever the lock did.
+        let taken: Option<(i64,)> = sqlx::query_as(
+            "update ticket_types set remaining_quantity = remaining_quantity - $3 \
+             where id = $1 and event_id = $2 and remaining_quantity >= $3 returning price_in_cents",
+        )
+        .bind(order.ticket_type_id)
+        .bind(order.event_id)
+        .bind(order.quantity.get())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some((price,)) = taken else {
+            let remaining: Option<(i32,)> =
+                sqlx::query_as("select remaining_quantity from ticket_types where id = $1 and event_id = $2")
+                    .bind(order.ticket_type_id)
+                    .bind(order.event_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
+            metrics::counter!("orders_stock_conflicts_total", &labels).increment(1);
+            return Err(WorkError::Api(match remaining {
+                None => {
+                    ApiError::NotFound(format!("no ticket type {} in event {}", order.ticket_type_id, order.event_id))
+                }
+                Some((0,)) => ApiError::Conflict {
+                    code: code::SOLD_OUT,
+                    message: "this ticket type is sold out".into(),
+                    details: None,
+                },
+                Some((left,)) => ApiError::Conflict {
+                    code: code::INSUFFICIENT_STOCK,
+                    message: format!("only {left} tickets left"),
+                    details: Some(json!({ "remaining": left })),
+                },
+            }));
+        };
+        let price = Cents::parse(price).map_err(|m| ApiError::internal(anyhow::anyhow!("stored price: {m}")))?;
+        let total = price
+            .times(order.quantity)
+            .ok_or_else(|| ApiError::field("quantity", "the total price is out of range"))?;
 
-    if let Some(key) = key {
-        match crate::idempotency::claim(tx, customer, "create_order", key, request_hash, route.partition)
-            .await
-            .map_err(db)??
-        {
-            crate::idempotency::Claim::Fresh => {}
-            crate::idempotency::Claim::Replay(status, body) => return Ok((status, body)),
-        }
-    }
+        let placement =
+            ids::Placement { region_tag: ids::region_tag(route.region.as_str()), partition: route.partition };
+        let order_id = ids::new_id(placement);
+        let partition = live::partition_i16(route.partition);
+        sqlx::query(
+            "insert into orders (id, partition, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(order_id)
+        .bind(partition)
+        .bind(route.region.as_str())
+        .bind(customer)
+        .bind(order.event_id)
+        .bind(order.ticket_type_id)
+        .bind(order.quantity.get())
+        .bind(total)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
 
-    // The stock guard: never below zero, whatever the lock did.
-    let taken: Option<(i64,)> = sqlx::query_as(
-        "update ticket_types set remaining_quantity = remaining_quantity - $3 \
-         where id = $1 and event_id = $2 and remaining_quantity >= $3 returning price_in_cents",
-    )
-    .bind(order.ticket_type_id)
-    .bind(order.event_id)
-    .bind(order.quantity.get())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?;
-    let Some((price,)) = taken else {
-        let remaining: Option<(i32,)> =
-            sqlx::query_as("select remaining_quantity from ticket_types where id = $1 and event_id = $2")
-                .bind(order.ticket_type_id)
-                .bind(order.event_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
-        metrics::counter!("orders_stock_conflicts_total", &labels).increment(1);
-        return Err(WorkError::Api(match remaining {
-            None => ApiError::NotFound(format!("no ticket type {} in event {}", order.ticket_type_id, order.event_id)),
-            Some((0,)) => {
-                ApiError::Conflict { code: "SOLD_OUT", message: "this ticket type is sold out".into(), details: None }
-            }
-            Some((left,)) => ApiError::Conflict {
-                code: "INSUFFICIENT_STOCK",
-                message: format!("only {left} tickets left"),
-                details: Some(json!({ "remaining": left })),
-            },
-        }));
+        let event = OrderEvent::OrderCreated(OrderCreated {
+            order_id,
+            customer_id: customer,
+            event_id: order.event_id,
+            ticket_type_id: order.ticket_type_id,
+            quantity: order.quantity.get(),
+            total_price_in_cents: total,
+            occurred_at: Utc::now(),
+            region: route.region.to_string(),
+            version: 1,
+        });
+        write_outbox(tx, partition, &event).await.map_err(db)?;
+        let body = json!({ "orderId": order_id, "totalPriceInCents": total, "region": route.region.as_str() });
+        Ok((201, body))
     };
-    let price = Cents::parse(price).map_err(|m| ApiError::internal(anyhow::anyhow!("stored price: {m}")))?;
-    let total =
-        price.times(order.quantity).ok_or_else(|| ApiError::field("quantity", "the total price is out of range"))?;
-
-    let placement = ids::Placement { region_tag: ids::region_tag(route.region.as_str()), partition: route.partition };
-    let order_id = ids::new_id(placement);
-    let partition = live::partition_i16(route.partition);
-    sqlx::query(
-        "insert into orders (id, partition, region, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(order_id)
-    .bind(partition)
-    .bind(route.region.as_str())
-    .bind(customer)
-    .bind(order.event_id)
-    .bind(order.ticket_type_id)
-    .bind(order.quantity.get())
-    .bind(total)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
-
-    let event = OrderEvent::OrderCreated(OrderCreated {
-        order_id,
-        customer_id: customer,
-        event_id: order.event_id,
-        ticket_type_id: order.ticket_type_id,
-        quantity: order.quantity.get(),
-        total_price_in_cents: total,
-        occurred_at: Utc::now(),
-        region: route.region.to_string(),
-        version: 1,
-    });
-    write_outbox(tx, partition, &event).await.map_err(db)?;
-
-    let body = json!({ "orderId": order_id, "totalPriceInCents": total, "region": route.region.as_str() });
-    if let Some(key) = key {
-        crate::idempotency::record(tx, customer, "create_order", key, 201, &body).await.map_err(db)?;
-    }
+    let (status, body) = match guard.run(stx.conn(), route.partition, db, work).await? {
+        Answer::Replay(status, body) => return Ok((status, body)),
+        Answer::Fresh(status, body) => (status, body),
+    };
     stx.tx.commit().await.map_err(db)?;
     let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
     metrics::counter!("orders_created_total", &labels).increment(1);
-    tracing::info!(order_id = %order_id, region = %route.region, shard = %route.shard, "order created");
-    Ok((201, body))
+    tracing::info!(order_id = body["orderId"].as_str().unwrap_or_default(), region = %route.region, shard = %route.shard, "order created");
+    Ok((status, body))
 }
 
 /// An order as the API shows it (single reads and listings alike).

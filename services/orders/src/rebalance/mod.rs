@@ -100,7 +100,7 @@ impl ApplyArgs {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings: Settings = platform::settings::load(SERVICE, args.config.as_deref())?;
     let map = Arc::new(ShardMap::load(&settings.shards_file)?);
-    let timeout = Duration::from_millis(settings.shard_acquire_timeout_ms);
+    let timeout = settings.shard_acquire_timeout;
     let store = LiveStore::connect_lazy(&settings.placement_url, timeout)?;
     let pools = ShardPools::connect_lazy(&map, timeout)?;
     let live = || async { store.load(&map).await.map_err(|e| anyhow::anyhow!("reading the live placement: {e}")) };

@@ -109,6 +109,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Refuses values the relay cannot run with, naming the key (nothing is clamped silently).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.batch_size > 0, "batch_size: must be at least 1");
+        anyhow::ensure!(self.max_attempts > 0, "max_attempts: must be at least 1");
+        anyhow::ensure!(self.topic_partitions > 0, "topic_partitions: must be at least 1");
+        anyhow::ensure!(self.retry_max_ms >= self.retry_base_ms, "retry_max_ms: must be at least retry_base_ms");
+        Ok(())
+    }
+
     /// The shards of `map` this process relays; an unknown name is an error naming it.
     pub fn selected<'a>(&self, map: &'a ShardMap) -> anyhow::Result<Vec<&'a shard_router::Shard>> {
         select_shards(map, &self.shards)
@@ -210,9 +219,7 @@ pub struct Relay {
 
 impl Relay {
     pub async fn build(settings: Settings, shards: ShardMap) -> anyhow::Result<Self> {
-        anyhow::ensure!(settings.batch_size > 0, "batch_size: must be at least 1");
-        anyhow::ensure!(settings.max_attempts > 0, "max_attempts: must be at least 1");
-        anyhow::ensure!(settings.topic_partitions > 0, "topic_partitions: must be at least 1");
+        settings.validate()?;
         let selected = settings.selected(&shards)?;
         let pools = ShardPools::connect_lazy(&shards, Duration::from_secs(2))?;
         let mut checks: Vec<_> = crate::shard_checks(&pools)
@@ -249,7 +256,7 @@ impl Relay {
             lease_retry: Duration::from_millis(settings.lease_retry_ms),
             max_attempts: settings.max_attempts,
             retry_base: Duration::from_millis(settings.retry_base_ms),
-            retry_max: Duration::from_millis(settings.retry_max_ms.max(settings.retry_base_ms)),
+            retry_max: Duration::from_millis(settings.retry_max_ms),
             connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
             statement_timeout: Duration::from_millis(settings.statement_timeout_ms),
         };

@@ -65,7 +65,7 @@ pub async fn orders_with(
         redis_key_prefix: redis.1.to_owned(),
         accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
         accounts_grpc_url: grpc.to_owned(),
-        shard_acquire_timeout_ms: acquire_ms,
+        shard_acquire_timeout: std::time::Duration::from_millis(acquire_ms),
         placement_url: placement.to_owned(),
         ..orders::Settings::default()
     };

@@ -79,8 +79,8 @@ async fn cancel_returns_the_stock_once_and_a_second_cancel_answers_the_same() {
 #[tokio::test]
 async fn an_expired_reservation_cannot_be_paid_and_the_sweeper_releases_the_rest() {
     let s = stack_adjusted(|o| {
-        o.reservation_ttl_secs = 60;
-        o.expiry_sweep_interval_ms = 50;
+        o.reservation_ttl = std::time::Duration::from_secs(60);
+        o.expiry_sweep_interval = std::time::Duration::from_millis(50);
     })
     .await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
@@ -124,8 +124,8 @@ async fn an_expired_reservation_cannot_be_paid_and_the_sweeper_releases_the_rest
 #[tokio::test]
 async fn concurrent_cancel_pay_and_expiry_of_one_order_have_one_outcome() {
     let s = stack_adjusted(|o| {
-        o.reservation_ttl_secs = 1;
-        o.expiry_sweep_interval_ms = 10;
+        o.reservation_ttl = std::time::Duration::from_secs(1);
+        o.expiry_sweep_interval = std::time::Duration::from_millis(10);
     })
     .await;
     let (event, tt) = s.event_with_stock("NA", 100).await;

@@ -76,7 +76,7 @@ impl Moving {
             10_000,
             |st| {
                 st.placement_follow = follow;
-                st.placement_poll_ms = 200;
+                st.placement_poll = std::time::Duration::from_millis(200);
             },
         )
         .await

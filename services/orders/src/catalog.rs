@@ -1,4 +1,5 @@
-//! Events and their ticket types: created on the shard of their region, read back by id alone.
+//! The catalog: events (concerts) and their ticket types, created on the shard of their region,
+//! read back by id alone.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::domain::{Cents, EventWindow, IdempotencyKey, MAX_TICKET_TYPES, Text, TotalQuantity, timestamp};
+use crate::idempotency::{Answer, Guard};
 use crate::shard::{Key, WorkError};
 
 pub fn router(state: AppState) -> Router {
@@ -54,16 +56,7 @@ struct NewEvent {
 
 fn parse(state: &AppState, body: CreateBody) -> Result<NewEvent, ApiError> {
     let mut errors = FieldErrors::default();
-    let region = errors.check(
-        "region",
-        match body.region.as_deref().map(str::trim) {
-            None | Some("") => Err("is required".into()),
-            Some(r) => state.shards.region_named(r).map(|r| r.name.clone()).ok_or_else(|| {
-                let known: Vec<&str> = state.shards.regions().map(|r| r.name.as_str()).collect();
-                format!("unknown region `{r}`; known: {}", known.join(", "))
-            }),
-        },
-    );
+    let region = errors.check("region", state.required_region(body.region.as_deref()));
     let title = errors.check("title", Text::parse(body.title.as_deref().unwrap_or_default(), 255));
     let description = match body.description.as_deref().map(str::trim) {
         None | Some("") => Some(None),
@@ -162,56 +155,50 @@ async fn create_once(
     let placement = ids::Placement { region_tag: ids::region_tag(route.region.as_str()), partition: route.partition };
     let partition = live::partition_i16(route.partition);
     let mut stx = state.begin(&route).await?;
-    let tx = stx.conn();
-    if let Some(key) = key {
-        match crate::idempotency::claim(tx, organizer, "create_event", key, request_hash, route.partition)
-            .await
-            .map_err(db)??
-        {
-            crate::idempotency::Claim::Fresh => {}
-            crate::idempotency::Claim::Replay(status, body) => return Ok((status, body)),
-        }
-    }
-    sqlx::query(
-        "insert into events (id, region, partition, organizer_id, title, description, venue, starts_at, ends_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(event_id)
-    .bind(event.region.as_str())
-    .bind(partition)
-    .bind(organizer)
-    .bind(event.title.as_str())
-    .bind(event.description.as_ref().map(Text::as_str))
-    .bind(event.venue.as_str())
-    .bind(event.window.starts_at)
-    .bind(event.window.ends_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
-    for (name, price, total) in &event.ticket_types {
+    let guard = Guard { owner: organizer, operation: "create_event", key, request_hash };
+    let work = async |tx: &mut sqlx::PgConnection| {
         sqlx::query(
-            "insert into ticket_types (id, event_id, partition, name, price_in_cents, total_quantity, remaining_quantity) \
-             values ($1, $2, $3, $4, $5, $6, $6)",
+            "insert into events (id, region, partition, organizer_id, title, description, venue, starts_at, ends_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(ids::new_id(placement))
         .bind(event_id)
+        .bind(event.region.as_str())
         .bind(partition)
-        .bind(name.as_str())
-        .bind(price.get())
-        .bind(total.get())
+        .bind(organizer)
+        .bind(event.title.as_str())
+        .bind(event.description.as_ref().map(Text::as_str))
+        .bind(event.venue.as_str())
+        .bind(event.window.starts_at)
+        .bind(event.window.ends_at)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    }
-    let body = json!({ "eventId": event_id, "region": event.region.as_str() });
-    if let Some(key) = key {
-        crate::idempotency::record(tx, organizer, "create_event", key, 201, &body).await.map_err(db)?;
-    }
+        for (name, price, total) in &event.ticket_types {
+            sqlx::query(
+                "insert into ticket_types (id, event_id, partition, name, price_in_cents, total_quantity, remaining_quantity) \
+                 values ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(ids::new_id(placement))
+            .bind(event_id)
+            .bind(partition)
+            .bind(name.as_str())
+            .bind(price.get())
+            .bind(total.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        Ok((201, json!({ "eventId": event_id, "region": event.region.as_str() })))
+    };
+    let (status, body) = match guard.run(stx.conn(), route.partition, db, work).await? {
+        Answer::Replay(status, body) => return Ok((status, body)),
+        Answer::Fresh(status, body) => (status, body),
+    };
     stx.tx.commit().await.map_err(db)?;
     metrics::counter!("orders_events_created_total", "region" => route.region.to_string(), "shard" => route.shard.to_string())
         .increment(1);
     tracing::info!(event_id = %event_id, region = %route.region, shard = %route.shard, "event created");
-    Ok((201, body))
+    Ok((status, body))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

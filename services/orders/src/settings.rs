@@ -1,0 +1,151 @@
+//! The orders service's settings: defaults, then `config/orders.toml`, then
+//! `TICKET_HUB_ORDERS__*` (see `platform::settings`). Durations are `Duration`s kept under their
+//! unit-named keys (`lock_ttl_ms`), and [`Settings::validate`] refuses what the service cannot
+//! run with, naming the key, instead of clamping it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use platform::auth::TokenPolicy;
+use platform::settings::{millis, secs};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listen address (default `127.0.0.1:3002`).
+    pub http_addr: SocketAddr,
+    /// The shard map (default `shards.toml` in the working directory).
+    pub shards_file: PathBuf,
+    pub redis_url: String,
+    /// How long a request waits for a shard connection before it answers 503
+    /// (`shard_acquire_timeout_ms`, default 1500).
+    #[serde(rename = "shard_acquire_timeout_ms", with = "millis")]
+    pub shard_acquire_timeout: Duration,
+    /// The accounts JWKS that tokens are verified with (fetched, cached, refetched on an
+    /// unknown key id; never asked per request).
+    pub accounts_jwks_url: String,
+    /// Least time between two JWKS refetches caused by unknown key ids (`jwks_min_refresh_ms`).
+    #[serde(rename = "jwks_min_refresh_ms", with = "millis")]
+    pub jwks_min_refresh: Duration,
+    /// Expected token issuer and audience.
+    pub token_issuer: String,
+    pub token_audience: String,
+    /// The accounts gRPC endpoint, for the customer check.
+    pub accounts_grpc_url: String,
+    /// Timeout of the customer check (`accounts_timeout_ms`).
+    #[serde(rename = "accounts_timeout_ms", with = "millis")]
+    pub accounts_timeout: Duration,
+    /// Most tickets one order may buy (at least 1).
+    pub max_quantity_per_order: i32,
+    /// Prefix of every Redis key this service writes.
+    pub redis_key_prefix: String,
+    /// Lease of the per-ticket-type stock lock (`lock_ttl_ms`).
+    #[serde(rename = "lock_ttl_ms", with = "millis")]
+    pub lock_ttl: Duration,
+    /// How long an order waits for that lock before going on without it (`lock_wait_ms`).
+    #[serde(rename = "lock_wait_ms", with = "millis")]
+    pub lock_wait: Duration,
+    /// Upper bound on handling one request; past it the answer is 503 (`request_timeout_ms`).
+    #[serde(rename = "request_timeout_ms", with = "millis")]
+    pub request_timeout: Duration,
+    /// The live placement map (`placement` on the global instance): which shard owns each
+    /// partition now. Seeded from `shards_file` on the very first start.
+    pub placement_url: String,
+    /// Whether this process follows changes of the live map as they happen (LISTEN and a poll).
+    /// Off only in tests of a stale process: it still reloads when a shard answers "moved".
+    pub placement_follow: bool,
+    /// How often the live map's epoch is polled, in case a notice was missed
+    /// (`placement_poll_ms`, at least 100).
+    #[serde(rename = "placement_poll_ms", with = "millis")]
+    pub placement_poll: Duration,
+    /// How long a PENDING order holds its tickets (`reservation_ttl_secs`, default 900): past it
+    /// the order can no longer be paid, and the sweeper cancels it with reason `EXPIRED`.
+    #[serde(rename = "reservation_ttl_secs", with = "secs")]
+    pub reservation_ttl: Duration,
+    /// How often each shard is swept for expired reservations (`expiry_sweep_interval_ms`,
+    /// default 5000).
+    #[serde(rename = "expiry_sweep_interval_ms", with = "millis")]
+    pub expiry_sweep_interval: Duration,
+    /// Most orders one sweep transaction cancels (one partition's; default 200).
+    pub expiry_sweep_batch: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 3002)),
+            shards_file: PathBuf::from("shards.toml"),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            shard_acquire_timeout: Duration::from_millis(1500),
+            accounts_jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
+            jwks_min_refresh: Duration::from_secs(10),
+            token_issuer: TokenPolicy::default().issuer,
+            token_audience: TokenPolicy::default().audience,
+            accounts_grpc_url: "http://127.0.0.1:50051".into(),
+            accounts_timeout: Duration::from_secs(1),
+            max_quantity_per_order: 10,
+            redis_key_prefix: "orders:".into(),
+            lock_ttl: Duration::from_secs(2),
+            lock_wait: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(5),
+            placement_url: "postgres://postgres@127.0.0.1:5440/placement".into(),
+            placement_follow: true,
+            placement_poll: Duration::from_secs(5),
+            reservation_ttl: Duration::from_secs(900),
+            expiry_sweep_interval: Duration::from_secs(5),
+            expiry_sweep_batch: 200,
+        }
+    }
+}
+
+impl Settings {
+    /// Refuses values the service cannot run with, naming the key as files and the environment
+    /// spell it. Nothing is clamped silently.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let at_least = |key: &str, value: Duration, min: Duration| {
+            anyhow::ensure!(value >= min, "{key}: must be at least {} ms", min.as_millis());
+            Ok(())
+        };
+        at_least("shard_acquire_timeout_ms", self.shard_acquire_timeout, Duration::from_millis(1))?;
+        at_least("accounts_timeout_ms", self.accounts_timeout, Duration::from_millis(1))?;
+        at_least("lock_ttl_ms", self.lock_ttl, Duration::from_millis(1))?;
+        at_least("request_timeout_ms", self.request_timeout, Duration::from_millis(1))?;
+        at_least("placement_poll_ms", self.placement_poll, Duration::from_millis(100))?;
+        anyhow::ensure!(self.reservation_ttl >= Duration::from_secs(1), "reservation_ttl_secs: must be at least 1");
+        anyhow::ensure!(
+            self.expiry_sweep_interval >= Duration::from_millis(10),
+            "expiry_sweep_interval_ms: must be at least 10"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.expiry_sweep_batch),
+            "expiry_sweep_batch: must be between 1 and 10000"
+        );
+        anyhow::ensure!(self.max_quantity_per_order >= 1, "max_quantity_per_order: must be at least 1");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_key() {
+        Settings::default().validate().unwrap();
+        type Case = (fn(&mut Settings), &'static str);
+        let cases: [Case; 4] = [
+            (|s| s.max_quantity_per_order = 0, "max_quantity_per_order"),
+            (|s| s.placement_poll = Duration::from_millis(20), "placement_poll_ms"),
+            (|s| s.request_timeout = Duration::ZERO, "request_timeout_ms"),
+            (|s| s.expiry_sweep_batch = 0, "expiry_sweep_batch"),
+        ];
+        for (bad, key) in cases {
+            let mut s = Settings::default();
+            bad(&mut s);
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+    }
+}
