@@ -100,9 +100,10 @@ fn watch_client(settings: &Settings) -> rdkafka::error::KafkaResult<BaseConsumer
         .create()
 }
 
-/// `(partition, low, high)` for every partition of `topic`.
-fn watermarks(c: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
-    let md = c.fetch_metadata(Some(topic), ASK_TIMEOUT)?;
+/// `(partition, low, high)` for every partition of `topic`, sorted by partition, each answer
+/// bounded by `timeout`. Blocking (librdkafka's calls are): run it off the async threads.
+pub fn watermarks_within(c: &BaseConsumer, topic: &str, timeout: Duration) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    let md = c.fetch_metadata(Some(topic), timeout)?;
     let t = md
         .topics()
         .iter()
@@ -110,9 +111,13 @@ fn watermarks(c: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<(i32, i64, i6
         .ok_or_else(|| anyhow::anyhow!("topic {topic} not found"))?;
     let mut out = Vec::with_capacity(t.partitions().len());
     for p in t.partitions() {
-        let (low, high) = c.fetch_watermarks(topic, p.id(), ASK_TIMEOUT)?;
+        let (low, high) = c.fetch_watermarks(topic, p.id(), timeout)?;
         out.push((p.id(), low, high));
     }
     out.sort_unstable();
     Ok(out)
+}
+
+fn watermarks(c: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    watermarks_within(c, topic, ASK_TIMEOUT)
 }

@@ -105,6 +105,24 @@ async fn lock(tx: &mut PgConnection, id: Uuid, ttl: Duration) -> Result<Option<L
     .await
 }
 
+/// A fenced transaction on `route` holding order `id`'s row lock, the order's customer being
+/// `caller`: where every change of an order starts.
+async fn begin_locked(
+    state: &AppState,
+    route: &Route,
+    id: Uuid,
+    caller: Uuid,
+    verb: &str,
+) -> Result<(crate::shard::ShardTx, Locked), WorkError> {
+    let mut stx = state.begin(route).await?;
+    let order = lock(stx.conn(), id, state.reservation_ttl).await.map_err(|e| state.db_error(route, e))?;
+    let order = order.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
+    if order.customer_id != caller {
+        return Err(ApiError::Forbidden(format!("only the order's customer may {verb} it")).into());
+    }
+    Ok((stx, order))
+}
+
 /// PENDING → CANCELLED for a locked order: status, stock back, outbox row, in the caller's
 /// transaction. The status guard in the update makes a second call a no-op (`None`), so stock
 /// is returned once whatever calls this.
@@ -175,13 +193,8 @@ fn expired_error() -> ApiError {
 
 async fn pay_once(state: &AppState, route: Route, id: Uuid, caller: Uuid) -> Result<Paid, WorkError> {
     let db = |e: sqlx::Error| state.db_error(&route, e);
-    let mut stx = state.begin(&route).await?;
+    let (mut stx, order) = begin_locked(state, &route, id, caller, "pay").await?;
     let tx = stx.conn();
-    let order = lock(tx, id, state.reservation_ttl).await.map_err(db)?;
-    let order = order.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
-    if order.customer_id != caller {
-        return Err(ApiError::Forbidden("only the order's customer may pay it".into()).into());
-    }
     match OrderStatus::parse(&order.status)? {
         OrderStatus::Paid => return Ok(Paid { id, status: OrderStatus::Paid }),
         OrderStatus::Cancelled if order.cancel_reason.as_deref() == Some(CancelReason::Expired.as_str()) => {
@@ -232,13 +245,8 @@ async fn cancel(
 
 async fn cancel_once(state: &AppState, route: Route, id: Uuid, caller: Uuid) -> Result<Cancelled, WorkError> {
     let db = |e: sqlx::Error| state.db_error(&route, e);
-    let mut stx = state.begin(&route).await?;
+    let (mut stx, order) = begin_locked(state, &route, id, caller, "cancel").await?;
     let tx = stx.conn();
-    let order = lock(tx, id, state.reservation_ttl).await.map_err(db)?;
-    let order = order.ok_or_else(|| ApiError::NotFound(format!("no order with id {id}")))?;
-    if order.customer_id != caller {
-        return Err(ApiError::Forbidden("only the order's customer may cancel it".into()).into());
-    }
     match OrderStatus::parse(&order.status)? {
         OrderStatus::Paid => Err(ApiError::Conflict {
             code: code::ORDER_PAID,

@@ -15,7 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::BaseConsumer;
 use sqlx::{Connection as _, PgPool};
 
 /// A generation number: positive, and the only input of the schema and consumer names, which
@@ -310,21 +310,8 @@ pub async fn checkpoints(pool: &PgPool, topic: &str) -> Result<BTreeMap<Generati
 pub async fn watermarks(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(3);
         let c: BaseConsumer = platform::kafka::assigned_consumer_config(&bootstrap, "projector.watermarks").create()?;
-        let md = c.fetch_metadata(Some(&topic), timeout)?;
-        let t = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .ok_or_else(|| anyhow::anyhow!("topic {topic} not found"))?;
-        let mut out = Vec::with_capacity(t.partitions().len());
-        for p in t.partitions() {
-            let (low, high) = c.fetch_watermarks(&topic, p.id(), timeout)?;
-            out.push((p.id(), low, high));
-        }
-        out.sort_unstable();
-        Ok(out)
+        platform::consumer::watchdog::watermarks_within(&c, &topic, Duration::from_secs(3))
     })
     .await?
 }
