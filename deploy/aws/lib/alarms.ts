@@ -1,5 +1,5 @@
-// Alarms on what matters: the relay keeping up on each shard, the notifications consumer
-// keeping up, and 5xx answers. All go to one SNS topic (an email subscription with the
+// Alarms on what matters: the relay keeping up on each shard, the notifications and projector
+// consumers keeping up, and 5xx answers. All go to one SNS topic (an email subscription with the
 // `alarmEmail` context value).
 
 import { Duration } from 'aws-cdk-lib';
@@ -90,6 +90,40 @@ export class Alarms extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
+    // The projector: the same runtime, one consumer per generation. A rebuild replays the whole
+    // topic in a BUILDING generation whose lag starts at the log's length, so the lag alarm
+    // reads 0 while a rebuild replays (its progress below 0.99; not 1: the gauge keeps its last
+    // value after a switch made by another process or by `projector switch`, a caught-up value
+    // just under 1 that must not silence the alarm). A consumer of any generation that stops
+    // making progress is the stalled alarm's, rebuild or not.
+    const projector = { service: 'projector', topic: 'orders.events' };
+    alarm('ProjectorConsumerLag', {
+      alarmDescription: `projector: a partition of orders.events more than ${settings.consumerLagAlarm} records behind its checkpoint for 5 minutes, outside a rebuild (projector_consumer_lag): the read models fall behind`,
+      metric: new cloudwatch.MathExpression({
+        expression: 'IF(FILL(rebuild, 1) < 0.99, 0, lag)',
+        usingMetrics: {
+          lag: metric(METRICS.projectorLag.name, projector, 'Maximum'),
+          rebuild: metric(METRICS.projectorRebuildProgress.name, { service: 'projector' }, 'Minimum'),
+        },
+        period: Duration.minutes(1),
+        label: 'worst partition lag outside a rebuild',
+      }),
+      threshold: settings.consumerLagAlarm,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      datapointsToAlarm: 5,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    alarm('ProjectorConsumerStalled', {
+      alarmDescription: 'projector: a generation\'s consumer has lag without progress (projector_consumer_stalled = 1) for 2 minutes',
+      metric: metric(METRICS.projectorStalled.name, projector, 'Maximum'),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 2,
+      datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
     // 5xx as clients see them: the load balancer's own (no healthy gateway) and the gateway's.
     const five = Duration.minutes(5);
     alarm('Alb5xxRate', {
@@ -121,7 +155,7 @@ export class Alarms extends Construct {
     });
     // Each service's own 5xx answers (orders answers 503 while a shard is down, on purpose:
     // that is worth an alarm too).
-    for (const service of ['gateway', 'accounts', 'orders', 'notifications']) {
+    for (const service of ['gateway', 'accounts', 'orders', 'notifications', 'projector']) {
       alarm(`Http5xx${shardId(service)}`, {
         alarmDescription: `${service}: more than ${settings.service5xxAlarm} 5xx answers in 5 minutes (http_requests_total, status 5xx)`,
         metric: metric(METRICS.http5xx.name, { service }, 'Sum', five),

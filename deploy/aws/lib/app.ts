@@ -13,6 +13,6 @@ export function buildApp(app: App): TicketHubStack {
   return new TicketHubStack(app, `TicketHub-${settings.stage}`, {
     settings,
     shards,
-    description: `Ticket Hub (${settings.stage}): gateway, accounts, orders, ${shards.length} shard relays, notifications`,
+    description: `Ticket Hub (${settings.stage}): gateway, accounts, orders, ${shards.length} shard relays, notifications, projector`,
   });
 }

@@ -1,6 +1,6 @@
 // The Postgres servers: one RDS instance for the global databases (accounts, notifications,
-// placement) and one per shard of shards.toml, each with its credentials and its connection
-// URLs in Secrets Manager.
+// placement, read_models) and one per shard of shards.toml, each with its credentials and its
+// connection URLs in Secrets Manager.
 //
 // The services take whole connection URLs (`TICKET_HUB_ACCOUNTS__DATABASE_URL`,
 // `TICKET_HUB_SHARD_<NAME>_URL`, …), so each instance gets a second secret holding its URLs,
@@ -34,7 +34,7 @@ export interface ShardDatabase {
 
 export class Databases extends Construct {
   readonly global: rds.DatabaseInstance;
-  /** JSON `{server, accounts, notifications, placement}`: the server URL (for `stackctl`) and one URL per database. */
+  /** JSON `{server, accounts, notifications, placement, read_models}`: the server URL (for `stackctl`) and one URL per database. */
   readonly globalUrls: secretsmanager.Secret;
   readonly shards: ShardDatabase[];
 
@@ -103,12 +103,13 @@ export class Databases extends Construct {
     this.global = instance('Global', 'global', props.globalSg, globalParams);
     this.globalUrls = new secretsmanager.Secret(this, 'GlobalUrls', {
       secretName: `ticket-hub/${settings.stage}/db/global/urls`,
-      description: 'Ticket Hub global Postgres: server URL (stackctl) and the accounts, notifications and placement databases',
+      description: 'Ticket Hub global Postgres: server URL (stackctl) and the accounts, notifications, placement and read_models databases',
       secretObjectValue: {
         server: url(this.global),
         accounts: url(this.global, 'accounts'),
         notifications: url(this.global, 'notifications'),
         placement: url(this.global, 'placement'),
+        read_models: url(this.global, 'read_models'),
       },
     });
 

@@ -33,6 +33,18 @@ export const METRICS = {
   /** Gauge: 1 while lag is not shrinking for `stall_after_ms`. */
   consumerStalled: { name: 'notifications_consumer_stalled', dimensions: ['service', 'topic'] },
   /**
+   * The same runtime's gauges in the projector, one series per generation's consumer
+   * (`consumer="projector.g<N>"`, not a dimension): a period's Maximum is the worst partition of
+   * any generation, a rebuilding one included.
+   */
+  projectorLag: { name: 'projector_consumer_lag', dimensions: ['service', 'topic'] },
+  projectorStalled: { name: 'projector_consumer_stalled', dimensions: ['service', 'topic'] },
+  /**
+   * Gauge per rebuilding generation: records read of those in the log, below 1 while a rebuild
+   * replays the topic, 1 once switched (services/projector/src/supervisor.rs).
+   */
+  projectorRebuildProgress: { name: 'projector_rebuild_progress_ratio', dimensions: ['service'] },
+  /**
    * Counter of every HTTP answer (platform::correlation), kept for 5xx statuses only: the
    * period's Sum is the service's 5xx answers (the exporter turns counters into deltas).
    */
@@ -76,7 +88,8 @@ export function collectorConfig(opts: { service: string; port: number; logGroupN
     '    dimension_rollup_option: NoDimensionRollup',
     '    metric_declarations:',
     declare([m.relayBacklog.name, m.relayFailedRows.name, m.relayLeader.name], m.relayBacklog.dimensions),
-    declare([m.consumerLag.name, m.consumerStalled.name], m.consumerLag.dimensions),
+    declare([m.consumerLag.name, m.consumerStalled.name, m.projectorLag.name, m.projectorStalled.name], m.consumerLag.dimensions),
+    declare([m.projectorRebuildProgress.name], m.projectorRebuildProgress.dimensions),
     declare(
       [m.http5xx.name],
       m.http5xx.dimensions,

@@ -29,7 +29,7 @@ import { Settings } from './settings';
 import { Shard, shardId, shardUrlVariable } from './shards';
 
 /** The services' HTTP ports, as on the local stack (README, "What runs where"). */
-export const PORTS = { gateway: 4000, accounts: 3001, accountsGrpc: 50051, orders: 3002, relay: 3003, notifications: 3010 } as const;
+export const PORTS = { gateway: 4000, accounts: 3001, accountsGrpc: 50051, orders: 3002, relay: 3003, notifications: 3010, projector: 3020 } as const;
 const POSTGRES = 5432;
 const REDIS = 6379;
 /** MSK's plaintext listener. */
@@ -37,7 +37,7 @@ const KAFKA = 9092;
 /** The relay's topics (platform::events), with the relay's default partition count. */
 export const TOPICS = ['orders.events', 'orders.events.dlq'] as const;
 const TOPIC_PARTITIONS = 6;
-/** Cloud Map namespace through which services find accounts and orders. */
+/** Cloud Map namespace through which services find accounts, orders and the projector. */
 const NAMESPACE = 'ticket-hub.internal';
 
 export interface TicketHubStackProps extends StackProps {
@@ -82,6 +82,7 @@ export class TicketHubStack extends Stack {
     const accountsSg = sg('AccountsSg', 'Ticket Hub accounts tasks', true);
     const ordersSg = sg('OrdersSg', 'Ticket Hub orders tasks', true);
     const notificationsSg = sg('NotificationsSg', 'Ticket Hub notifications tasks', true);
+    const projectorSg = sg('ProjectorSg', 'Ticket Hub projector tasks', true);
     const relaySgs = new Map(shards.map((s) => [s.name, sg(`Relay${shardId(s.name)}Sg`, `Ticket Hub orders-relay ${s.name} tasks`, true)]));
     const globalDbSg = sg('GlobalDbSg', 'Ticket Hub global Postgres', false);
     const shardDbSgs = new Map(shards.map((s) => [s.name, sg(`Shard${shardId(s.name)}DbSg`, `Ticket Hub shard ${s.name} Postgres`, false)]));
@@ -93,16 +94,21 @@ export class TicketHubStack extends Stack {
     allow(accountsSg, gatewaySg, PORTS.accounts, 'gateway: accounts HTTP API');
     allow(accountsSg, ordersSg, PORTS.accounts, 'orders: accounts JWKS');
     allow(accountsSg, ordersSg, PORTS.accountsGrpc, 'orders: accounts gRPC (customer check)');
+    allow(accountsSg, projectorSg, PORTS.accounts, 'projector: accounts JWKS');
     allow(ordersSg, gatewaySg, PORTS.orders, 'gateway: orders HTTP API');
+    allow(ordersSg, projectorSg, PORTS.orders, 'projector: orders HTTP API (who organizes an event)');
+    allow(projectorSg, gatewaySg, PORTS.projector, 'gateway: projector read API');
     allow(globalDbSg, accountsSg, POSTGRES, 'accounts: accounts database');
     allow(globalDbSg, ordersSg, POSTGRES, 'orders: placement database');
     allow(globalDbSg, notificationsSg, POSTGRES, 'notifications: notifications database');
+    allow(globalDbSg, projectorSg, POSTGRES, 'projector: read_models database');
     for (const s of shards) {
       allow(shardDbSgs.get(s.name)!, ordersSg, POSTGRES, `orders: shard ${s.name}`);
       allow(shardDbSgs.get(s.name)!, relaySgs.get(s.name)!, POSTGRES, `orders-relay ${s.name}: its outbox and lease`);
       allow(kafkaSg, relaySgs.get(s.name)!, KAFKA, `orders-relay ${s.name}: publishes orders.events`);
     }
     allow(kafkaSg, notificationsSg, KAFKA, 'notifications: consumes orders.events, writes the DLQ');
+    allow(kafkaSg, projectorSg, KAFKA, 'projector: consumes orders.events, writes the DLQ');
     allow(redisSg, gatewaySg, REDIS, 'gateway: cache-aside');
     allow(redisSg, ordersSg, REDIS, 'orders: stock locks');
     allow(redisSg, accountsSg, REDIS, 'accounts: login throttle');
@@ -216,15 +222,16 @@ export class TicketHubStack extends Stack {
         'AccountsJwksParam',
         'accounts-jwks-url',
         `http://${accountsHost}:${PORTS.accounts}/.well-known/jwks.json`,
-        'Where orders fetches the token verification keys',
+        'Where orders and the projector fetch the token verification keys',
       ),
       accountsGrpc: param('AccountsGrpcParam', 'accounts-grpc-url', `http://${accountsHost}:${PORTS.accountsGrpc}`, 'accounts gRPC'),
       ordersUrl: param('OrdersUrlParam', 'orders-url', `http://orders.${NAMESPACE}:${PORTS.orders}`, 'orders HTTP API'),
-      tokenIssuer: param('TokenIssuerParam', 'token-issuer', 'ticket-hub-accounts', 'iss of access tokens (accounts signs, orders checks)'),
-      tokenAudience: param('TokenAudienceParam', 'token-audience', 'ticket-hub', 'aud of access tokens (accounts signs, orders checks)'),
+      projectorUrl: param('ProjectorUrlParam', 'projector-url', `http://projector.${NAMESPACE}:${PORTS.projector}`, 'projector read API'),
+      tokenIssuer: param('TokenIssuerParam', 'token-issuer', 'ticket-hub-accounts', 'iss of access tokens (accounts signs, orders and the projector check)'),
+      tokenAudience: param('TokenAudienceParam', 'token-audience', 'ticket-hub', 'aud of access tokens (accounts signs, orders and the projector check)'),
     };
     const fromParam = (x: ssm.IStringParameter) => ecs.Secret.fromSsmParameter(x);
-    const globalUrl = (key: 'server' | 'accounts' | 'notifications' | 'placement') =>
+    const globalUrl = (key: 'server' | 'accounts' | 'notifications' | 'placement' | 'read_models') =>
       ecs.Secret.fromSecretsManager(databases.globalUrls, key);
     const shardUrls = (only?: Shard) =>
       Object.fromEntries(
@@ -413,6 +420,38 @@ export class TicketHubStack extends Stack {
       logGroupName: `${prefix}/notifications`,
     });
 
+    // projector: the read models (docs/projector.md), a consumer of orders.events on the same
+    // runtime and lease as notifications, so one task deployed the same way; the gateway
+    // reaches its read API through Cloud Map. `projector rebuild|switch|status` run as a
+    // one-off task of this task definition with the command overridden; a rebuild itself runs
+    // in the service (a second generation's consumer beside the LIVE one).
+    new TicketHubService(this, 'Projector', {
+      ...common,
+      ...rolling,
+      service: 'projector',
+      command: ['projector'],
+      port: PORTS.projector,
+      cpu: 256,
+      memoryMiB: 512,
+      environment: env('TICKET_HUB_PROJECTOR__', PORTS.projector),
+      secrets: {
+        RUST_LOG: fromParam(p.rustLog),
+        TICKET_HUB_PROJECTOR__DATABASE_URL: globalUrl('read_models'),
+        TICKET_HUB_PROJECTOR__KAFKA_BOOTSTRAP: fromParam(p.kafkaBootstrap),
+        TICKET_HUB_PROJECTOR__ORDERS_URL: fromParam(p.ordersUrl),
+        TICKET_HUB_PROJECTOR__ACCOUNTS_JWKS_URL: fromParam(p.accountsJwks),
+        TICKET_HUB_PROJECTOR__TOKEN_ISSUER: fromParam(p.tokenIssuer),
+        TICKET_HUB_PROJECTOR__TOKEN_AUDIENCE: fromParam(p.tokenAudience),
+      },
+      initSteps: [migrate('stackctl migrate read-models', {}), topics],
+      securityGroup: projectorSg,
+      desiredCount: 1,
+      discoveryName: 'projector',
+      stopTimeoutSecs: 30,
+      collectorConfig: collector('projector', PORTS.projector),
+      logGroupName: `${prefix}/projector`,
+    });
+
     const gateway = new TicketHubService(this, 'Gateway', {
       ...common,
       ...rolling,
@@ -427,6 +466,7 @@ export class TicketHubStack extends Stack {
         TICKET_HUB_GATEWAY__REDIS_URL: fromParam(p.redisUrl),
         TICKET_HUB_GATEWAY__ACCOUNTS_URL: fromParam(p.accountsUrl),
         TICKET_HUB_GATEWAY__ORDERS_URL: fromParam(p.ordersUrl),
+        TICKET_HUB_GATEWAY__PROJECTOR_URL: fromParam(p.projectorUrl),
       },
       securityGroup: gatewaySg,
       desiredCount: settings.serviceTasks,

@@ -66,6 +66,13 @@ function appContainer(containers: Json[], name: string): Json {
   return c;
 }
 
+/** The value of the SSM parameter behind a container secret (`ValueFrom` is the parameter's ARN). */
+function ssmValue(resources: Resources, secret: Json): Json {
+  const ref = (secret.ValueFrom['Fn::Join']?.[1] ?? []).find((x: Json) => resources[x?.Ref]?.Type === 'AWS::SSM::Parameter');
+  assert.ok(ref, `${secret.Name} comes from an SSM parameter of the stack`);
+  return resources[ref.Ref].Properties.Value;
+}
+
 /** Every ingress rule as `target SG description ← source (SG description or CIDR):port`. */
 function ingress(resources: Resources): Map<string, string[]> {
   const desc = (id: string) => resources[id].Properties.GroupDescription as string;
@@ -189,11 +196,64 @@ describe('secrets are referenced, never inlined', () => {
 
 describe('services', () => {
   const svc = services(repo.resources);
-  const expected = ['accounts', 'gateway', 'notifications', 'orders', ...shards.map((s) => `orders-relay-${s.name}`)];
+  const expected = ['accounts', 'gateway', 'notifications', 'orders', 'projector', ...shards.map((s) => `orders-relay-${s.name}`)];
 
-  test('one Fargate service per service, the relay once per shard', () => {
+  test('one Fargate service per service, the relay once per shard; the gateway finds accounts, orders and the projector by Cloud Map', () => {
     assert.deepEqual([...svc.keys()].sort(), expected.sort());
     for (const { service } of svc.values()) assert.equal(service.Properties.LaunchType, 'FARGATE');
+    // Each URL the gateway is given names a Cloud Map service that the called ECS service registers.
+    const discovered = (name: string): string => {
+      const registries = svc.get(name)!.service.Properties.ServiceRegistries ?? [];
+      assert.equal(registries.length, 1, `${name} registers in Cloud Map`);
+      return repo.resources[registries[0].RegistryArn['Fn::GetAtt'][0]].Properties.Name;
+    };
+    const gateway = appContainer(svc.get('gateway')!.containers, 'gateway');
+    const url = (variable: string) => {
+      const s = gateway.Secrets.find((x: Json) => x.Name === variable);
+      assert.ok(s, `the gateway gets ${variable}`);
+      return ssmValue(repo.resources, s);
+    };
+    for (const [variable, name, port] of [
+      ['TICKET_HUB_GATEWAY__ACCOUNTS_URL', 'accounts', PORTS.accounts],
+      ['TICKET_HUB_GATEWAY__ORDERS_URL', 'orders', PORTS.orders],
+      ['TICKET_HUB_GATEWAY__PROJECTOR_URL', 'projector', PORTS.projector],
+    ] as const) {
+      assert.equal(url(variable), `http://${discovered(name)}.ticket-hub.internal:${port}`, variable);
+    }
+  });
+
+  test('the projector: one task (its consumers elect an active process by lease), its database, the broker, orders and the JWKS', () => {
+    const { service, containers } = svc.get('projector')!;
+    assert.equal(service.Properties.DesiredCount, 1);
+    assert.deepEqual(service.Properties.DeploymentConfiguration.MinimumHealthyPercent, 100);
+    assert.deepEqual(service.Properties.DeploymentConfiguration.MaximumPercent, 200);
+    const c = appContainer(containers, 'projector');
+    assert.deepEqual(c.Command, ['projector']);
+    assert.deepEqual(c.Environment, [{ Name: 'TICKET_HUB_PROJECTOR__HTTP_ADDR', Value: `0.0.0.0:${PORTS.projector}` }]);
+    const secrets = new Map<string, Json>(c.Secrets.map((s: Json) => [s.Name, s]));
+    assert.deepEqual(
+      [...secrets.keys()].sort(),
+      [
+        'RUST_LOG',
+        'TICKET_HUB_PROJECTOR__ACCOUNTS_JWKS_URL',
+        'TICKET_HUB_PROJECTOR__DATABASE_URL',
+        'TICKET_HUB_PROJECTOR__KAFKA_BOOTSTRAP',
+        'TICKET_HUB_PROJECTOR__ORDERS_URL',
+        'TICKET_HUB_PROJECTOR__TOKEN_AUDIENCE',
+        'TICKET_HUB_PROJECTOR__TOKEN_ISSUER',
+      ],
+    );
+    // The read_models key of the global instance's URL secret, which names that database.
+    const db = secrets.get('TICKET_HUB_PROJECTOR__DATABASE_URL').ValueFrom['Fn::Join'][1];
+    assert.ok(db.some((x: Json) => typeof x === 'string' && x.includes(':read_models::')), JSON.stringify(db));
+    const globalUrls = ofType(repo.resources, 'AWS::SecretsManager::Secret').find(([id]) => db.some((x: Json) => x?.Ref === id));
+    assert.ok(globalUrls, 'from a secret of the stack');
+    assert.match(JSON.stringify(globalUrls[1].Properties.SecretString), /"read_models\\":\\"postgres:\/\/tickethub:.*\/read_models/);
+    assert.equal(ssmValue(repo.resources, secrets.get('TICKET_HUB_PROJECTOR__ORDERS_URL')), `http://orders.ticket-hub.internal:${PORTS.orders}`);
+    assert.equal(
+      ssmValue(repo.resources, secrets.get('TICKET_HUB_PROJECTOR__ACCOUNTS_JWKS_URL')),
+      `http://accounts.ticket-hub.internal:${PORTS.accounts}/.well-known/jwks.json`,
+    );
   });
 
   test('every service has a health check on /healthz, and the load balancer checks /readyz', () => {
@@ -202,6 +262,7 @@ describe('services', () => {
       gateway: PORTS.gateway,
       notifications: PORTS.notifications,
       orders: PORTS.orders,
+      projector: PORTS.projector,
     };
     for (const [name, { containers }] of svc) {
       const c = appContainer(containers, name);
@@ -243,11 +304,14 @@ describe('services', () => {
     assert.deepEqual(before('accounts'), ['migrate']);
     assert.deepEqual(before('orders'), ['migrate']);
     assert.deepEqual(before('notifications'), ['kafka-topics', 'migrate']);
+    assert.deepEqual(before('projector'), ['kafka-topics', 'migrate']);
     for (const s of shards) assert.deepEqual(before(`orders-relay-${s.name}`), ['kafka-topics']);
     const topics = svc.get(`orders-relay-${shards[0].name}`)!.containers.find((c) => c.Name === 'kafka-topics');
     for (const t of TOPICS) assert.match(topics.Command[0], new RegExp(`--create --if-not-exists --topic ${t.replace('.', '\\.')} `));
     const migrate = svc.get('orders')!.containers.find((c) => c.Name === 'migrate');
     assert.deepEqual(migrate.Command, ['sh', '-c', 'stackctl migrate placement && stackctl migrate shards']);
+    const readModels = svc.get('projector')!.containers.find((c) => c.Name === 'migrate');
+    assert.deepEqual(readModels.Command, ['sh', '-c', 'stackctl migrate read-models']);
   });
 });
 
@@ -260,18 +324,27 @@ describe('network', () => {
       ['Ticket Hub gateway tasks', [`Ticket Hub load balancer:${PORTS.gateway}`]],
       [
         'Ticket Hub accounts tasks',
-        [`Ticket Hub gateway tasks:${PORTS.accounts}`, `Ticket Hub orders tasks:${PORTS.accounts}`, `Ticket Hub orders tasks:${PORTS.accountsGrpc}`],
+        [
+          `Ticket Hub gateway tasks:${PORTS.accounts}`,
+          `Ticket Hub orders tasks:${PORTS.accounts}`,
+          `Ticket Hub orders tasks:${PORTS.accountsGrpc}`,
+          `Ticket Hub projector tasks:${PORTS.accounts}`,
+        ],
       ],
-      ['Ticket Hub orders tasks', [`Ticket Hub gateway tasks:${PORTS.orders}`]],
+      ['Ticket Hub orders tasks', [`Ticket Hub gateway tasks:${PORTS.orders}`, `Ticket Hub projector tasks:${PORTS.orders}`]],
       ['Ticket Hub notifications tasks', []],
+      ['Ticket Hub projector tasks', [`Ticket Hub gateway tasks:${PORTS.projector}`]],
       ...relays.map((r): [string, string[]] => [r, []]),
-      ['Ticket Hub global Postgres', [`Ticket Hub accounts tasks:${pg}`, `Ticket Hub notifications tasks:${pg}`, `Ticket Hub orders tasks:${pg}`]],
+      [
+        'Ticket Hub global Postgres',
+        [`Ticket Hub accounts tasks:${pg}`, `Ticket Hub notifications tasks:${pg}`, `Ticket Hub orders tasks:${pg}`, `Ticket Hub projector tasks:${pg}`],
+      ],
       ...shards.map((s): [string, string[]] => [
         `Ticket Hub shard ${s.name} Postgres`,
         [`Ticket Hub orders tasks:${pg}`, `Ticket Hub orders-relay ${s.name} tasks:${pg}`],
       ]),
       ['Ticket Hub Redis', ['Ticket Hub accounts tasks:6379', 'Ticket Hub gateway tasks:6379', 'Ticket Hub orders tasks:6379']],
-      ['Ticket Hub Kafka brokers', [...relays, 'Ticket Hub notifications tasks'].map((r) => `${r}:9092`).sort()],
+      ['Ticket Hub Kafka brokers', [...relays, 'Ticket Hub notifications tasks', 'Ticket Hub projector tasks'].map((r) => `${r}:9092`).sort()],
     ]);
     for (const list of want.values()) list.sort();
     assert.deepEqual(ingress(repo.resources), want);
@@ -330,13 +403,21 @@ describe('metrics and alarms', () => {
     for (const m of [METRICS.consumerLag, METRICS.consumerStalled]) {
       assert.ok(runtime.includes(`format!("{service}${m.name.slice('notifications'.length)}")`), m.name);
     }
+    assert.match(read('services/projector/src/lib.rs'), /pub const SERVICE: &str = "projector";/);
+    for (const m of [METRICS.projectorLag, METRICS.projectorStalled]) {
+      assert.ok(runtime.includes(`format!("{service}${m.name.slice('projector'.length)}")`), m.name);
+    }
+    assert.ok(
+      read('services/projector/src/supervisor.rs').includes(`metrics::gauge!("${METRICS.projectorRebuildProgress.name}", "generation" =>`),
+      METRICS.projectorRebuildProgress.name,
+    );
     assert.ok(read('platform/src/correlation.rs').includes(`"${METRICS.http5xx.name}", "method" => method.to_string(), "route" => route.clone(), "status" =>`));
     const config = collectorConfig({ service: 'orders-relay', port: PORTS.relay, logGroupName: '/x' });
     for (const m of Object.values(METRICS)) assert.ok(config.includes(`"^${m.name}$"`), m.name);
     assert.match(config, /targets: \["127\.0\.0\.1:3003"\]/);
   });
 
-  test('alarms on each shard’s relay backlog and leader, the consumer’s lag, and 5xx', () => {
+  test('alarms on each shard’s relay backlog and leader, the consumers’ lag and stalls, and 5xx', () => {
     const alarms = ofType(repo.resources, 'AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
     const on = (metric: string, dims: Record<string, string>) =>
       alarms.filter(
@@ -350,7 +431,27 @@ describe('metrics and alarms', () => {
       assert.equal(on(METRICS.relayLeader.name, { service: 'orders-relay', shard: s.name }).length, 1, `leader ${s.name}`);
     }
     assert.equal(on(METRICS.consumerLag.name, { service: 'notifications', topic: 'orders.events' }).length, 1);
-    for (const service of ['gateway', 'accounts', 'orders', 'notifications']) {
+    assert.equal(on(METRICS.consumerStalled.name, { service: 'notifications', topic: 'orders.events' }).length, 1);
+    assert.equal(on(METRICS.projectorStalled.name, { service: 'projector', topic: 'orders.events' }).length, 1);
+    // The projector's lag, read as 0 while a rebuild replays the topic (its progress below 0.99).
+    const stat = (m: Json) => m.MetricStat && { name: m.MetricStat.Metric.MetricName, dims: m.MetricStat.Metric.Dimensions, stat: m.MetricStat.Stat };
+    const projectorLag = alarms.filter((a) => (a.Metrics ?? []).some((m: Json) => stat(m)?.name === METRICS.projectorLag.name));
+    assert.equal(projectorLag.length, 1, 'the projector lag alarm');
+    const [lag] = projectorLag;
+    const byId = new Map<string, Json>(lag.Metrics.map((m: Json) => [m.Id, m]));
+    assert.equal(lag.Metrics.find((m: Json) => m.ReturnData !== false).Expression, 'IF(FILL(rebuild, 1) < 0.99, 0, lag)');
+    assert.deepEqual(stat(byId.get('lag')), {
+      name: METRICS.projectorLag.name,
+      dims: [{ Name: 'service', Value: 'projector' }, { Name: 'topic', Value: 'orders.events' }],
+      stat: 'Maximum',
+    });
+    assert.deepEqual(stat(byId.get('rebuild')), {
+      name: METRICS.projectorRebuildProgress.name,
+      dims: [{ Name: 'service', Value: 'projector' }],
+      stat: 'Minimum',
+    });
+    assert.equal(lag.TreatMissingData, 'breaching', 'no lag reported is a failure too');
+    for (const service of ['gateway', 'accounts', 'orders', 'notifications', 'projector']) {
       assert.equal(on(METRICS.http5xx.name, { service }).length, 1, `5xx ${service}`);
     }
     const rate = alarms.filter((a) => (a.Metrics ?? []).some((m: Json) => /100 \* \(FILL\(target, 0\)/.test(m.Expression ?? '')));
