@@ -21,6 +21,7 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// process to rebuild its client on a stall).
 pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: Arc<Names>, stop: CancellationToken) {
     let mut client: Option<Arc<BaseConsumer>> = None;
+    let mut reported: Vec<i32> = Vec::new();
     let mut tick = tokio::time::interval(settings.lag_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -66,6 +67,9 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
             }
         };
         let lags = status.observe(checkpoints.as_ref(), marks.as_deref());
+        if !lags.is_empty() {
+            reported = lags.iter().map(|(p, _)| *p).collect();
+        }
         for (partition, lag) in lags {
             #[allow(clippy::cast_precision_loss, reason = "a gauge; lags far below 2^52")]
             metrics::gauge!(
@@ -88,6 +92,19 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
             );
         }
     }
+    // A consumer that stopped (a retired projector generation, in a process that goes on)
+    // neither lags nor stalls: its last values would keep an alarm on for nothing.
+    for partition in reported {
+        metrics::gauge!(
+            names.lag.clone(),
+            "topic" => settings.topic.clone(),
+            "consumer" => settings.name.clone(),
+            "partition" => partition.to_string()
+        )
+        .set(0.0);
+    }
+    metrics::gauge!(names.stalled.clone(), "topic" => settings.topic.clone(), "consumer" => settings.name.clone())
+        .set(0.0);
     if let Some(c) = client {
         // Dropping a client may wait for its broker threads.
         let _ = tokio::task::spawn_blocking(move || drop(c)).await;
