@@ -97,9 +97,12 @@ begin
             kafka_partition integer not null,
             kafka_offset bigint not null,
             applied_at timestamptz not null default now(),
-            primary key (order_id, version),
-            unique (source, outbox_id)
+            -- The inbox: an order's version happens once, whoever published it how often.
+            -- Not (source, outbox_id): outbox ids are a shard's identity column, and a shard
+            -- restored from a snapshot or made anew under its name hands them out again.
+            primary key (order_id, version)
         )$t$, s);
+    execute format('create index on %I.order_timeline (source, outbox_id)', s);
 
     -- Per (event, ticket type): recomputed from customer_orders for the pairs a batch touched,
     -- so it is right under any delivery order and idempotent.

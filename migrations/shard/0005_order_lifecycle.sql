@@ -5,6 +5,8 @@
 -- into every event about the order, so consumers can apply an order's events in order and
 -- idempotently whatever the topic delivers.
 alter table orders add column version integer not null default 1 check (version >= 1);
+-- Before this migration an order changed at most once (PENDING → PAID): its version is 2.
+update orders set version = 2 where status <> 'PENDING';
 alter table orders add column cancelled_at timestamptz;
 alter table orders add column cancel_reason text check (cancel_reason in ('CUSTOMER', 'EXPIRED'));
 alter table orders add constraint cancelled_has_reason

@@ -51,7 +51,8 @@ pub struct OrderCreated {
     pub total_price_in_cents: i64,
     pub occurred_at: DateTime<Utc>,
     pub region: String,
-    /// Always 1.
+    /// Always 1. Records published before versions existed have none: theirs is 1.
+    #[serde(default = "version_1")]
     pub version: i32,
 }
 
@@ -61,7 +62,19 @@ pub struct OrderPaid {
     pub order_id: Uuid,
     pub paid_at: DateTime<Utc>,
     pub region: String,
+    /// Records published before versions existed have none: an order then changed only once
+    /// (PENDING → PAID), so theirs is 2. The topic keeps every record for replays, so those
+    /// records must stay readable.
+    #[serde(default = "version_2")]
     pub version: i32,
+}
+
+fn version_1() -> i32 {
+    1
+}
+
+fn version_2() -> i32 {
+    2
 }
 
 /// A `PENDING` order was cancelled and its tickets returned to stock.
@@ -167,6 +180,9 @@ mod tests {
         let cancelled = serde_json::from_value::<OrderEvent>(cancelled).unwrap();
         assert!(matches!(&cancelled, OrderEvent::OrderCancelled(c) if c.reason == CancelReason::Expired));
         assert_eq!(cancelled.version(), 2);
+        // Records from before versions: OrderCreated is 1, OrderPaid 2.
+        let old = json!({"eventName": "OrderPaid", "orderId": id, "paidAt": "2026-01-20T21:00:00Z", "region": "SA"});
+        assert_eq!(serde_json::from_value::<OrderEvent>(old).unwrap().version(), 2);
     }
 
     #[test]

@@ -438,8 +438,9 @@ impl Mutation {
     }
 
     /// Pays a PENDING order (its customer); paying a PAID one answers the same again, a
-    /// cancelled one is `ORDER_CANCELLED`, an expired one `RESERVATION_EXPIRED`. Stock does
-    /// not change, so no cached value is touched.
+    /// cancelled one is `ORDER_CANCELLED`, an expired one `RESERVATION_EXPIRED`. A payment
+    /// leaves the stock as it is, so no cached value is touched; an expiry returns tickets the
+    /// cached event shows as taken until its TTL, as the sweeper's cancels do.
     async fn pay_order(&self, ctx: &Context<'_>, id: ID) -> Result<PayOrderPayload> {
         let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let id = uuid_id("id", &id)?;

@@ -308,14 +308,17 @@ pub async fn sweep(state: AppState, interval: Duration, batch: i64, stop: Cancel
 }
 
 /// One round on `shard`: up to [`PARTITIONS_PER_ROUND`] partitions with expired reservations,
-/// up to `batch` orders each. Returns how many orders it cancelled.
+/// up to `batch` orders each. Only partitions the shard owns are looked at: rows a move is
+/// copying in, or left behind after it, must not crowd out the shard's own (the fence would
+/// refuse them anyway). Returns how many orders it cancelled.
 pub async fn sweep_shard(state: &AppState, shard: &ShardName, batch: i64) -> Result<u64, sqlx::Error> {
     let Some(pool) = state.pools.get(shard) else { return Ok(0) };
     let ttl = state.reservation_ttl.as_secs_f64();
     let due: Vec<(String, i16)> = sqlx::query_as(
-        "select region, partition from orders
-         where status = 'PENDING' and created_at < now() - make_interval(secs => $1)
-         group by region, partition order by min(created_at) limit $2",
+        "select o.region, o.partition from orders o
+         join partition_owner po on po.region = o.region and po.partition = o.partition and po.state = 'OWNED'
+         where o.status = 'PENDING' and o.created_at < now() - make_interval(secs => $1)
+         group by o.region, o.partition order by min(o.created_at) limit $2",
     )
     .bind(ttl)
     .bind(PARTITIONS_PER_ROUND)

@@ -2,10 +2,11 @@
 //! transaction (which also moves the checkpoints).
 //!
 //! [`apply_batch`], set-based (one statement per step for the whole batch):
-//! 1. `order_timeline` rows, `on conflict do nothing`: the timeline is the inbox. A record
-//!    delivered again (rewound checkpoints, a relay that published twice, a rebuild's replay
-//!    into a generation that already has it) finds its `(source, outbox_id)` or its
-//!    `(order_id, version)` row and has no effect; only the rows inserted now go on.
+//! 1. `order_timeline` rows, `on conflict (order_id, version) do nothing`: the timeline is
+//!    the inbox. A record delivered again (rewound checkpoints, a relay that published twice,
+//!    a rebuild's replay into a generation that already has it) finds its `(order_id,
+//!    version)` row and has no effect; only the rows inserted now go on. Not keyed by
+//!    `(source, outbox_id)`: a shard restored from a snapshot hands outbox ids out again.
 //! 2. `customer_orders`, one upsert per order touched: facts fill in once (never change),
 //!    status and version move only to a higher version. Never assuming order across
 //!    partitions: an OrderPaid v2 before its OrderCreated v1 leaves a partial row (facts
@@ -78,22 +79,18 @@ pub async fn apply_batch(
     batch: &[Valid<Incoming>],
 ) -> Result<Applied<u64>, sqlx::Error> {
     let s = g.schema();
-    // A key twice in one batch: the first occurrence is the one applied, as one by one.
-    let (mut keys, mut versions) = (HashSet::new(), HashSet::new());
-    let firsts: Vec<&Valid<Incoming>> = batch
-        .iter()
-        .filter(|v| {
-            let e = &v.value;
-            keys.insert((e.source.as_str(), e.outbox_id.as_str())) & versions.insert((e.order_id, e.version))
-        })
-        .collect();
+    // An order's version twice in one batch: the first occurrence is the one applied, as one
+    // by one.
+    let mut versions = HashSet::new();
+    let firsts: Vec<&Valid<Incoming>> =
+        batch.iter().filter(|v| versions.insert((v.value.order_id, v.value.version))).collect();
 
     let claimed: HashSet<(Uuid, i32)> = sqlx::query_as::<_, (Uuid, i32)>(&format!(
         "insert into {s}.order_timeline
            (order_id, version, event_name, occurred_at, source, outbox_id, correlation_id, kafka_partition, kafka_offset)
          select * from unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
                               $8::int[], $9::bigint[])
-         on conflict do nothing
+         on conflict (order_id, version) do nothing
          returning order_id, version"
     ))
     .bind(firsts.iter().map(|v| v.value.order_id).collect::<Vec<_>>())
