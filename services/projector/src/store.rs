@@ -11,8 +11,11 @@
 //!    status and version move only to a higher version. Never assuming order across
 //!    partitions: an OrderPaid v2 before its OrderCreated v1 leaves a partial row (facts
 //!    null, PAID v2) that v1 completes without regressing.
-//! 3. `event_sales`, recomputed from `customer_orders` for the (event, ticket type) pairs the
-//!    batch touched: right under any delivery order, and idempotent by construction.
+//! 3. `event_sales` moves by each touched order's contribution after the batch minus before
+//!    it (read with the row locked): a batch costs its own orders, not every order of a hot
+//!    ticket type, and the sum stays what a recount of `customer_orders` would give, under
+//!    any delivery order (an order whose facts are not known yet counts for nothing). The
+//!    inbox guarantees each change is applied once; the audit (`./dev audit`) recounts.
 //! 4. The generation's bookkeeping (`applied`, `duplicates`, `last_event_at`).
 
 use std::collections::{BTreeMap, HashSet};
@@ -70,6 +73,65 @@ impl Patch {
     }
 }
 
+/// An order's row as far as sales go.
+#[derive(Debug, sqlx::FromRow)]
+struct SalesRow {
+    order_id: Uuid,
+    event_id: Option<Uuid>,
+    ticket_type_id: Option<Uuid>,
+    region: String,
+    status: String,
+    quantity: Option<i32>,
+    total_price_in_cents: Option<i64>,
+}
+
+impl SalesRow {
+    /// What the order counts for in its ticket type's sales; nothing while its facts are
+    /// unknown (only a later event of it has been seen).
+    fn counts(&self) -> Option<((Uuid, Uuid), Sales)> {
+        let (event, tt, q, total) = (self.event_id?, self.ticket_type_id?, self.quantity?, self.total_price_in_cents?);
+        let (paid, cancelled) = (self.status == "PAID", self.status == "CANCELLED");
+        let q = i64::from(q);
+        let flag = |b: bool| i64::from(b);
+        Some((
+            (event, tt),
+            Sales {
+                orders: 1,
+                orders_paid: flag(paid),
+                orders_cancelled: flag(cancelled),
+                tickets_sold: if cancelled { 0 } else { q },
+                tickets_paid: if paid { q } else { 0 },
+                tickets_cancelled: if cancelled { q } else { 0 },
+                revenue_in_cents: if paid { total } else { 0 },
+            },
+        ))
+    }
+}
+
+/// One ticket type's sales, or a change of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sales {
+    orders: i64,
+    orders_paid: i64,
+    orders_cancelled: i64,
+    tickets_sold: i64,
+    tickets_paid: i64,
+    tickets_cancelled: i64,
+    revenue_in_cents: i64,
+}
+
+impl Sales {
+    fn add(&mut self, other: &Self, sign: i64) {
+        self.orders += sign * other.orders;
+        self.orders_paid += sign * other.orders_paid;
+        self.orders_cancelled += sign * other.orders_cancelled;
+        self.tickets_sold += sign * other.tickets_sold;
+        self.tickets_paid += sign * other.tickets_paid;
+        self.tickets_cancelled += sign * other.tickets_cancelled;
+        self.revenue_in_cents += sign * other.revenue_in_cents;
+    }
+}
+
 /// Applies `batch` to generation `g`. Errors are returned as they are: the runtime cannot
 /// tell a database that is down from one that refuses, and must not skip the batch either way.
 #[tracing::instrument(skip_all, fields(generation = %g, records = batch.len()))]
@@ -114,7 +176,18 @@ pub async fn apply_batch(
         for e in &new {
             patches.entry(e.order_id).or_default().add(e);
         }
-        let touched: Vec<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(&format!(
+        // Each touched order's row before this batch, locked: what it counted for until now.
+        let before: BTreeMap<Uuid, SalesRow> = sqlx::query_as::<_, SalesRow>(&format!(
+            "select order_id, event_id, ticket_type_id, region, status, quantity, total_price_in_cents
+             from {s}.customer_orders where order_id = any($1) for update"
+        ))
+        .bind(patches.keys().copied().collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.order_id, r))
+        .collect();
+        let after: Vec<SalesRow> = sqlx::query_as::<_, SalesRow>(&format!(
             "insert into {s}.customer_orders as c
                (order_id, customer_id, event_id, ticket_type_id, quantity, total_price_in_cents, status, region,
                 created_at, paid_at, cancelled_at, cancel_reason, version)
@@ -134,7 +207,7 @@ pub async fn apply_batch(
                status = case when excluded.version > c.version then excluded.status else c.status end,
                version = greatest(c.version, excluded.version),
                updated_at = now()
-             returning event_id, ticket_type_id"
+             returning order_id, event_id, ticket_type_id, region, status, quantity, total_price_in_cents"
         ))
         .bind(patches.keys().copied().collect::<Vec<_>>())
         .bind(patches.values().map(|p| p.customer_id).collect::<Vec<_>>())
@@ -151,36 +224,44 @@ pub async fn apply_batch(
         .bind(patches.values().map(|p| p.version).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
-        // Only rows whose facts are known count towards sales.
-        let pairs: Vec<(Uuid, Uuid)> = touched
-            .into_iter()
-            .filter_map(|(e, t)| Some((e?, t?)))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !pairs.is_empty() {
+        // Sales move by what each order counts for now minus what it counted for before, so a
+        // batch costs its own orders, not every order of a hot ticket type.
+        let mut deltas: BTreeMap<(Uuid, Uuid), (String, Sales)> = BTreeMap::new();
+        for row in &after {
+            for (sign, r) in [(-1, before.get(&row.order_id)), (1, Some(row))] {
+                if let Some((key, counts)) = r.and_then(SalesRow::counts) {
+                    let entry = deltas.entry(key).or_insert_with(|| (row.region.clone(), Sales::default()));
+                    entry.1.add(&counts, sign);
+                }
+            }
+        }
+        deltas.retain(|_, (_, d)| *d != Sales::default());
+        if !deltas.is_empty() {
+            let column = |f: fn(&Sales) -> i64| deltas.values().map(|(_, d)| f(d)).collect::<Vec<i64>>();
             sqlx::query(&format!(
                 "insert into {s}.event_sales as e
                    (event_id, ticket_type_id, region, orders, orders_paid, orders_cancelled, tickets_sold, tickets_paid,
                     tickets_cancelled, revenue_in_cents)
-                 select o.event_id, o.ticket_type_id, min(o.region), count(*),
-                        count(*) filter (where o.status = 'PAID'),
-                        count(*) filter (where o.status = 'CANCELLED'),
-                        coalesce(sum(o.quantity) filter (where o.status <> 'CANCELLED'), 0),
-                        coalesce(sum(o.quantity) filter (where o.status = 'PAID'), 0),
-                        coalesce(sum(o.quantity) filter (where o.status = 'CANCELLED'), 0),
-                        coalesce(sum(o.total_price_in_cents) filter (where o.status = 'PAID'), 0)::bigint
-                 from {s}.customer_orders o
-                 join unnest($1::uuid[], $2::uuid[]) as t(ev, tt) on o.event_id = t.ev and o.ticket_type_id = t.tt
-                 group by o.event_id, o.ticket_type_id
+                 select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+                                      $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
                  on conflict (event_id, ticket_type_id) do update set
-                   region = excluded.region, orders = excluded.orders, orders_paid = excluded.orders_paid,
-                   orders_cancelled = excluded.orders_cancelled, tickets_sold = excluded.tickets_sold,
-                   tickets_paid = excluded.tickets_paid, tickets_cancelled = excluded.tickets_cancelled,
-                   revenue_in_cents = excluded.revenue_in_cents, updated_at = now()"
+                   orders = e.orders + excluded.orders, orders_paid = e.orders_paid + excluded.orders_paid,
+                   orders_cancelled = e.orders_cancelled + excluded.orders_cancelled,
+                   tickets_sold = e.tickets_sold + excluded.tickets_sold,
+                   tickets_paid = e.tickets_paid + excluded.tickets_paid,
+                   tickets_cancelled = e.tickets_cancelled + excluded.tickets_cancelled,
+                   revenue_in_cents = e.revenue_in_cents + excluded.revenue_in_cents, updated_at = now()"
             ))
-            .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
-            .bind(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
+            .bind(deltas.keys().map(|k| k.0).collect::<Vec<_>>())
+            .bind(deltas.keys().map(|k| k.1).collect::<Vec<_>>())
+            .bind(deltas.values().map(|(r, _)| r.as_str()).collect::<Vec<_>>())
+            .bind(column(|d| d.orders))
+            .bind(column(|d| d.orders_paid))
+            .bind(column(|d| d.orders_cancelled))
+            .bind(column(|d| d.tickets_sold))
+            .bind(column(|d| d.tickets_paid))
+            .bind(column(|d| d.tickets_cancelled))
+            .bind(column(|d| d.revenue_in_cents))
             .execute(&mut *conn)
             .await?;
         }
