@@ -114,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let moving = rebalance::moving_partitions(&map, &opts.placement_url).await?;
         anyhow::ensure!(
             !moving.is_empty(),
-            "shards.toml asks for no move against the live placement: add a shard to a region first (README, Rebalancing)"
+            "shards.toml asks for no move against the live placement: add a shard to a region first (docs/rebalancing.md)"
         );
         eprintln!("rebalance: the plan moves {} partitions", moving.len());
         Some(moving)

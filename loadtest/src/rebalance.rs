@@ -2,7 +2,7 @@
 //! `orders-rebalance apply` moves partitions, then the audit.
 //!
 //! The stack must run on a `shards.toml` that asks for a move (a shard added or removed; the
-//! README's "Rebalancing" walks through it). Requests are labelled by whether their event's
+//! `docs/rebalancing.md` walks through it). Requests are labelled by whether their event's
 //! partition is one that moves (`moving`) or not (`staying`), and by the phase they were sent
 //! in (`before`, `during`, `after` the apply), so the report compares p99 during the switch with
 //! p99 before, and the other partitions with themselves. The apply's output lines are the

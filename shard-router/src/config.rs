@@ -214,141 +214,23 @@ impl ShardMap {
         Self::validate(raw, &src)
     }
 
+    /// The cross-field rules, each a named check below, run in this order (the first failure is
+    /// the one reported): both tables present, shard names, each region (name, partitions, its
+    /// shards, its id tag), then each shard (its region, URL, pool size).
     fn validate(raw: RawFile, src: &Source<'_>) -> Result<Self, ConfigError> {
-        if raw.regions.is_empty() {
-            return Err(ConfigError::Invalid {
-                origin: src.origin.to_owned(),
-                field: "regions".into(),
-                line: None,
-                message: "at least one region is required, e.g. [regions.NA]".into(),
-            });
-        }
-        if raw.shards.is_empty() {
-            return Err(ConfigError::Invalid {
-                origin: src.origin.to_owned(),
-                field: "shards".into(),
-                line: None,
-                message: "at least one shard is required, e.g. [shards.na-1]".into(),
-            });
-        }
-
+        require_regions_and_shards(&raw, src)?;
         // Shards first, so regions can refer to them.
-        // Duplicate table names are already refused by the TOML parser, with their line.
-        let mut shard_defs: BTreeMap<ShardName, (&RawShard, Range<usize>)> = BTreeMap::new();
-        for (name, shard) in &raw.shards {
-            let field = format!("shards.{}", name.get_ref());
-            let shard_name = ShardName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
-            shard_defs.insert(shard_name, (shard, name.span()));
-        }
-
+        let shard_defs = shard_definitions(&raw, src)?;
         let mut regions = BTreeMap::new();
         let mut owner: BTreeMap<ShardName, RegionName> = BTreeMap::new();
         for (name, region) in &raw.regions {
-            let field = format!("regions.{}", name.get_ref());
-            let region_name = RegionName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
-            let partitions = *region.partitions.get_ref();
-            let partitions =
-                u16::try_from(partitions).ok().filter(|p| (1..=MAX_PARTITIONS).contains(p)).ok_or_else(|| {
-                    src.error(
-                        format!("{field}.partitions"),
-                        region.partitions.span(),
-                        format!("must be between 1 and {MAX_PARTITIONS}, got {partitions}"),
-                    )
-                })?;
-            let shards_field = format!("{field}.shards");
-            if region.shards.get_ref().is_empty() {
-                return Err(src.error(&shards_field, region.shards.span(), "a region needs at least one shard"));
-            }
-            let mut shards = Vec::new();
-            for shard in region.shards.get_ref() {
-                let shard_name =
-                    ShardName::parse(shard.get_ref()).map_err(|m| src.error(&shards_field, shard.span(), m))?;
-                if !shard_defs.contains_key(&shard_name) {
-                    return Err(src.error(
-                        &shards_field,
-                        shard.span(),
-                        format!("unknown shard `{shard_name}`: define it as [shards.{shard_name}]"),
-                    ));
-                }
-                if shards.contains(&shard_name) {
-                    return Err(src.error(
-                        &shards_field,
-                        shard.span(),
-                        format!("duplicate name: shard `{shard_name}` is listed twice"),
-                    ));
-                }
-                if let Some(other) = owner.insert(shard_name.clone(), region_name.clone()) {
-                    return Err(src.error(
-                        &shards_field,
-                        shard.span(),
-                        format!("shard `{shard_name}` already serves region {other}; a shard serves one region"),
-                    ));
-                }
-                shards.push(shard_name);
-            }
-            let tag = crate::ids::region_tag(region_name.as_str());
-            if let Some(other) = regions.values().find(|r: &&Region| r.tag == tag) {
-                return Err(src.error(
-                    &field,
-                    name.span(),
-                    format!("region {region_name} has the same id tag as region {}; rename one of them", other.name),
-                ));
-            }
-            regions.insert(region_name.clone(), Region { name: region_name, tag, partitions, shards });
+            let region = check_region(name, region, &shard_defs, &regions, &mut owner, src)?;
+            regions.insert(region.name.clone(), region);
         }
-
         let mut shards = BTreeMap::new();
         for (name, (raw_shard, name_span)) in shard_defs {
-            let field = format!("shards.{name}");
-            let region = match (owner.get(&name), &raw_shard.region) {
-                (Some(listed), None) => listed.clone(),
-                (Some(listed), Some(named)) if named.get_ref() == listed.as_str() => listed.clone(),
-                (Some(listed), Some(named)) => {
-                    return Err(src.error(
-                        format!("{field}.region"),
-                        named.span(),
-                        format!("shard `{name}` is listed by region {listed}, not `{}`", named.get_ref()),
-                    ));
-                }
-                // Not listed: allowed while a move drains it, and then it must say whose data it
-                // still holds, so the live map can keep routing there until the move is done.
-                (None, Some(named)) => match RegionName::parse(named.get_ref()).ok().and_then(|n| regions.get(&n)) {
-                    Some(r) => r.name.clone(),
-                    None => {
-                        return Err(src.error(
-                            format!("{field}.region"),
-                            named.span(),
-                            format!("unknown region `{}`", named.get_ref()),
-                        ));
-                    }
-                },
-                (None, None) => {
-                    return Err(src.error(
-                        &field,
-                        name_span,
-                        format!(
-                            "shard `{name}` is not used by any region: list it in a region's `shards`, or keep it \
-                             with `region = \"NA\"` (its region) while `orders-rebalance apply` drains it, or remove it"
-                        ),
-                    ));
-                }
-            };
-            let url = DatabaseUrl::parse(raw_shard.url.get_ref())
-                .map_err(|m| src.error(format!("{field}.url"), raw_shard.url.span(), m))?;
-            let max_connections = match &raw_shard.max_connections {
-                None => DEFAULT_MAX_CONNECTIONS,
-                Some(v) => u32::try_from(*v.get_ref())
-                    .ok()
-                    .filter(|n| (1..=MAX_MAX_CONNECTIONS).contains(n))
-                    .ok_or_else(|| {
-                        src.error(
-                            format!("{field}.max_connections"),
-                            v.span(),
-                            format!("must be between 1 and {MAX_MAX_CONNECTIONS}, got {}", v.get_ref()),
-                        )
-                    })?,
-            };
-            shards.insert(name.clone(), Shard { name, region, url, max_connections });
+            let shard = check_shard(name, raw_shard, name_span, &owner, &regions, src)?;
+            shards.insert(shard.name.clone(), shard);
         }
         Ok(Self { regions, shards })
     }
@@ -408,6 +290,183 @@ impl ShardMap {
 
     pub fn shard_named(&self, name: &str) -> Option<&Shard> {
         self.shards.values().find(|s| s.name.as_str() == name)
+    }
+}
+
+/// The shards of a file by name, each with its raw table and the span of its name.
+type ShardDefinitions<'a> = BTreeMap<ShardName, (&'a RawShard, Range<usize>)>;
+
+/// A file needs at least one region and at least one shard.
+fn require_regions_and_shards(raw: &RawFile, src: &Source<'_>) -> Result<(), ConfigError> {
+    if raw.regions.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: src.origin.to_owned(),
+            field: "regions".into(),
+            line: None,
+            message: "at least one region is required, e.g. [regions.NA]".into(),
+        });
+    }
+    if raw.shards.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: src.origin.to_owned(),
+            field: "shards".into(),
+            line: None,
+            message: "at least one shard is required, e.g. [shards.na-1]".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Every `[shards.X]` name is well formed. Duplicate table names are already refused by the
+/// TOML parser, with their line.
+fn shard_definitions<'a>(raw: &'a RawFile, src: &Source<'_>) -> Result<ShardDefinitions<'a>, ConfigError> {
+    let mut shard_defs = BTreeMap::new();
+    for (name, shard) in &raw.shards {
+        let field = format!("shards.{}", name.get_ref());
+        let shard_name = ShardName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
+        shard_defs.insert(shard_name, (shard, name.span()));
+    }
+    Ok(shard_defs)
+}
+
+/// One `[regions.X]`: its name, its partition count, its shards (see [`check_region_shards`]),
+/// and an id tag no region checked before it has.
+fn check_region(
+    name: &Spanned<String>,
+    region: &RawRegion,
+    shard_defs: &ShardDefinitions<'_>,
+    regions: &BTreeMap<RegionName, Region>,
+    owner: &mut BTreeMap<ShardName, RegionName>,
+    src: &Source<'_>,
+) -> Result<Region, ConfigError> {
+    let field = format!("regions.{}", name.get_ref());
+    let region_name = RegionName::parse(name.get_ref()).map_err(|m| src.error(&field, name.span(), m))?;
+    let partitions = *region.partitions.get_ref();
+    let partitions = u16::try_from(partitions).ok().filter(|p| (1..=MAX_PARTITIONS).contains(p)).ok_or_else(|| {
+        src.error(
+            format!("{field}.partitions"),
+            region.partitions.span(),
+            format!("must be between 1 and {MAX_PARTITIONS}, got {partitions}"),
+        )
+    })?;
+    let shards = check_region_shards(&field, &region_name, region, shard_defs, owner, src)?;
+    let tag = crate::ids::region_tag(region_name.as_str());
+    if let Some(other) = regions.values().find(|r| r.tag == tag) {
+        return Err(src.error(
+            &field,
+            name.span(),
+            format!("region {region_name} has the same id tag as region {}; rename one of them", other.name),
+        ));
+    }
+    Ok(Region { name: region_name, tag, partitions, shards })
+}
+
+/// A region's `shards` list: not empty, each name well formed, defined, listed once, and
+/// serving no other region (recorded in `owner`).
+fn check_region_shards(
+    field: &str,
+    region_name: &RegionName,
+    region: &RawRegion,
+    shard_defs: &ShardDefinitions<'_>,
+    owner: &mut BTreeMap<ShardName, RegionName>,
+    src: &Source<'_>,
+) -> Result<Vec<ShardName>, ConfigError> {
+    let shards_field = format!("{field}.shards");
+    if region.shards.get_ref().is_empty() {
+        return Err(src.error(&shards_field, region.shards.span(), "a region needs at least one shard"));
+    }
+    let mut shards = Vec::new();
+    for shard in region.shards.get_ref() {
+        let shard_name = ShardName::parse(shard.get_ref()).map_err(|m| src.error(&shards_field, shard.span(), m))?;
+        if !shard_defs.contains_key(&shard_name) {
+            return Err(src.error(
+                &shards_field,
+                shard.span(),
+                format!("unknown shard `{shard_name}`: define it as [shards.{shard_name}]"),
+            ));
+        }
+        if shards.contains(&shard_name) {
+            return Err(src.error(
+                &shards_field,
+                shard.span(),
+                format!("duplicate name: shard `{shard_name}` is listed twice"),
+            ));
+        }
+        if let Some(other) = owner.insert(shard_name.clone(), region_name.clone()) {
+            return Err(src.error(
+                &shards_field,
+                shard.span(),
+                format!("shard `{shard_name}` already serves region {other}; a shard serves one region"),
+            ));
+        }
+        shards.push(shard_name);
+    }
+    Ok(shards)
+}
+
+/// One `[shards.X]`: the region it serves (see [`shard_region`]), its URL, its pool size.
+fn check_shard(
+    name: ShardName,
+    raw_shard: &RawShard,
+    name_span: Range<usize>,
+    owner: &BTreeMap<ShardName, RegionName>,
+    regions: &BTreeMap<RegionName, Region>,
+    src: &Source<'_>,
+) -> Result<Shard, ConfigError> {
+    let field = format!("shards.{name}");
+    let region = shard_region(&field, &name, raw_shard, name_span, owner, regions, src)?;
+    let url = DatabaseUrl::parse(raw_shard.url.get_ref())
+        .map_err(|m| src.error(format!("{field}.url"), raw_shard.url.span(), m))?;
+    let max_connections = match &raw_shard.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(v) => {
+            u32::try_from(*v.get_ref()).ok().filter(|n| (1..=MAX_MAX_CONNECTIONS).contains(n)).ok_or_else(|| {
+                src.error(
+                    format!("{field}.max_connections"),
+                    v.span(),
+                    format!("must be between 1 and {MAX_MAX_CONNECTIONS}, got {}", v.get_ref()),
+                )
+            })?
+        }
+    };
+    Ok(Shard { name, region, url, max_connections })
+}
+
+/// The region a shard serves: the one listing it (a `region` key, if any, must agree), or, for
+/// a shard no region lists, the existing region its `region` key names.
+fn shard_region(
+    field: &str,
+    name: &ShardName,
+    raw_shard: &RawShard,
+    name_span: Range<usize>,
+    owner: &BTreeMap<ShardName, RegionName>,
+    regions: &BTreeMap<RegionName, Region>,
+    src: &Source<'_>,
+) -> Result<RegionName, ConfigError> {
+    match (owner.get(name), &raw_shard.region) {
+        (Some(listed), None) => Ok(listed.clone()),
+        (Some(listed), Some(named)) if named.get_ref() == listed.as_str() => Ok(listed.clone()),
+        (Some(listed), Some(named)) => Err(src.error(
+            format!("{field}.region"),
+            named.span(),
+            format!("shard `{name}` is listed by region {listed}, not `{}`", named.get_ref()),
+        )),
+        // Not listed: allowed while a move drains it, and then it must say whose data it
+        // still holds, so the live map can keep routing there until the move is done.
+        (None, Some(named)) => match RegionName::parse(named.get_ref()).ok().and_then(|n| regions.get(&n)) {
+            Some(r) => Ok(r.name.clone()),
+            None => {
+                Err(src.error(format!("{field}.region"), named.span(), format!("unknown region `{}`", named.get_ref())))
+            }
+        },
+        (None, None) => Err(src.error(
+            field,
+            name_span,
+            format!(
+                "shard `{name}` is not used by any region: list it in a region's `shards`, or keep it \
+                 with `region = \"NA\"` (its region) while `orders-rebalance apply` drains it, or remove it"
+            ),
+        )),
     }
 }
 

@@ -92,7 +92,7 @@ impl PrivateBroker {
     /// Freezes the broker with SIGSTOP: its port stays open and its connections established,
     /// but nothing answers, as a broker stuck in a long GC pause or an overloaded machine.
     /// Longer than a client's session timeout, this is what leaves Tansu 0.6.0's consumer
-    /// groups with a ghost member (see the README's Tansu notes).
+    /// groups with a ghost member (see docs/tansu.md).
     pub async fn pause(&self) -> anyhow::Result<()> {
         self.signal("-STOP").await
     }

@@ -18,7 +18,7 @@ import { Construct } from 'constructs';
 import { Settings } from './settings';
 import { Shard, shardId } from './shards';
 
-/** The master user of every instance; the services connect as it (see README). */
+/** The master user of every instance; the services connect as it (see docs/aws.md). */
 const USER = 'tickethub';
 /** The database of every shard (`migrations/shard/`), as in shards.toml. */
 const SHARD_DATABASE = 'ticket_hub';

@@ -7,7 +7,7 @@
 // (inline code, Node's own crypto and the runtime's AWS SDK) overwrites it with a fresh key
 // pair's private half. The key never passes through the template, the CDK app or its output.
 // Later deployments leave the key alone; replace it with `accounts gen-key` and
-// `aws secretsmanager put-secret-value` (README, "Deploying to AWS").
+// `aws secretsmanager put-secret-value` (docs/aws.md, "How to deploy").
 
 import { CustomResource, Duration } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';

@@ -2,7 +2,7 @@
 //
 // The defaults are the smallest footprint that still runs every part for real (one task per
 // service, single-AZ databases on the smallest Graviton class, a two-broker Kafka cluster); the
-// README's cost estimate is for exactly these values.
+// cost estimate in docs/aws.md is for exactly these values.
 
 import * as path from 'node:path';
 import { Node } from 'constructs';
