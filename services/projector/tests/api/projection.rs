@@ -115,3 +115,63 @@ async fn a_version_arriving_before_its_creation_never_regresses_the_row() {
     assert_eq!(counts(&db.pool, g(1)).await, (4, 1));
     app.stop().await.unwrap();
 }
+
+/// `event_sales` moves by differences; whatever the delivery order across partitions and
+/// however often records come, it must end equal to a recount of `customer_orders`.
+#[tokio::test]
+async fn sales_equal_a_recount_whatever_the_order_and_the_repeats() {
+    let (db, kafka) = (TestDb::global(Schema::ReadModels).await.unwrap(), TestKafka::new(3).await.unwrap());
+    let p = Producer::new(&kafka);
+    let (customer, event) = (Uuid::now_v7(), Uuid::now_v7());
+    let ticket_types = [Uuid::now_v7(), Uuid::now_v7()];
+    // 24 orders on two ticket types: a third stay pending, a third are paid, a third cancelled.
+    let mut records = Vec::new();
+    for i in 0..24_usize {
+        let o = Order::new(customer, event, ticket_types[i % 2], 1 + (i % 3) as i32);
+        records.push(o.created());
+        match i % 3 {
+            1 => records.push(o.paid()),
+            2 => records.push(o.cancelled()),
+            _ => {}
+        }
+    }
+    // A fixed scramble: later versions often first, on partitions other than their creation's,
+    // and every fifth record twice.
+    let mut sent = 0;
+    for (n, r) in records.iter().enumerate().rev().step_by(2).chain(records.iter().enumerate().step_by(2)) {
+        let partition = Some(((n * 7) % 3) as i32);
+        p.send(r, "na-1", &n.to_string(), partition).await;
+        if n % 5 == 0 {
+            p.send(r, "na-1", &n.to_string(), Some(((n + 1) % 3) as i32)).await;
+        }
+        sent += 1;
+    }
+    assert_eq!(sent, records.len());
+    let app = spawn(settings(&db.url, &kafka)).await;
+    wait_caught_up(&db.pool, &kafka, g(1)).await;
+
+    let recount = "select event_id, ticket_type_id, count(*)::bigint, count(*) filter (where status = 'PAID'),
+            count(*) filter (where status = 'CANCELLED'),
+            coalesce(sum(quantity) filter (where status <> 'CANCELLED'), 0)::bigint,
+            coalesce(sum(quantity) filter (where status = 'PAID'), 0)::bigint,
+            coalesce(sum(quantity) filter (where status = 'CANCELLED'), 0)::bigint,
+            coalesce(sum(total_price_in_cents) filter (where status = 'PAID'), 0)::bigint
+         from customer_orders group by 1, 2 order by 1, 2";
+    let stored = "select event_id, ticket_type_id, orders, orders_paid, orders_cancelled, tickets_sold, tickets_paid,
+            tickets_cancelled, revenue_in_cents from event_sales order by 1, 2";
+    type Row = (Uuid, Uuid, i64, i64, i64, i64, i64, i64, i64);
+    let want: Vec<Row> = sqlx::query_as(recount).fetch_all(&db.pool).await.unwrap();
+    let got: Vec<Row> = sqlx::query_as(stored).fetch_all(&db.pool).await.unwrap();
+    assert_eq!(got, want);
+    assert_eq!(want.len(), 2);
+    assert_eq!(want.iter().map(|r| r.2).sum::<i64>(), 24, "every order counted once");
+    assert_eq!(want.iter().map(|r| r.3).sum::<i64>(), 8);
+    assert_eq!(want.iter().map(|r| r.4).sum::<i64>(), 8);
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("select status, count(*) from customer_orders group by 1 order by 1")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(statuses, [("CANCELLED".to_owned(), 8), ("PAID".to_owned(), 8), ("PENDING".to_owned(), 8)]);
+    app.stop().await.unwrap();
+}
