@@ -24,6 +24,9 @@ use sqlx::{Connection as _, PgPool};
 pub struct Generation(i32);
 
 impl Generation {
+    /// Generation 1, the one the migration creates.
+    pub const FIRST: Self = Self(1);
+
     pub fn new(n: i32) -> Option<Self> {
         (n > 0).then_some(Self(n))
     }

@@ -129,25 +129,8 @@ impl Default for Settings {
 impl Settings {
     /// Cross-field rules serde cannot express; fails at start naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.topic_partitions > 0, "topic_partitions: must be at least 1");
-        anyhow::ensure!(!self.topic.is_empty(), "topic: must not be empty");
-        anyhow::ensure!(self.topic != self.dlq_topic, "dlq_topic: must differ from topic");
-        anyhow::ensure!(
-            (1..=10_000).contains(&self.batch_max_records),
-            "batch_max_records: must be between 1 and 10000"
-        );
-        anyhow::ensure!(self.retry_initial_ms > 0, "retry_initial_ms: must be at least 1");
-        anyhow::ensure!(self.retry_max_ms >= self.retry_initial_ms, "retry_max_ms: must be at least retry_initial_ms");
-        anyhow::ensure!(self.lease_retry_ms > 0, "lease_retry_ms: must be at least 1");
-        anyhow::ensure!(
-            (100..=600_000).contains(&self.statement_timeout_ms),
-            "statement_timeout_ms: must be between 100 and 600000"
-        );
-        anyhow::ensure!(self.lag_interval_ms > 0, "lag_interval_ms: must be at least 1");
-        anyhow::ensure!(
-            self.stall_after_ms >= 2 * self.lag_interval_ms,
-            "stall_after_ms: must be at least twice lag_interval_ms (a stall needs two measurements)"
-        );
+        // The generation only names the consumer; the rules are the runtime's.
+        self.consumer(Generation::FIRST).validate()?;
         anyhow::ensure!(
             (10..=60_000).contains(&self.supervise_interval_ms),
             "supervise_interval_ms: must be between 10 and 60000"
