@@ -13,7 +13,86 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use tokio::process::{Child, Command};
 
+use platform::events::headers;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+
 use crate::{TestDb, stack};
+
+/// The headers the relay puts on a record, as `(name, value)` pairs.
+pub fn relay_headers(event_type: &str, shard: &str, outbox_id: &str, correlation: &str) -> Vec<(String, String)> {
+    vec![
+        (headers::TYPE.into(), event_type.into()),
+        (headers::OUTBOX_ID.into(), outbox_id.into()),
+        (headers::REGION.into(), if shard.starts_with("sa") { "SA" } else { "NA" }.into()),
+        (headers::SHARD.into(), shard.into()),
+        (headers::CORRELATION_ID.into(), correlation.into()),
+    ]
+}
+
+/// An idempotent, `acks=all` producer speaking the relay's record contract, for consumer
+/// tests that feed a topic without running orders and the relay.
+pub struct RelayProducer {
+    inner: FutureProducer,
+    topic: String,
+}
+
+impl RelayProducer {
+    pub fn new(kafka: &TestKafka) -> Self {
+        #[allow(clippy::expect_used, reason = "test support: no producer, no test")]
+        let inner = platform::kafka::client_config(&kafka.bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .expect("producer");
+        Self { inner, topic: kafka.topic.clone() }
+    }
+
+    /// Sends one record (to `partition` when given) and waits for the broker's
+    /// acknowledgement; `(partition, offset)`.
+    pub async fn send_raw_to(
+        &self,
+        key: &str,
+        payload: &[u8],
+        hs: &[(String, String)],
+        partition: Option<i32>,
+    ) -> (i32, i64) {
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in hs {
+            owned = owned.insert(Header { key: k.as_str(), value: Some(v.as_str()) });
+        }
+        let mut record = FutureRecord::to(&self.topic).key(key).payload(payload).headers(owned);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        #[allow(clippy::expect_used, reason = "test support: an unacknowledged record fails the test")]
+        let d = self.inner.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("acknowledged");
+        (d.partition, d.offset)
+    }
+
+    /// [`RelayProducer::send_raw_to`] on the partition the key hashes to.
+    pub async fn send_raw(&self, key: &str, payload: &[u8], hs: &[(String, String)]) -> (i32, i64) {
+        self.send_raw_to(key, payload, hs, None).await
+    }
+
+    /// Sends an event as the relay of `shard` would (keyed by its order id, its outbox row id
+    /// and a correlation id in the headers), to `partition` when given, to put one order's
+    /// events on different partitions; `(partition, offset)`.
+    pub async fn send(&self, event: &Value, shard: &str, outbox_id: &str, partition: Option<i32>) -> (i32, i64) {
+        let name = event["eventName"].as_str().unwrap_or_default();
+        let key = event["orderId"].as_str().unwrap_or_default().to_owned();
+        let corr = format!("corr-{shard}-{outbox_id}");
+        let hs = relay_headers(name, shard, outbox_id, &corr);
+        self.send_raw_to(&key, event.to_string().as_bytes(), &hs, partition).await
+    }
+
+    /// [`RelayProducer::send`] on the partition the order id hashes to.
+    pub async fn send_event(&self, event: &Value, shard: &str, outbox_id: &str) -> (i32, i64) {
+        self.send(event, shard, outbox_id, None).await
+    }
+}
 
 /// A fresh topic (and its DLQ topic) and consumer group on the running broker; the topics are
 /// deleted when this value is dropped.

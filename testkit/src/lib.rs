@@ -28,7 +28,7 @@ pub mod stack;
 
 pub use app::TestApp;
 pub use db::{TestDb, TestShards};
-pub use kafka::{PrivateBroker, TestKafka};
+pub use kafka::{PrivateBroker, RelayProducer, TestKafka};
 pub use postgres::PrivatePostgres;
 pub use redis::TestRedis;
 

@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use notifications::{Application, Settings};
-use platform::events::headers;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use testkit::kafka::Record;
@@ -73,16 +70,8 @@ pub async fn spawn_binary(database_url: &str, kafka: &TestKafka, extra: &[(&str,
     Process::spawn(env!("CARGO_BIN_EXE_notifications"), &all).await
 }
 
-/// The headers the relay puts on a record, as `(name, value)` pairs.
-pub fn relay_headers(event_type: &str, shard: &str, outbox_id: &str, correlation: &str) -> Vec<(String, String)> {
-    vec![
-        (headers::TYPE.into(), event_type.into()),
-        (headers::OUTBOX_ID.into(), outbox_id.into()),
-        (headers::REGION.into(), if shard.starts_with("sa") { "SA" } else { "NA" }.into()),
-        (headers::SHARD.into(), shard.into()),
-        (headers::CORRELATION_ID.into(), correlation.into()),
-    ]
-}
+pub use testkit::RelayProducer as Producer;
+pub use testkit::kafka::relay_headers;
 
 pub fn created(order: Uuid, customer: Uuid) -> Value {
     json!({"eventName": "OrderCreated", "orderId": order, "customerId": customer, "eventId": Uuid::now_v7(),
@@ -92,43 +81,6 @@ pub fn created(order: Uuid, customer: Uuid) -> Value {
 
 pub fn paid(order: Uuid) -> Value {
     json!({"eventName": "OrderPaid", "orderId": order, "paidAt": "2026-11-25T03:05:00+01:00", "region": "NA", "version": 2})
-}
-
-/// An idempotent, `acks=all` producer, as the relay's.
-pub struct Producer {
-    inner: FutureProducer,
-    topic: String,
-}
-
-impl Producer {
-    pub fn new(kafka: &TestKafka) -> Self {
-        let inner = platform::kafka::client_config(&kafka.bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "30000")
-            .create()
-            .expect("producer");
-        Self { inner, topic: kafka.topic.clone() }
-    }
-
-    /// Sends one record and waits for the broker's acknowledgement; `(partition, offset)`.
-    pub async fn send_raw(&self, key: &str, payload: &[u8], hs: &[(String, String)]) -> (i32, i64) {
-        let mut owned = OwnedHeaders::new();
-        for (k, v) in hs {
-            owned = owned.insert(Header { key: k.as_str(), value: Some(v.as_str()) });
-        }
-        let record = FutureRecord::to(&self.topic).key(key).payload(payload).headers(owned);
-        let d = self.inner.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("acknowledged");
-        (d.partition, d.offset)
-    }
-
-    /// Sends an event as the relay of `shard` would, keyed by its order id.
-    pub async fn send_event(&self, event: &Value, shard: &str, outbox_id: &str) -> (i32, i64) {
-        let name = event["eventName"].as_str().unwrap();
-        let key = event["orderId"].as_str().unwrap().to_owned();
-        let corr = format!("corr-{shard}-{outbox_id}");
-        self.send_raw(&key, event.to_string().as_bytes(), &relay_headers(name, shard, outbox_id, &corr)).await
-    }
 }
 
 /// The notifications of `order` through the API.

@@ -4,11 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use platform::events::headers;
 use projector::generations::Generation;
 use projector::{Application, Settings};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use testkit::{TestApp, TestKafka};
@@ -78,48 +75,7 @@ impl Order {
     }
 }
 
-/// An idempotent, `acks=all` producer, as the relay's.
-pub struct Producer {
-    inner: FutureProducer,
-    topic: String,
-}
-
-impl Producer {
-    pub fn new(kafka: &TestKafka) -> Self {
-        let inner = platform::kafka::client_config(&kafka.bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "30000")
-            .create()
-            .expect("producer");
-        Self { inner, topic: kafka.topic.clone() }
-    }
-
-    /// Sends an event as the relay of `shard` would (keyed by its order id), to `partition`
-    /// when given (to put one order's events on different partitions); `(partition, offset)`.
-    pub async fn send(&self, event: &Value, shard: &str, outbox_id: &str, partition: Option<i32>) -> (i32, i64) {
-        let name = event["eventName"].as_str().unwrap();
-        let key = event["orderId"].as_str().unwrap().to_owned();
-        let corr = format!("corr-{shard}-{outbox_id}");
-        let mut owned = OwnedHeaders::new();
-        for (k, v) in [
-            (headers::TYPE, name),
-            (headers::OUTBOX_ID, outbox_id),
-            (headers::REGION, "NA"),
-            (headers::SHARD, shard),
-            (headers::CORRELATION_ID, corr.as_str()),
-        ] {
-            owned = owned.insert(Header { key: k, value: Some(v) });
-        }
-        let payload = event.to_string();
-        let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(owned);
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
-        let d = self.inner.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("acknowledged");
-        (d.partition, d.offset)
-    }
-}
+pub use testkit::RelayProducer as Producer;
 
 /// The end offset of each partition of the topic.
 pub async fn ends(kafka: &TestKafka) -> BTreeMap<i32, i64> {
