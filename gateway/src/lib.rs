@@ -22,7 +22,6 @@ pub mod schema;
 pub mod settings;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
@@ -44,17 +43,17 @@ impl Application {
         settings.validate()?;
         let downstream = downstream::Downstream::new(
             [&settings.accounts_url, &settings.orders_url, &settings.projector_url],
-            Duration::from_millis(settings.downstream_timeout_ms),
+            settings.downstream_timeout,
             settings.downstream_max_idle_per_host,
         )?;
-        let redis_timeout = Duration::from_millis(settings.redis_timeout_ms);
+        let redis_timeout = settings.redis_timeout;
         let redis = platform::redis::pool_lazy(&settings.redis_url, settings.redis_pool_size, redis_timeout)?;
         let cache = cache::Cache::new(
             redis,
             &settings.redis_key_prefix,
-            settings.cache_ttl_secs,
+            settings.cache_ttl.as_secs(),
             redis_timeout,
-            Duration::from_millis(settings.redis_retry_ms),
+            settings.redis_retry,
         );
         // Redis is left out on purpose: without it the gateway serves every query (uncached),
         // so its outage must not take the gateway out of rotation. So is the projector: only

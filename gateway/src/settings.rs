@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use platform::settings::{at_least_ms, millis, secs};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,7 +26,8 @@ pub struct Settings {
     pub projector_url: String,
     /// Bound on each downstream call, connect to last byte, in milliseconds (default 3000);
     /// past it the field fails with `UNAVAILABLE`.
-    pub downstream_timeout_ms: u64,
+    #[serde(rename = "downstream_timeout_ms", with = "millis")]
+    pub downstream_timeout: Duration,
     /// Idle keep-alive connections kept per downstream host (default 64).
     pub downstream_max_idle_per_host: usize,
     /// Redis of the cache (default `redis://127.0.0.1:6379`). Optional at run time: while it
@@ -37,13 +41,16 @@ pub struct Settings {
     /// Bound on each cache operation, connection checkout included, in milliseconds
     /// (default 200): what a Redis outage may add to a query, at most once per
     /// `redis_retry_ms`.
-    pub redis_timeout_ms: u64,
+    #[serde(rename = "redis_timeout_ms", with = "millis")]
+    pub redis_timeout: Duration,
     /// After a failed cache operation, how long reads skip Redis before trying it again, in
     /// milliseconds (default 1000).
-    pub redis_retry_ms: u64,
+    #[serde(rename = "redis_retry_ms", with = "millis")]
+    pub redis_retry: Duration,
     /// Lifetime of cached event pages and events, in seconds (default 30). Also the longest a
     /// value can stay stale when a mutation could not reach Redis to invalidate it.
-    pub cache_ttl_secs: u64,
+    #[serde(rename = "cache_ttl_secs", with = "secs")]
+    pub cache_ttl: Duration,
     /// Deepest selection nesting a query may have (default 10).
     pub max_query_depth: usize,
     /// Highest complexity a query may have (default 5000): one per field, list fields
@@ -61,14 +68,14 @@ impl Default for Settings {
             accounts_url: "http://127.0.0.1:3001".into(),
             orders_url: "http://127.0.0.1:3002".into(),
             projector_url: "http://127.0.0.1:3020".into(),
-            downstream_timeout_ms: 3000,
+            downstream_timeout: Duration::from_millis(3000),
             downstream_max_idle_per_host: 64,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "gateway:".into(),
             redis_pool_size: 32,
-            redis_timeout_ms: 200,
-            redis_retry_ms: 1000,
-            cache_ttl_secs: 30,
+            redis_timeout: Duration::from_millis(200),
+            redis_retry: Duration::from_millis(1000),
+            cache_ttl: Duration::from_secs(30),
             max_query_depth: 10,
             max_query_complexity: 5000,
             max_body_bytes: 64 * 1024,
@@ -87,13 +94,9 @@ impl Settings {
             let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("{key}: `{url}` is not a URL: {e}"))?;
             anyhow::ensure!(matches!(parsed.scheme(), "http" | "https"), "{key}: must be an http(s) URL");
         }
-        for (key, value) in [
-            ("downstream_timeout_ms", self.downstream_timeout_ms),
-            ("redis_timeout_ms", self.redis_timeout_ms),
-            ("cache_ttl_secs", self.cache_ttl_secs),
-        ] {
-            anyhow::ensure!(value > 0, "{key}: must be greater than 0");
-        }
+        at_least_ms("downstream_timeout_ms", self.downstream_timeout, 1)?;
+        at_least_ms("redis_timeout_ms", self.redis_timeout, 1)?;
+        anyhow::ensure!(self.cache_ttl >= Duration::from_secs(1), "cache_ttl_secs: must be at least 1");
         anyhow::ensure!(self.redis_pool_size > 0, "redis_pool_size: must be greater than 0");
         anyhow::ensure!(self.max_query_depth >= 3, "max_query_depth: must be at least 3");
         anyhow::ensure!(self.max_query_complexity >= 10, "max_query_complexity: must be at least 10");
@@ -111,7 +114,7 @@ mod tests {
         Settings::default().validate().unwrap_or_else(|e| panic!("{e}"));
         let bad = Settings { orders_url: "orders:3002".into(), ..Settings::default() };
         assert!(bad.validate().is_err_and(|e| e.to_string().contains("orders_url")));
-        let bad = Settings { cache_ttl_secs: 0, ..Settings::default() };
+        let bad = Settings { cache_ttl: Duration::ZERO, ..Settings::default() };
         assert!(bad.validate().is_err_and(|e| e.to_string().contains("cache_ttl_secs")));
     }
 }

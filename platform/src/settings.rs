@@ -6,6 +6,7 @@
 //! (`TICKET_HUB_ORDERS__REDIS__URL`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -39,6 +40,20 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
     file: Option<&Path>,
 ) -> Result<T, Box<figment::Error>> {
     figment::<T>(service, file).extract().map_err(Box::new)
+}
+
+/// Refuses a duration under `min_ms`, naming `key` as files and the environment spell it
+/// (`lease_retry_ms: must be at least 1`). Settings are refused, never clamped.
+pub fn at_least_ms(key: &str, value: Duration, min_ms: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(value >= Duration::from_millis(min_ms), "{key}: must be at least {min_ms}");
+    Ok(())
+}
+
+/// [`at_least_ms`] with an upper bound too.
+pub fn between_ms(key: &str, value: Duration, min_ms: u64, max_ms: u64) -> anyhow::Result<()> {
+    let range = Duration::from_millis(min_ms)..=Duration::from_millis(max_ms);
+    anyhow::ensure!(range.contains(&value), "{key}: must be between {min_ms} and {max_ms}");
+    Ok(())
 }
 
 /// A `Duration` kept under a key that names its unit in milliseconds (`lock_ttl_ms = 2000`):

@@ -168,7 +168,7 @@ async fn queries_still_answer_when_redis_stops() {
     // no timeout, whatever the machine's load.
     let s = stack_with(|g| {
         g.redis_url = url;
-        g.redis_retry_ms = 60_000;
+        g.redis_retry = Duration::from_millis(60_000);
     })
     .await;
     let (_, _, organizer) = s.user("ORGANIZER").await;
@@ -193,8 +193,8 @@ async fn queries_answer_without_any_redis() {
 async fn without_any_redis() {
     let s = stack_with(|g| {
         g.redis_url = dead_redis_url();
-        g.redis_timeout_ms = 500;
-        g.redis_retry_ms = 60_000;
+        g.redis_timeout = Duration::from_millis(500);
+        g.redis_retry = Duration::from_millis(60_000);
     })
     .await;
     let (_, _, organizer) = s.user("ORGANIZER").await;
@@ -221,7 +221,11 @@ async fn an_unanswered_order_still_drops_the_event_it_may_have_sold() {
     assert_eq!(s.redis_keys(&format!("event:{event}")).await.len(), 1, "cached by the read after creation");
 
     // The same cache, a gateway whose orders never answers.
-    let settings = gateway::Settings { orders_url: silent_url, downstream_timeout_ms: 500, ..s.settings.clone() };
+    let settings = gateway::Settings {
+        orders_url: silent_url,
+        downstream_timeout: Duration::from_millis(500),
+        ..s.settings.clone()
+    };
     let silent_gateway = super::helpers::spawn_gateway(settings, &s.shards).await;
     let vars = json!({"input": {"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1}});
     let res: Value = silent_gateway

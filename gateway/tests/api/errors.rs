@@ -1,6 +1,8 @@
 //! Every failure is a GraphQL error with a code and a message for people, never an address;
 //! limits refuse abusive requests before any downstream call.
 
+use std::time::Duration;
+
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -105,7 +107,11 @@ async fn a_down_or_silent_service_is_unavailable_without_its_address() {
     // Only the gateway in front of the silent address has a short timeout; the real stack keeps
     // the default, so a loaded machine cannot make its calls time out.
     let mut s = stack().await;
-    let settings = gateway::Settings { orders_url: silent_url, downstream_timeout_ms: 500, ..s.settings.clone() };
+    let settings = gateway::Settings {
+        orders_url: silent_url,
+        downstream_timeout: Duration::from_millis(500),
+        ..s.settings.clone()
+    };
     let silent_gateway = super::helpers::spawn_gateway(settings, &s.shards).await;
     let res: serde_json::Value = silent_gateway
         .client

@@ -84,7 +84,7 @@ async fn build(adjust: impl FnOnce(&mut gateway::Settings), down: &[&str]) -> St
         redis_key_prefix: format!("{}gateway:", redis.prefix),
         // Generous, so a loaded machine does not turn a slow cache answer into a miss and
         // break a test's hit/miss expectations; the outage tests set their own.
-        redis_timeout_ms: 2000,
+        redis_timeout: Duration::from_millis(2000),
         ..gateway::Settings::default()
     };
     adjust(&mut settings);

@@ -24,8 +24,8 @@ async fn measure_cached_and_direct_reads() {
     let cached = stack().await;
     let direct = stack_with(|g| {
         g.redis_url = "redis://127.0.0.1:1".into();
-        g.redis_timeout_ms = 500;
-        g.redis_retry_ms = 600_000;
+        g.redis_timeout = Duration::from_millis(500);
+        g.redis_retry = Duration::from_millis(600_000);
     })
     .await;
     for (name, s) in [("cached", &cached), ("direct", &direct)] {

@@ -46,7 +46,7 @@ async fn with_pipeline(s: &Stack) -> Pipeline {
             kafka_bootstrap: kafka.bootstrap.clone(),
             topic: kafka.topic.clone(),
             dlq_topic: kafka.dlq_topic.clone(),
-            poll_interval_ms: 200,
+            poll_interval: Duration::from_millis(200),
             topic_partitions: 3,
             ..orders::relay::Settings::default()
         },
@@ -62,10 +62,10 @@ async fn with_pipeline(s: &Stack) -> Pipeline {
         kafka_bootstrap: kafka.bootstrap.clone(),
         topic: kafka.topic.clone(),
         dlq_topic: kafka.dlq_topic.clone(),
-        lag_interval_ms: 200,
-        stall_after_ms: 2000,
-        lease_retry_ms: 200,
-        supervise_interval_ms: 200,
+        lag_interval: Duration::from_millis(200),
+        stall_after: Duration::from_millis(2000),
+        lease_retry: Duration::from_millis(200),
+        supervise_interval: Duration::from_millis(200),
         orders_url: s.orders.as_ref().unwrap().base_url.clone(),
         accounts_jwks_url: s.accounts.url("/.well-known/jwks.json"),
         ..projector::Settings::default()

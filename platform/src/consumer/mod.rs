@@ -86,7 +86,7 @@ impl Settings {
     /// these under (`batch_max_records`, `retry_initial_ms`, …), the same in every consumer
     /// service, so each checks them once through here rather than with a copy of its own.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let ms = |d: Duration| d.as_millis();
+        use crate::settings::{at_least_ms, between_ms};
         anyhow::ensure!(self.topic_partitions > 0, "topic_partitions: must be at least 1");
         anyhow::ensure!(!self.topic.is_empty(), "topic: must not be empty");
         anyhow::ensure!(self.topic != self.dlq_topic, "dlq_topic: must differ from topic");
@@ -94,14 +94,11 @@ impl Settings {
             (1..=10_000).contains(&self.batch_max_records),
             "batch_max_records: must be between 1 and 10000"
         );
-        anyhow::ensure!(!self.retry_initial.is_zero(), "retry_initial_ms: must be at least 1");
+        at_least_ms("retry_initial_ms", self.retry_initial, 1)?;
         anyhow::ensure!(self.retry_max >= self.retry_initial, "retry_max_ms: must be at least retry_initial_ms");
-        anyhow::ensure!(!self.lease_retry.is_zero(), "lease_retry_ms: must be at least 1");
-        anyhow::ensure!(
-            (100..=600_000).contains(&ms(self.statement_timeout)),
-            "statement_timeout_ms: must be between 100 and 600000"
-        );
-        anyhow::ensure!(!self.lag_interval.is_zero(), "lag_interval_ms: must be at least 1");
+        at_least_ms("lease_retry_ms", self.lease_retry, 1)?;
+        between_ms("statement_timeout_ms", self.statement_timeout, 100, 600_000)?;
+        at_least_ms("lag_interval_ms", self.lag_interval, 1)?;
         anyhow::ensure!(
             self.stall_after >= 2 * self.lag_interval,
             "stall_after_ms: must be at least twice lag_interval_ms (a stall needs two measurements)"

@@ -69,7 +69,7 @@ impl SigningKeys {
                  create one with `accounts gen-key --out PATH`"
             ),
         };
-        Self::from_pem(&pem, jwt.key_id.clone(), jwt.policy(), jwt.ttl_secs)
+        Self::from_pem(&pem, jwt.key_id.clone(), jwt.policy(), jwt.ttl.as_secs())
     }
 
     pub fn from_pem(pem: &str, kid: Option<String>, policy: TokenPolicy, ttl_secs: u64) -> anyhow::Result<Self> {

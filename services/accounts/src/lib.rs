@@ -55,7 +55,7 @@ impl Application {
         let keys = Arc::new(keys::SigningKeys::from_settings(&settings.jwt)?);
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+            .acquire_timeout(settings.db_acquire_timeout)
             .connect_lazy(&settings.database_url)?;
         let redis = platform::redis::pool_lazy(&settings.redis_url, 16, Duration::from_secs(1))?;
         let state = http::AppState {

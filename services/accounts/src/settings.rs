@@ -4,8 +4,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use platform::auth::TokenPolicy;
+use platform::settings::{millis, secs};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,7 +21,8 @@ pub struct Settings {
     pub database_url: String,
     /// Upper bound on waiting for a database connection, in milliseconds (default 2000); past
     /// it a request answers 503 with `Retry-After`.
-    pub db_acquire_timeout_ms: u64,
+    #[serde(rename = "db_acquire_timeout_ms", with = "millis")]
+    pub db_acquire_timeout: Duration,
     /// Redis, where failed logins are counted (default `redis://127.0.0.1:6379`).
     pub redis_url: String,
     /// Prefix of every Redis key this service writes, so instances of several stacks (or
@@ -41,7 +44,7 @@ impl Settings {
         if jwt.private_key_file.is_some() && jwt.private_key_pem.is_some() {
             anyhow::bail!("jwt.private_key_file and jwt.private_key_pem are both set; set one");
         }
-        if jwt.ttl_secs == 0 {
+        if jwt.ttl.is_zero() {
             anyhow::bail!("jwt.ttl_secs must be at least 1");
         }
         if jwt.issuer.trim().is_empty() || jwt.audience.trim().is_empty() {
@@ -53,7 +56,7 @@ impl Settings {
         if self.login_throttle.max_failures == 0 {
             anyhow::bail!("login_throttle.max_failures must be at least 1");
         }
-        if self.login_throttle.window_secs == 0 {
+        if self.login_throttle.window.is_zero() {
             anyhow::bail!("login_throttle.window_secs must be at least 1");
         }
         Ok(())
@@ -66,7 +69,7 @@ impl Default for Settings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: "postgres://postgres@127.0.0.1:5440/accounts".into(),
-            db_acquire_timeout_ms: 2000,
+            db_acquire_timeout: Duration::from_millis(2000),
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "accounts:".into(),
             jwt: JwtSettings::default(),
@@ -94,7 +97,8 @@ pub struct JwtSettings {
     /// `aud` of issued tokens (default `ticket-hub`).
     pub audience: String,
     /// Lifetime of an access token, in seconds (default one hour).
-    pub ttl_secs: u64,
+    #[serde(rename = "ttl_secs", with = "secs")]
+    pub ttl: Duration,
 }
 
 impl Default for JwtSettings {
@@ -106,7 +110,7 @@ impl Default for JwtSettings {
             key_id: None,
             issuer: policy.issuer,
             audience: policy.audience,
-            ttl_secs: 3600,
+            ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -125,7 +129,7 @@ impl fmt::Debug for JwtSettings {
             .field("key_id", &self.key_id)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field("ttl_secs", &self.ttl_secs)
+            .field("ttl_secs", &self.ttl.as_secs())
             .finish()
     }
 }
@@ -137,12 +141,13 @@ pub struct ThrottleSettings {
     /// Failed attempts allowed per email within the window (default 10); the next gets 429.
     pub max_failures: u32,
     /// Length of the window, in seconds, counted from its first failure (default 300).
-    pub window_secs: u64,
+    #[serde(rename = "window_secs", with = "secs")]
+    pub window: Duration,
 }
 
 impl Default for ThrottleSettings {
     fn default() -> Self {
-        Self { max_failures: 10, window_secs: 300 }
+        Self { max_failures: 10, window: Duration::from_secs(300) }
     }
 }
 
@@ -175,9 +180,9 @@ mod tests {
         assert!(Settings::default().validate().is_ok());
         type Tweak = fn(&mut Settings);
         let cases: [(&str, Tweak); 5] = [
-            ("jwt.ttl_secs", |s| s.jwt.ttl_secs = 0),
+            ("jwt.ttl_secs", |s| s.jwt.ttl = Duration::ZERO),
             ("login_throttle.max_failures", |s| s.login_throttle.max_failures = 0),
-            ("login_throttle.window_secs", |s| s.login_throttle.window_secs = 0),
+            ("login_throttle.window_secs", |s| s.login_throttle.window = Duration::ZERO),
             ("jwt.private_key_pem", |s| {
                 s.jwt.private_key_file = Some("k.pem".into());
                 s.jwt.private_key_pem = Some("pem".into());

@@ -39,7 +39,7 @@ impl Throttle {
     /// left when the email has used up its attempts for the window.
     pub async fn admit(&self, email_normalized: &str) -> Result<(), ApiError> {
         let key = self.key(email_normalized);
-        let window_secs = i64::try_from(self.settings.window_secs).unwrap_or(i64::MAX);
+        let window_secs = i64::try_from(self.settings.window.as_secs()).unwrap_or(i64::MAX);
         let result: Result<(u64, i64), String> = async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
             redis::pipe()
@@ -59,7 +59,7 @@ impl Throttle {
         match result {
             Ok((attempt, ttl_secs)) if attempt > u64::from(self.settings.max_failures) => {
                 metrics::counter!("accounts_login_throttled_total").increment(1);
-                let retry_after_secs = u64::try_from(ttl_secs).unwrap_or(self.settings.window_secs).max(1);
+                let retry_after_secs = u64::try_from(ttl_secs).unwrap_or(self.settings.window.as_secs()).max(1);
                 Err(ApiError::TooManyRequests {
                     message: format!("too many failed logins; try again in {retry_after_secs} s"),
                     retry_after_secs,

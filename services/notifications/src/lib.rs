@@ -28,6 +28,7 @@ use std::time::Duration;
 use platform::events::{ORDERS_DLQ_TOPIC, ORDERS_TOPIC};
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
+use platform::settings::millis;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +50,8 @@ pub struct Settings {
     pub database_url: String,
     /// How long a query waits for a database connection before failing, in milliseconds
     /// (default 2000). A failing store is retried, so this bounds one attempt, not the wait.
-    pub db_acquire_timeout_ms: u64,
+    #[serde(rename = "db_acquire_timeout_ms", with = "millis")]
+    pub db_acquire_timeout: Duration,
     /// Kafka bootstrap servers (default `127.0.0.1:9092`).
     pub kafka_bootstrap: String,
     /// The topic consumed (default `orders.events`).
@@ -66,22 +68,28 @@ pub struct Settings {
     pub batch_max_records: usize,
     /// First and largest pause between retries while the database or the DLQ is failing, in
     /// milliseconds (defaults 200 and 5000); the pause doubles in between.
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+    #[serde(rename = "retry_initial_ms", with = "millis")]
+    pub retry_initial: Duration,
+    #[serde(rename = "retry_max_ms", with = "millis")]
+    pub retry_max: Duration,
     /// How often a standby process tries to take the consumer lease, in milliseconds
     /// (default 1000): how long consumption pauses after the active process dies.
-    pub lease_retry_ms: u64,
+    #[serde(rename = "lease_retry_ms", with = "millis")]
+    pub lease_retry: Duration,
     /// Bound on each statement of the consumer's lease session and on connecting it, in
     /// milliseconds (default 10000); a batch may take twice this. Past it the lease is given
     /// up and the batch read again.
-    pub statement_timeout_ms: u64,
+    #[serde(rename = "statement_timeout_ms", with = "millis")]
+    pub statement_timeout: Duration,
     /// How often lag (partition ends against the stored checkpoints) and progress are
     /// measured, in milliseconds (default 5000).
-    pub lag_interval_ms: u64,
+    #[serde(rename = "lag_interval_ms", with = "millis")]
+    pub lag_interval: Duration,
     /// Lag with no checkpoint moving for this long, in milliseconds (default 15000), is a
     /// stall: `/readyz` says so, `notifications_consumer_stalled` is 1, and the active process
     /// rebuilds its Kafka client and seeks its checkpoints again.
-    pub stall_after_ms: u64,
+    #[serde(rename = "stall_after_ms", with = "millis")]
+    pub stall_after: Duration,
     /// The shard map whose `[regions]` names are the regions accepted in events (default
     /// `shards.toml`); nothing else of it is read.
     pub shards_file: PathBuf,
@@ -95,19 +103,19 @@ impl Default for Settings {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 3010)),
             database_url: "postgres://postgres@127.0.0.1:5440/notifications".into(),
-            db_acquire_timeout_ms: 2000,
+            db_acquire_timeout: Duration::from_millis(2000),
             kafka_bootstrap: "127.0.0.1:9092".into(),
             topic: ORDERS_TOPIC.into(),
             dlq_topic: ORDERS_DLQ_TOPIC.into(),
             consumer_name: CONSUMER_NAME.into(),
             topic_partitions: 6,
             batch_max_records: 500,
-            retry_initial_ms: 200,
-            retry_max_ms: 5000,
-            lease_retry_ms: 1000,
-            statement_timeout_ms: 10_000,
-            lag_interval_ms: 5000,
-            stall_after_ms: 15_000,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_millis(5000),
+            lease_retry: Duration::from_millis(1000),
+            statement_timeout: Duration::from_millis(10_000),
+            lag_interval: Duration::from_millis(5000),
+            stall_after: Duration::from_millis(15_000),
             shards_file: PathBuf::from("shards.toml"),
             crash_after_store: false,
         }
@@ -131,12 +139,12 @@ impl Settings {
             dlq_topic: self.dlq_topic.clone(),
             topic_partitions: self.topic_partitions,
             batch_max_records: self.batch_max_records,
-            retry_initial: Duration::from_millis(self.retry_initial_ms),
-            retry_max: Duration::from_millis(self.retry_max_ms),
-            lease_retry: Duration::from_millis(self.lease_retry_ms),
-            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
-            lag_interval: Duration::from_millis(self.lag_interval_ms),
-            stall_after: Duration::from_millis(self.stall_after_ms),
+            retry_initial: self.retry_initial,
+            retry_max: self.retry_max,
+            lease_retry: self.lease_retry,
+            statement_timeout: self.statement_timeout,
+            lag_interval: self.lag_interval,
+            stall_after: self.stall_after,
         }
     }
 }
@@ -156,7 +164,7 @@ impl Application {
         let regions = KnownRegions::from_shards_file(&settings.shards_file)?;
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
+            .acquire_timeout(settings.db_acquire_timeout)
             .connect_lazy(&settings.database_url)?;
         let notifier = Notifier::new(regions, settings.topic.clone(), settings.crash_after_store);
         let consumer = platform::consumer::Consumer::new(settings.consumer(), db.clone(), notifier)?;

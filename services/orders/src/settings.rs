@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use platform::auth::TokenPolicy;
-use platform::settings::{millis, secs};
+use platform::settings::{at_least_ms, millis, secs};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,20 +104,13 @@ impl Settings {
     /// Refuses values the service cannot run with, naming the key as files and the environment
     /// spell it. Nothing is clamped silently.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let at_least = |key: &str, value: Duration, min: Duration| {
-            anyhow::ensure!(value >= min, "{key}: must be at least {} ms", min.as_millis());
-            Ok(())
-        };
-        at_least("shard_acquire_timeout_ms", self.shard_acquire_timeout, Duration::from_millis(1))?;
-        at_least("accounts_timeout_ms", self.accounts_timeout, Duration::from_millis(1))?;
-        at_least("lock_ttl_ms", self.lock_ttl, Duration::from_millis(1))?;
-        at_least("request_timeout_ms", self.request_timeout, Duration::from_millis(1))?;
-        at_least("placement_poll_ms", self.placement_poll, Duration::from_millis(100))?;
+        at_least_ms("shard_acquire_timeout_ms", self.shard_acquire_timeout, 1)?;
+        at_least_ms("accounts_timeout_ms", self.accounts_timeout, 1)?;
+        at_least_ms("lock_ttl_ms", self.lock_ttl, 1)?;
+        at_least_ms("request_timeout_ms", self.request_timeout, 1)?;
+        at_least_ms("placement_poll_ms", self.placement_poll, 100)?;
         anyhow::ensure!(self.reservation_ttl >= Duration::from_secs(1), "reservation_ttl_secs: must be at least 1");
-        anyhow::ensure!(
-            self.expiry_sweep_interval >= Duration::from_millis(10),
-            "expiry_sweep_interval_ms: must be at least 10"
-        );
+        at_least_ms("expiry_sweep_interval_ms", self.expiry_sweep_interval, 10)?;
         anyhow::ensure!(
             (1..=10_000).contains(&self.expiry_sweep_batch),
             "expiry_sweep_batch: must be between 1 and 10000"

@@ -37,6 +37,7 @@ use platform::auth::{JwksVerifier, TokenPolicy};
 use platform::events::{ORDERS_DLQ_TOPIC, ORDERS_TOPIC};
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
+use platform::settings::{at_least_ms, between_ms, millis};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +54,8 @@ pub struct Settings {
     /// The `read_models` database on the global instance.
     pub database_url: String,
     /// How long a query waits for a database connection, in milliseconds (default 2000).
-    pub db_acquire_timeout_ms: u64,
+    #[serde(rename = "db_acquire_timeout_ms", with = "millis")]
+    pub db_acquire_timeout: Duration,
     /// Kafka bootstrap servers (default `127.0.0.1:9092`).
     pub kafka_bootstrap: String,
     /// The topic projected (default `orders.events`).
@@ -68,30 +70,39 @@ pub struct Settings {
     pub batch_max_records: usize,
     /// First and largest pause between retries while the database or the DLQ is failing, in
     /// milliseconds (defaults 200 and 5000).
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+    #[serde(rename = "retry_initial_ms", with = "millis")]
+    pub retry_initial: Duration,
+    #[serde(rename = "retry_max_ms", with = "millis")]
+    pub retry_max: Duration,
     /// How often a standby process tries to take a generation's consumer lease, in
     /// milliseconds (default 1000).
-    pub lease_retry_ms: u64,
+    #[serde(rename = "lease_retry_ms", with = "millis")]
+    pub lease_retry: Duration,
     /// Bound on each statement of a consumer's lease session, in milliseconds (default 10000).
-    pub statement_timeout_ms: u64,
+    #[serde(rename = "statement_timeout_ms", with = "millis")]
+    pub statement_timeout: Duration,
     /// How often lag and rebuild progress are measured, in milliseconds (default 5000).
-    pub lag_interval_ms: u64,
+    #[serde(rename = "lag_interval_ms", with = "millis")]
+    pub lag_interval: Duration,
     /// Lag with no checkpoint moving for this long is a stall, in milliseconds (default 15000).
-    pub stall_after_ms: u64,
+    #[serde(rename = "stall_after_ms", with = "millis")]
+    pub stall_after: Duration,
     /// How often the supervisor reads the generations (start/stop consumers, switch), in
     /// milliseconds (default 1000).
-    pub supervise_interval_ms: u64,
+    #[serde(rename = "supervise_interval_ms", with = "millis")]
+    pub supervise_interval: Duration,
     /// `/readyz` fails while the LIVE generation lags more records than this (default 10000).
     pub max_lag_records: i64,
     /// The orders service, asked who organizes an event (default `http://127.0.0.1:3002`).
     pub orders_url: String,
     /// Bound on one call to orders, in milliseconds (default 2000).
-    pub orders_timeout_ms: u64,
+    #[serde(rename = "orders_timeout_ms", with = "millis")]
+    pub orders_timeout: Duration,
     /// The accounts JWKS, for verifying access tokens.
     pub accounts_jwks_url: String,
     /// Least time between JWKS refetches caused by unknown key ids, in milliseconds (default 10000).
-    pub jwks_min_refresh_ms: u64,
+    #[serde(rename = "jwks_min_refresh_ms", with = "millis")]
+    pub jwks_min_refresh: Duration,
     /// Expected `iss` and `aud` of access tokens.
     pub token_issuer: String,
     pub token_audience: String,
@@ -102,24 +113,24 @@ impl Default for Settings {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 3020)),
             database_url: "postgres://postgres@127.0.0.1:5440/read_models".into(),
-            db_acquire_timeout_ms: 2000,
+            db_acquire_timeout: Duration::from_millis(2000),
             kafka_bootstrap: "127.0.0.1:9092".into(),
             topic: ORDERS_TOPIC.into(),
             dlq_topic: ORDERS_DLQ_TOPIC.into(),
             topic_partitions: 6,
             batch_max_records: 500,
-            retry_initial_ms: 200,
-            retry_max_ms: 5000,
-            lease_retry_ms: 1000,
-            statement_timeout_ms: 10_000,
-            lag_interval_ms: 5000,
-            stall_after_ms: 15_000,
-            supervise_interval_ms: 1000,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_millis(5000),
+            lease_retry: Duration::from_millis(1000),
+            statement_timeout: Duration::from_millis(10_000),
+            lag_interval: Duration::from_millis(5000),
+            stall_after: Duration::from_millis(15_000),
+            supervise_interval: Duration::from_millis(1000),
             max_lag_records: 10_000,
             orders_url: "http://127.0.0.1:3002".into(),
-            orders_timeout_ms: 2000,
+            orders_timeout: Duration::from_millis(2000),
             accounts_jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
-            jwks_min_refresh_ms: 10_000,
+            jwks_min_refresh: Duration::from_millis(10_000),
             token_issuer: TokenPolicy::default().issuer,
             token_audience: TokenPolicy::default().audience,
         }
@@ -131,16 +142,13 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         // The generation only names the consumer; the rules are the runtime's.
         self.consumer(Generation::FIRST).validate()?;
-        anyhow::ensure!(
-            (10..=60_000).contains(&self.supervise_interval_ms),
-            "supervise_interval_ms: must be between 10 and 60000"
-        );
+        between_ms("supervise_interval_ms", self.supervise_interval, 10, 60_000)?;
         anyhow::ensure!(self.max_lag_records >= 0, "max_lag_records: must not be negative");
         anyhow::ensure!(
             self.orders_url.starts_with("http://") || self.orders_url.starts_with("https://"),
             "orders_url: must be an http(s) URL"
         );
-        anyhow::ensure!(self.orders_timeout_ms > 0, "orders_timeout_ms: must be at least 1");
+        at_least_ms("orders_timeout_ms", self.orders_timeout, 1)?;
         anyhow::ensure!(!self.accounts_jwks_url.is_empty(), "accounts_jwks_url: must not be empty");
         Ok(())
     }
@@ -156,12 +164,12 @@ impl Settings {
             dlq_topic: self.dlq_topic.clone(),
             topic_partitions: self.topic_partitions,
             batch_max_records: self.batch_max_records,
-            retry_initial: Duration::from_millis(self.retry_initial_ms),
-            retry_max: Duration::from_millis(self.retry_max_ms),
-            lease_retry: Duration::from_millis(self.lease_retry_ms),
-            statement_timeout: Duration::from_millis(self.statement_timeout_ms),
-            lag_interval: Duration::from_millis(self.lag_interval_ms),
-            stall_after: Duration::from_millis(self.stall_after_ms),
+            retry_initial: self.retry_initial,
+            retry_max: self.retry_max,
+            lease_retry: self.lease_retry,
+            statement_timeout: self.statement_timeout,
+            lag_interval: self.lag_interval,
+            stall_after: self.stall_after,
         }
     }
 
@@ -169,7 +177,7 @@ impl Settings {
     pub fn pool(&self) -> anyhow::Result<sqlx::PgPool> {
         Ok(sqlx::postgres::PgPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(Duration::from_millis(self.db_acquire_timeout_ms))
+            .acquire_timeout(self.db_acquire_timeout)
             .connect_lazy(&self.database_url)?)
     }
 }
@@ -193,10 +201,10 @@ impl Application {
             settings.accounts_jwks_url.clone(),
             reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
             policy,
-            Duration::from_millis(settings.jwks_min_refresh_ms),
+            settings.jwks_min_refresh,
         );
         let orders = api::OrdersClient {
-            client: reqwest::Client::builder().timeout(Duration::from_millis(settings.orders_timeout_ms)).build()?,
+            client: reqwest::Client::builder().timeout(settings.orders_timeout).build()?,
             base_url: settings.orders_url.clone(),
         };
         let max_lag = settings.max_lag_records;

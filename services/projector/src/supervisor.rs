@@ -81,7 +81,7 @@ impl Supervisor {
     /// its lease back).
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut running: BTreeMap<Generation, Running> = BTreeMap::new();
-        let interval = Duration::from_millis(self.settings.supervise_interval_ms);
+        let interval = self.settings.supervise_interval;
         let mut bootstrapped = false;
         loop {
             if !bootstrapped {
@@ -190,7 +190,7 @@ impl Supervisor {
     async fn report_progress(&self, g: Generation) {
         {
             let mut at = self.progress_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let every = Duration::from_millis(self.settings.lag_interval_ms);
+            let every = self.settings.lag_interval;
             if at.is_some_and(|t| t.elapsed() < every) {
                 return;
             }

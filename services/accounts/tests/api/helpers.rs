@@ -1,6 +1,7 @@
 //! Spawning accounts for a test, and typed requests.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use accounts::settings::{Argon2Settings, Settings, ThrottleSettings};
 use accounts::{Application, keys};
@@ -38,7 +39,7 @@ pub async fn settings(db: &TestDb, redis: &TestRedis, key: PathBuf) -> Settings 
         redis_url: redis.url.clone(),
         redis_key_prefix: redis.prefix.clone(),
         argon2: fast_argon2(),
-        login_throttle: ThrottleSettings { max_failures: 5, window_secs: 60 },
+        login_throttle: ThrottleSettings { max_failures: 5, window: Duration::from_secs(60) },
         ..Settings::default()
     };
     s.jwt.private_key_file = Some(key);

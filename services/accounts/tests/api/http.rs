@@ -112,7 +112,7 @@ async fn unknown_email_and_wrong_password_answer_alike() {
 async fn repeated_failures_are_throttled_across_instances_via_redis() {
     let ctx = spawn_with(|s| {
         s.login_throttle.max_failures = 3;
-        s.login_throttle.window_secs = 120;
+        s.login_throttle.window = Duration::from_secs(120);
     })
     .await;
     ctx.user("victim@example.org", None).await;
@@ -141,7 +141,7 @@ async fn repeated_failures_are_throttled_across_instances_via_redis() {
 async fn a_burst_of_parallel_guesses_gets_no_more_than_the_limit() {
     let ctx = spawn_with(|s| {
         s.login_throttle.max_failures = 3;
-        s.login_throttle.window_secs = 120;
+        s.login_throttle.window = Duration::from_secs(120);
     })
     .await;
     ctx.user("burst@example.org", None).await;
@@ -168,7 +168,7 @@ async fn a_successful_login_clears_earlier_failures() {
 
 #[tokio::test]
 async fn tokens_verify_through_the_published_jwks() {
-    let ctx = spawn_with(|s| s.jwt.ttl_secs = 900).await;
+    let ctx = spawn_with(|s| s.jwt.ttl = Duration::from_secs(900)).await;
     let (id, token) = ctx.user("jwks@example.org", Some("ORGANIZER")).await;
 
     let res = ctx.app.get("/.well-known/jwks.json").await;

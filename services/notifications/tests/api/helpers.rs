@@ -21,17 +21,17 @@ pub fn settings(database_url: &str, kafka: &TestKafka) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
-        db_acquire_timeout_ms: 1000,
+        db_acquire_timeout: Duration::from_millis(1000),
         kafka_bootstrap: kafka.bootstrap.clone(),
         topic: kafka.topic.clone(),
         dlq_topic: kafka.dlq_topic.clone(),
         consumer_name: kafka.group.clone(),
-        retry_initial_ms: 50,
-        retry_max_ms: 500,
-        lease_retry_ms: 200,
-        statement_timeout_ms: 5000,
-        lag_interval_ms: 200,
-        stall_after_ms: 2000,
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(500),
+        lease_retry: Duration::from_millis(200),
+        statement_timeout: Duration::from_millis(5000),
+        lag_interval: Duration::from_millis(200),
+        stall_after: Duration::from_millis(2000),
         shards_file: testkit::stack::shards_file(),
         ..Settings::default()
     }
@@ -54,11 +54,11 @@ pub fn binary_env(database_url: &str, kafka: &TestKafka) -> Vec<(&'static str, S
         ("TICKET_HUB_NOTIFICATIONS__TOPIC", s.topic),
         ("TICKET_HUB_NOTIFICATIONS__DLQ_TOPIC", s.dlq_topic),
         ("TICKET_HUB_NOTIFICATIONS__CONSUMER_NAME", s.consumer_name),
-        ("TICKET_HUB_NOTIFICATIONS__RETRY_INITIAL_MS", s.retry_initial_ms.to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__RETRY_MAX_MS", s.retry_max_ms.to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__LEASE_RETRY_MS", s.lease_retry_ms.to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__LAG_INTERVAL_MS", s.lag_interval_ms.to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__STALL_AFTER_MS", s.stall_after_ms.to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__RETRY_INITIAL_MS", s.retry_initial.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__RETRY_MAX_MS", s.retry_max.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__LEASE_RETRY_MS", s.lease_retry.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__LAG_INTERVAL_MS", s.lag_interval.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__STALL_AFTER_MS", s.stall_after.as_millis().to_string()),
     ]
 }
 

@@ -1,5 +1,7 @@
 //! Ops endpoints, the inspection API's input rules, and the binary's start and stop.
 
+use std::time::Duration;
+
 use platform::db::Schema;
 use serde_json::Value;
 use testkit::{TestDb, TestKafka};
@@ -53,9 +55,9 @@ async fn refuses_settings_that_cannot_work() {
     for (bad, field) in [
         (notifications::Settings { batch_max_records: 0, ..s.clone() }, "batch_max_records"),
         (notifications::Settings { consumer_name: String::new(), ..s.clone() }, "consumer_name"),
-        (notifications::Settings { stall_after_ms: s.lag_interval_ms, ..s.clone() }, "stall_after_ms"),
-        (notifications::Settings { statement_timeout_ms: 5, ..s.clone() }, "statement_timeout_ms"),
-        (notifications::Settings { lease_retry_ms: 0, ..s.clone() }, "lease_retry_ms"),
+        (notifications::Settings { stall_after: s.lag_interval, ..s.clone() }, "stall_after_ms"),
+        (notifications::Settings { statement_timeout: Duration::from_millis(5), ..s.clone() }, "statement_timeout_ms"),
+        (notifications::Settings { lease_retry: Duration::from_millis(0), ..s.clone() }, "lease_retry_ms"),
     ] {
         let err = notifications::Application::build(bad).await.err().unwrap().to_string();
         assert!(err.starts_with(field), "{field}: {err}");

@@ -2,7 +2,7 @@
 //! only throughput`, or `--release` for the deployed build); prints records per second,
 //! asserts only correctness.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use platform::db::Schema;
 use testkit::{TestDb, TestKafka};
@@ -20,7 +20,9 @@ async fn drains_a_backlog() {
     println!("produced {N} records in {:.1} s", produced.elapsed().as_secs_f64());
     let started = Instant::now();
     // The deployed watchdog pace, not the tests' quick one.
-    let app = spawn(notifications::Settings { stall_after_ms: 15_000, ..settings(&db.url, &kafka) }).await;
+    let app =
+        spawn(notifications::Settings { stall_after: Duration::from_millis(15_000), ..settings(&db.url, &kafka) })
+            .await;
     wait_all_checkpointed(&db.pool, &kafka).await;
     let elapsed = started.elapsed();
     assert_exactly_once(&db.pool, &orders).await;

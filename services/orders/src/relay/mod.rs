@@ -36,6 +36,7 @@ use axum::routing::get;
 use platform::events::{ORDERS_DLQ_TOPIC, ORDERS_TOPIC};
 use platform::http::Server;
 use platform::ops::Readiness;
+use platform::settings::millis;
 use serde::{Deserialize, Serialize};
 use shard_router::{ShardMap, ShardPools};
 use tokio_util::sync::CancellationToken;
@@ -63,25 +64,33 @@ pub struct Settings {
     pub batch_size: u32,
     /// Polling fallback for missed NOTIFYs, in milliseconds (default 1000). Also how quickly a
     /// leader notices it lost its lease while idle.
-    pub poll_interval_ms: u64,
+    #[serde(rename = "poll_interval_ms", with = "millis")]
+    pub poll_interval: Duration,
     /// How often a standby tries to take the lease, in milliseconds (default 1000).
-    pub lease_retry_ms: u64,
+    #[serde(rename = "lease_retry_ms", with = "millis")]
+    pub lease_retry: Duration,
     /// Publish attempts of a row before it is FAILED and dead-lettered (default 10). Only
     /// failures about the row count; a broker outage never dead-letters.
     pub max_attempts: i32,
     /// First retry delay, doubled per attempt, in milliseconds (default 500).
-    pub retry_base_ms: u64,
+    #[serde(rename = "retry_base_ms", with = "millis")]
+    pub retry_base: Duration,
     /// Longest retry delay, in milliseconds (default 60000).
-    pub retry_max_ms: u64,
+    #[serde(rename = "retry_max_ms", with = "millis")]
+    pub retry_max: Duration,
     /// How long the producer keeps trying one record, in milliseconds (default 30000).
-    pub message_timeout_ms: u64,
+    #[serde(rename = "message_timeout_ms", with = "millis")]
+    pub message_timeout: Duration,
     /// Producer batching delay, in milliseconds (default 5).
-    pub linger_ms: u64,
+    #[serde(rename = "linger_ms", with = "millis")]
+    pub linger: Duration,
     /// Connecting to a shard, in milliseconds (default 3000).
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    pub connect_timeout: Duration,
     /// Upper bound of one outbox statement; past it the relay gives up its lease, in
     /// milliseconds (default 10000).
-    pub statement_timeout_ms: u64,
+    #[serde(rename = "statement_timeout_ms", with = "millis")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -95,15 +104,15 @@ impl Default for Settings {
             dlq_topic: ORDERS_DLQ_TOPIC.into(),
             topic_partitions: 6,
             batch_size: 500,
-            poll_interval_ms: 1000,
-            lease_retry_ms: 1000,
+            poll_interval: Duration::from_millis(1000),
+            lease_retry: Duration::from_millis(1000),
             max_attempts: 10,
-            retry_base_ms: 500,
-            retry_max_ms: 60_000,
-            message_timeout_ms: 30_000,
-            linger_ms: 5,
-            connect_timeout_ms: 3000,
-            statement_timeout_ms: 10_000,
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_millis(60_000),
+            message_timeout: Duration::from_millis(30_000),
+            linger: Duration::from_millis(5),
+            connect_timeout: Duration::from_millis(3000),
+            statement_timeout: Duration::from_millis(10_000),
         }
     }
 }
@@ -114,7 +123,7 @@ impl Settings {
         anyhow::ensure!(self.batch_size > 0, "batch_size: must be at least 1");
         anyhow::ensure!(self.max_attempts > 0, "max_attempts: must be at least 1");
         anyhow::ensure!(self.topic_partitions > 0, "topic_partitions: must be at least 1");
-        anyhow::ensure!(self.retry_max_ms >= self.retry_base_ms, "retry_max_ms: must be at least retry_base_ms");
+        anyhow::ensure!(self.retry_max >= self.retry_base, "retry_max_ms: must be at least retry_base_ms");
         Ok(())
     }
 
@@ -252,20 +261,20 @@ impl Relay {
         });
         let tuning = worker::Tuning {
             batch_size: i64::from(settings.batch_size),
-            poll_interval: Duration::from_millis(settings.poll_interval_ms),
-            lease_retry: Duration::from_millis(settings.lease_retry_ms),
+            poll_interval: settings.poll_interval,
+            lease_retry: settings.lease_retry,
             max_attempts: settings.max_attempts,
-            retry_base: Duration::from_millis(settings.retry_base_ms),
-            retry_max: Duration::from_millis(settings.retry_max_ms),
-            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
-            statement_timeout: Duration::from_millis(settings.statement_timeout_ms),
+            retry_base: settings.retry_base,
+            retry_max: settings.retry_max,
+            connect_timeout: settings.connect_timeout,
+            statement_timeout: settings.statement_timeout,
         };
         let producer = publish::ProducerSettings {
             bootstrap: settings.kafka_bootstrap.clone(),
             topic: settings.topic.clone(),
             dlq_topic: settings.dlq_topic.clone(),
-            linger_ms: settings.linger_ms,
-            message_timeout_ms: settings.message_timeout_ms,
+            linger: settings.linger,
+            message_timeout: settings.message_timeout,
         };
         let workers = selected
             .iter()

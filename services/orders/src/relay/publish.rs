@@ -13,9 +13,9 @@ pub struct ProducerSettings {
     pub bootstrap: String,
     pub topic: String,
     pub dlq_topic: String,
-    pub linger_ms: u64,
+    pub linger: std::time::Duration,
     /// How long librdkafka keeps trying one record before reporting it failed.
-    pub message_timeout_ms: u64,
+    pub message_timeout: std::time::Duration,
 }
 
 /// Why a row was not published.
@@ -72,8 +72,8 @@ impl Publisher {
         let producer = platform::kafka::client_config(&settings.bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", settings.linger_ms.to_string())
-            .set("message.timeout.ms", settings.message_timeout_ms.to_string())
+            .set("linger.ms", settings.linger.as_millis().to_string())
+            .set("message.timeout.ms", settings.message_timeout.as_millis().to_string())
             .set("client.id", format!("orders-relay-{shard}"))
             .create()?;
         Ok(Self { producer, settings, shard, region })

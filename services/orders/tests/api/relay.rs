@@ -26,11 +26,11 @@ pub fn settings(kafka: &TestKafka) -> Settings {
         kafka_bootstrap: kafka.bootstrap.clone(),
         topic: kafka.topic.clone(),
         dlq_topic: kafka.dlq_topic.clone(),
-        poll_interval_ms: 200,
-        lease_retry_ms: 200,
-        retry_base_ms: 50,
-        retry_max_ms: 1000,
-        message_timeout_ms: 5000,
+        poll_interval: Duration::from_millis(200),
+        lease_retry: Duration::from_millis(200),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(1000),
+        message_timeout: Duration::from_millis(5000),
         ..Settings::default()
     }
 }
@@ -144,10 +144,10 @@ fn relay_env(shards: &TestShards, s: &Settings) -> Vec<(String, String)> {
         ("KAFKA_BOOTSTRAP", s.kafka_bootstrap.clone()),
         ("TOPIC", s.topic.clone()),
         ("DLQ_TOPIC", s.dlq_topic.clone()),
-        ("POLL_INTERVAL_MS", s.poll_interval_ms.to_string()),
-        ("LEASE_RETRY_MS", s.lease_retry_ms.to_string()),
-        ("RETRY_BASE_MS", s.retry_base_ms.to_string()),
-        ("RETRY_MAX_MS", s.retry_max_ms.to_string()),
+        ("POLL_INTERVAL_MS", s.poll_interval.as_millis().to_string()),
+        ("LEASE_RETRY_MS", s.lease_retry.as_millis().to_string()),
+        ("RETRY_BASE_MS", s.retry_base.as_millis().to_string()),
+        ("RETRY_MAX_MS", s.retry_max.as_millis().to_string()),
         ("BATCH_SIZE", s.batch_size.to_string()),
     ] {
         env.push((format!("{p}{k}"), v));
@@ -281,7 +281,8 @@ async fn with_the_broker_stopped_rows_stay_pending_and_all_publish_after_it_retu
     let kafka = TestKafka::on(&broker.bootstrap, 3).await.unwrap();
     let shards = TestShards::create().await.unwrap();
     let na = shards.pool("na-1").unwrap();
-    let _relay = spawn(Settings { message_timeout_ms: 2000, ..settings(&kafka) }, shards.map.clone()).await;
+    let _relay =
+        spawn(Settings { message_timeout: Duration::from_millis(2000), ..settings(&kafka) }, shards.map.clone()).await;
 
     let mut ids: BTreeSet<i64> = insert_created(na, "NA", 50).await.into_iter().collect();
     wait_until("first 50 SENT", || async { count(na, "status = 'SENT'").await == 50 }).await;

@@ -18,17 +18,17 @@ pub fn settings(database_url: &str, kafka: &TestKafka) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
-        db_acquire_timeout_ms: 1000,
+        db_acquire_timeout: Duration::from_millis(1000),
         kafka_bootstrap: kafka.bootstrap.clone(),
         topic: kafka.topic.clone(),
         dlq_topic: kafka.dlq_topic.clone(),
-        retry_initial_ms: 50,
-        retry_max_ms: 500,
-        lease_retry_ms: 200,
-        statement_timeout_ms: 5000,
-        lag_interval_ms: 200,
-        stall_after_ms: 2000,
-        supervise_interval_ms: 200,
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(500),
+        lease_retry: Duration::from_millis(200),
+        statement_timeout: Duration::from_millis(5000),
+        lag_interval: Duration::from_millis(200),
+        stall_after: Duration::from_millis(2000),
+        supervise_interval: Duration::from_millis(200),
         ..Settings::default()
     }
 }

@@ -1,5 +1,7 @@
 //! Ops endpoints, readiness on lag, settings that cannot work, and topics kept for replay.
 
+use std::time::Duration;
+
 use platform::db::Schema;
 use serde_json::Value;
 use sqlx::Connection as _;
@@ -59,11 +61,11 @@ async fn refuses_settings_that_cannot_work_naming_the_field() {
     for (bad, field) in [
         (projector::Settings { dlq_topic: s.topic.clone(), ..s.clone() }, "dlq_topic"),
         (projector::Settings { batch_max_records: 0, ..s.clone() }, "batch_max_records"),
-        (projector::Settings { stall_after_ms: s.lag_interval_ms, ..s.clone() }, "stall_after_ms"),
-        (projector::Settings { supervise_interval_ms: 0, ..s.clone() }, "supervise_interval_ms"),
+        (projector::Settings { stall_after: s.lag_interval, ..s.clone() }, "stall_after_ms"),
+        (projector::Settings { supervise_interval: Duration::from_millis(0), ..s.clone() }, "supervise_interval_ms"),
         (projector::Settings { max_lag_records: -1, ..s.clone() }, "max_lag_records"),
         (projector::Settings { orders_url: "localhost:3002".into(), ..s.clone() }, "orders_url"),
-        (projector::Settings { lease_retry_ms: 0, ..s.clone() }, "lease_retry_ms"),
+        (projector::Settings { lease_retry: Duration::from_millis(0), ..s.clone() }, "lease_retry_ms"),
     ] {
         let err = projector::Application::build(bad).await.err().unwrap().to_string();
         assert!(err.starts_with(field), "{field}: {err}");
