@@ -4,7 +4,8 @@
 //! [`telemetry`], build the app, mount the [`ops`] endpoints, and [`shutdown`] on a signal.
 //!
 //! # Layout
-//! - [`settings`]: figment layering (defaults → service TOML → `TICKET_HUB_<SERVICE>__*` env).
+//! - [`settings`]: figment layering (defaults → service TOML → `TICKET_HUB_<SERVICE>__*` env);
+//!   [`cli`]: the `--config FILE` flag every binary shares.
 //! - [`telemetry`]: JSON logs through `tracing`.
 //! - [`metrics`]: the process-wide Prometheus recorder.
 //! - [`ops`]: `/healthz`, `/readyz` (dependency checks), `/metrics`.
@@ -23,6 +24,7 @@
 
 #[cfg(feature = "auth")]
 pub mod auth;
+pub mod cli;
 pub mod code;
 #[cfg(feature = "kafka")]
 pub mod consumer;

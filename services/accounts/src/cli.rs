@@ -12,9 +12,8 @@ use crate::{Application, SERVICE, Settings, keys, password, repo};
 #[derive(Debug, Parser)]
 #[command(name = "accounts", about = "Ticket Hub accounts service")]
 pub struct Cli {
-    /// Settings file (default `config/accounts.toml`, optional).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: platform::cli::ConfigFile,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -44,7 +43,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let settings: Settings = platform::settings::load(SERVICE, cli.config.as_deref())?;
+            let settings: Settings = cli.config.load(SERVICE)?;
             let app = Application::build(settings).await?;
             app.run_until_stopped(platform::shutdown::on_signal()).await
         }
@@ -57,7 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateAdmin { email, name, password_env } => {
-            let settings: Settings = platform::settings::load(SERVICE, cli.config.as_deref())?;
+            let settings: Settings = cli.config.load(SERVICE)?;
             settings.validate()?;
             let raw = match password_env {
                 Some(var) => {

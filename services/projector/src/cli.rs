@@ -5,7 +5,6 @@
 //! directly; the running service's supervisor picks up what they change within a second.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,9 +20,8 @@ use crate::{Application, SERVICE, Settings};
     about = "Read models of orders.events, rebuilt in generations, and their operator commands"
 )]
 pub struct Args {
-    /// Settings file (default `config/projector.toml`; env `TICKET_HUB_PROJECTOR__*` wins).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: platform::cli::ConfigFile,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -48,7 +46,7 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let settings: Settings = platform::settings::load(SERVICE, args.config.as_deref())?;
+    let settings: Settings = args.config.load(SERVICE)?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             platform::telemetry::init(SERVICE);

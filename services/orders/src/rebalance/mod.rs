@@ -21,7 +21,6 @@ pub mod shards;
 mod status;
 pub mod verify;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +33,8 @@ use crate::{SERVICE, Settings};
 #[derive(Debug, Parser)]
 #[command(name = "orders-rebalance", about = "Move partitions between shards to match shards.toml, online")]
 pub struct Args {
-    /// Settings file (the orders service's; env `TICKET_HUB_ORDERS__*` wins).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: platform::cli::ConfigFile,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,7 +96,7 @@ impl ApplyArgs {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let settings: Settings = platform::settings::load(SERVICE, args.config.as_deref())?;
+    let settings: Settings = args.config.load(SERVICE)?;
     let map = Arc::new(ShardMap::load(&settings.shards_file)?);
     let timeout = settings.shard_acquire_timeout;
     let store = LiveStore::connect_lazy(&settings.placement_url, timeout)?;

@@ -4,7 +4,6 @@
 //! print to stdout and exit non-zero when something needs attention.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,9 +16,8 @@ use super::{Relay, SERVICE, Settings, outbox, select_shards};
 #[derive(Debug, Parser)]
 #[command(name = "orders-relay", about = "Per-shard outbox relays into orders.events, and their operator commands")]
 pub struct Args {
-    /// Settings file (default `config/orders-relay.toml`; env `TICKET_HUB_ORDERS_RELAY__*` wins).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: platform::cli::ConfigFile,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -53,7 +51,7 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut settings: Settings = platform::settings::load(SERVICE, args.config.as_deref())?;
+    let mut settings: Settings = args.config.load(SERVICE)?;
     match args.command.unwrap_or(Command::Run { shards: Vec::new() }) {
         Command::Run { shards } => {
             platform::telemetry::init(SERVICE);
