@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,7 +19,8 @@ use platform::correlation::CorrelationId;
 use serde_json::json;
 
 use crate::downstream::{Caller, Service};
-use crate::error::REQUEST_ERROR_CODE;
+use crate::error::{GatewayError, REQUEST_ERROR_CODE};
+use crate::limits::Limits;
 use crate::schema::{Gateway, GatewaySchema, Scope};
 
 #[derive(Clone)]
@@ -27,6 +29,10 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// The body limit, to name it when a request exceeds it.
     pub max_body_bytes: usize,
+    /// Bounds checked on the parsed document before the engine validates it.
+    pub limits: Limits,
+    /// Bound on executing one request; past it the work is dropped.
+    pub request_timeout: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -63,7 +69,7 @@ async fn graphql(
         }
         Err(e) => return refused(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return refused(
@@ -77,7 +83,36 @@ async fn graphql(
     }
     let caller = Caller::from_headers(&headers, correlation_id);
     let tally = caller.tally.clone();
-    let mut response = state.schema.execute(request.data(Scope::new(state.gateway.clone(), caller))).await;
+    // Parsed here (the engine reuses it) to bound its cost before the engine's validation,
+    // which walks every fragment spread inlined, synchronously, where nothing can interrupt it.
+    let refused = match request.parsed_query() {
+        Ok(doc) => state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None)),
+        Err(e) => Some(e),
+    };
+    let mut response = match refused {
+        Some(error) => async_graphql::Response::from_errors(vec![error]),
+        // Nothing of the request outlives this future: a timeout or a client gone drops it, and
+        // the tasks its loader spawned go with its scope.
+        None => {
+            let request = request.data(Scope::new(state.gateway.clone(), caller));
+            match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
+                Ok(response) => response,
+                Err(_) => {
+                    metrics::counter!("gateway_request_timeouts_total").increment(1);
+                    let error = GatewayError::Unavailable {
+                        message: format!(
+                            "the request did not finish within {} ms; retry shortly",
+                            state.request_timeout.as_millis()
+                        ),
+                        retry_after_secs: Some(1),
+                    };
+                    async_graphql::Response::from_errors(vec![
+                        error.to_graphql().into_server_error(async_graphql::Pos::default()),
+                    ])
+                }
+            }
+        }
+    };
 
     // Errors the engine raised itself (syntax, validation, depth and complexity limits, bad
     // variables) carry no code; every resolver error does. Give the former theirs.

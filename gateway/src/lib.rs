@@ -7,7 +7,10 @@
 //!
 //! # Layout
 //! - [`Settings`] / [`Application`]: the service.
-//! - [`http`]: the `/graphql` handler (body limit, request scope, response extensions).
+//! - [`http`]: the `/graphql` handler (body limit, document limits, timeout, request scope,
+//!   response extensions).
+//! - [`limits`]: what a document may cost (fields with fragments expanded, nesting, fragment
+//!   cycles, mutation fields), checked before the engine's validation walks it.
 //! - [`schema`]: queries, mutations, the per-request [`schema::Scope`] (current user resolved
 //!   once, event DataLoader) and [`schema::types`] (the GraphQL types, `Region` scalar).
 //! - [`downstream`]: the pooled HTTP client and what every downstream call carries.
@@ -18,6 +21,7 @@ pub mod cache;
 pub mod downstream;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod schema;
 pub mod settings;
 
@@ -72,7 +76,17 @@ impl Application {
         ]);
         let gateway = Arc::new(schema::Gateway::new(downstream, cache, &shards));
         let schema = schema::build(gateway.clone(), settings.max_query_depth, settings.max_query_complexity);
-        let routes = http::router(http::AppState { schema, gateway, max_body_bytes: settings.max_body_bytes });
+        let limits = limits::Limits {
+            max_fields: settings.max_query_complexity,
+            max_mutation_fields: settings.max_mutation_fields,
+        };
+        let routes = http::router(http::AppState {
+            schema,
+            gateway,
+            max_body_bytes: settings.max_body_bytes,
+            limits,
+            request_timeout: settings.request_timeout,
+        });
         let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
         Ok(Self { http })
     }

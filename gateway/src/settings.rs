@@ -54,8 +54,16 @@ pub struct Settings {
     /// Deepest selection nesting a query may have (default 10).
     pub max_query_depth: usize,
     /// Highest complexity a query may have (default 5000): one per field, list fields
-    /// multiplied by their `first`.
+    /// multiplied by their `first`. Also the most fields a document may select once its
+    /// fragments are expanded, counted before the engine validates it.
     pub max_query_complexity: usize,
+    /// Most root fields one mutation may have (default 5), fragments and aliases included: they
+    /// run one after another, and `login`/`signup` each hash a password.
+    pub max_mutation_fields: usize,
+    /// Bound on executing one GraphQL request, in milliseconds (default 10000); past it the
+    /// client gets `UNAVAILABLE` and the request's work is dropped.
+    #[serde(rename = "request_timeout_ms", with = "millis")]
+    pub request_timeout: Duration,
     /// Largest request body, in bytes (default 65536); larger is a 413.
     pub max_body_bytes: usize,
 }
@@ -78,6 +86,8 @@ impl Default for Settings {
             cache_ttl: Duration::from_secs(30),
             max_query_depth: 10,
             max_query_complexity: 5000,
+            max_mutation_fields: 5,
+            request_timeout: Duration::from_millis(10_000),
             max_body_bytes: 64 * 1024,
         }
     }
@@ -96,11 +106,19 @@ impl Settings {
         }
         at_least_ms("downstream_timeout_ms", self.downstream_timeout, 1)?;
         at_least_ms("redis_timeout_ms", self.redis_timeout, 1)?;
+        at_least_ms("request_timeout_ms", self.request_timeout, 1)?;
         anyhow::ensure!(self.cache_ttl >= Duration::from_secs(1), "cache_ttl_secs: must be at least 1");
         anyhow::ensure!(self.redis_pool_size > 0, "redis_pool_size: must be greater than 0");
         anyhow::ensure!(self.max_query_depth >= 3, "max_query_depth: must be at least 3");
         anyhow::ensure!(self.max_query_complexity >= 10, "max_query_complexity: must be at least 10");
         anyhow::ensure!(self.max_body_bytes >= 1024, "max_body_bytes: must be at least 1024");
+        anyhow::ensure!((1..=100).contains(&self.max_mutation_fields), "max_mutation_fields: must be from 1 to 100");
+        anyhow::ensure!(
+            self.request_timeout >= self.downstream_timeout,
+            "request_timeout_ms: must be at least downstream_timeout_ms ({}): a request waits on at least one \
+             downstream call",
+            self.downstream_timeout.as_millis()
+        );
         Ok(())
     }
 }
@@ -116,5 +134,17 @@ mod tests {
         assert!(bad.validate().is_err_and(|e| e.to_string().contains("orders_url")));
         let bad = Settings { cache_ttl: Duration::ZERO, ..Settings::default() };
         assert!(bad.validate().is_err_and(|e| e.to_string().contains("cache_ttl_secs")));
+        for bad in [
+            Settings { max_mutation_fields: 0, ..Settings::default() },
+            Settings { request_timeout: Duration::ZERO, ..Settings::default() },
+            Settings {
+                request_timeout: Duration::from_millis(1000),
+                downstream_timeout: Duration::from_millis(3000),
+                ..Settings::default()
+            },
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains("max_mutation_fields") || err.contains("request_timeout_ms"), "{err}");
+        }
     }
 }

@@ -4,10 +4,32 @@
 //! `error` in the body is a stable code clients branch on (`VALIDATION_ERROR`, `SOLD_OUT`, …);
 //! `message` is for people. Internal causes are logged once with their chain and never shown.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
+
+/// The most characters of a client's value a message quotes (see [`shown`]).
+pub const MAX_SHOWN_CHARS: usize = 64;
+/// The most characters of any one message a client gets back (field names included), so an
+/// answer stays small whatever the request held.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `text` cut to `max_chars` characters, with `…` when something was cut.
+pub fn clip(text: &str, max_chars: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
+/// A client's value as a message may quote it: at most [`MAX_SHOWN_CHARS`] characters. The one
+/// helper for every message that names what was sent, so a 60 KB field never comes back whole.
+pub fn shown(value: &str) -> Cow<'_, str> {
+    clip(value, MAX_SHOWN_CHARS)
+}
 
 /// One offending input field and what is wrong with it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -17,8 +39,14 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// Both parts are cut to [`MAX_MESSAGE_CHARS`]: they may quote the client's input (serde's
+    /// messages do).
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        let (field, message) = (field.into(), message.into());
+        Self {
+            field: clip(&field, MAX_MESSAGE_CHARS).into_owned(),
+            message: clip(&message, MAX_MESSAGE_CHARS).into_owned(),
+        }
     }
 }
 
@@ -62,6 +90,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A known path asked with a method it does not serve: 405 `METHOD_NOT_ALLOWED`.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409 with a specific code: `CONFLICT`, `SOLD_OUT`, `INSUFFICIENT_STOCK`, …
     #[error("{message}")]
     Conflict { code: &'static str, message: String, details: Option<Value> },
@@ -105,6 +136,7 @@ impl ApiError {
             Self::Unauthorized(_) => "UNAUTHORIZED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
+            Self::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             Self::Conflict { code, .. } | Self::Unprocessable { code, .. } => code,
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
@@ -120,6 +152,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,7 +179,8 @@ impl ApiError {
             Self::Conflict { details, .. } | Self::Unprocessable { details, .. } => details.clone(),
             _ => None,
         };
-        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        let message = self.to_string();
+        let mut body = json!({ "error": self.code(), "message": clip(&message, MAX_MESSAGE_CHARS) });
         if let Some(d) = details {
             body["details"] = d;
         }
@@ -197,11 +231,25 @@ impl<T> ResultExt<T> for Result<T, sqlx::Error> {
     }
 }
 
+impl ApiError {
+    /// Logs this error once, as it leaves for the client: a server fault (5xx) at ERROR, with
+    /// the internal cause's chain; a client's mistake (4xx: validation, conflict, unauthorized,
+    /// throttled, …) at INFO, since it is the service working as meant. Messages are clipped.
+    fn log(&self) {
+        let (status, code) = (self.status().as_u16(), self.code());
+        match self {
+            Self::Internal(cause) => tracing::error!(status, code, error = format!("{cause:#}"), "internal error"),
+            _ if self.status().is_server_error() => {
+                tracing::error!(status, code, message = %clip(&self.to_string(), MAX_MESSAGE_CHARS), "request failed");
+            }
+            _ => tracing::info!(status, code, message = %clip(&self.to_string(), MAX_MESSAGE_CHARS), "request refused"),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "internal error");
-        }
+        self.log();
         let mut res = (self.status(), axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after()
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
@@ -216,6 +264,7 @@ impl IntoResponse for ApiError {
 impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> Self {
         use tonic::Code;
+        err.log();
         let code = match &err {
             ApiError::Validation { .. }
             | ApiError::BadRequest(_)
@@ -224,16 +273,14 @@ impl From<ApiError> for tonic::Status {
             ApiError::Unauthorized(_) => Code::Unauthenticated,
             ApiError::Forbidden(_) => Code::PermissionDenied,
             ApiError::NotFound(_) => Code::NotFound,
+            ApiError::MethodNotAllowed(_) => Code::Unimplemented,
             ApiError::Conflict { .. } => Code::Aborted,
             ApiError::Unprocessable { .. } => Code::FailedPrecondition,
             ApiError::TooManyRequests { .. } => Code::ResourceExhausted,
             ApiError::Unavailable { .. } => Code::Unavailable,
-            ApiError::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "internal error");
-                Code::Internal
-            }
+            ApiError::Internal(_) => Code::Internal,
         };
-        tonic::Status::new(code, err.to_string())
+        tonic::Status::new(code, clip(&err.to_string(), MAX_MESSAGE_CHARS))
     }
 }
 
@@ -269,6 +316,48 @@ mod tests {
         }
         let err = Err::<(), _>(sqlx::Error::RowNotFound).or_unavailable("the test database").unwrap_err();
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn clip_cuts_on_characters_and_marks_the_cut() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééééé", 3), "ééé…");
+        assert_eq!(shown(&"x".repeat(1000)).chars().count(), MAX_SHOWN_CHARS + 1);
+        let err = ApiError::field("name", "y".repeat(60_000));
+        assert!(err.body().to_string().len() < 2 * MAX_MESSAGE_CHARS + 200, "{}", err.body());
+    }
+
+    /// Records the level of every event logged while it is the default subscriber.
+    #[derive(Clone, Default)]
+    struct Levels(std::sync::Arc<std::sync::Mutex<Vec<tracing::Level>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Levels {
+        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.lock().unwrap().push(*event.metadata().level());
+        }
+    }
+
+    #[test]
+    fn client_errors_are_logged_as_info_and_server_errors_as_error() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let levels = Levels::default();
+        let subscriber = tracing_subscriber::registry().with(levels.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            for err in [
+                ApiError::field("email", "not an email address"),
+                ApiError::Unauthorized("invalid email or password".into()),
+                ApiError::Conflict { code: "CONFLICT", message: "taken".into(), details: None },
+                ApiError::TooManyRequests { message: "slow down".into(), retry_after_secs: 1 },
+                ApiError::NotFound("no such path".into()),
+            ] {
+                let _ = err.into_response();
+            }
+            let _ = ApiError::internal(anyhow::anyhow!("boom")).into_response();
+            let _ = ApiError::Unavailable { message: "db down".into(), retry_after_secs: 2 }.into_response();
+        });
+        use tracing::Level;
+        let expected = [Level::INFO, Level::INFO, Level::INFO, Level::INFO, Level::INFO, Level::ERROR, Level::ERROR];
+        assert_eq!(*levels.0.lock().unwrap(), expected);
     }
 
     #[test]

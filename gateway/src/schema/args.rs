@@ -15,7 +15,11 @@ pub(super) fn uuid_id(field: &str, id: &ID) -> Result<String, GatewayError> {
     let s = id.as_str().trim();
     let ok = s.len() == 36
         && s.char_indices().all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() });
-    if ok { Ok(s.to_ascii_lowercase()) } else { Err(GatewayError::field(field, format!("`{s}` is not a valid id"))) }
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(GatewayError::field(field, format!("`{}` is not a valid id", platform::error::shown(s))))
+    }
 }
 
 /// `first` of a listing: absent or null (as an unset variable is) means [`DEFAULT_FIRST`].

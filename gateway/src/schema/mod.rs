@@ -82,16 +82,21 @@ pub struct Scope {
     user: OnceCell<Result<User, GatewayError>>,
     events: DataLoader<EventLoader>,
     gateway: Arc<Gateway>,
+    /// The loader's batch tasks, aborted when the scope goes (the request answered, timed out,
+    /// or its client gone), so no downstream call outlives the request.
+    tasks: Tasks,
 }
 
 impl Scope {
     pub fn new(gateway: Arc<Gateway>, caller: Caller) -> Self {
         let loader = EventLoader { gateway: gateway.clone(), caller: caller.clone() };
+        let tasks = Tasks::default();
+        let spawner = tasks.clone();
         // Every sibling field registers its key in the same poll, before the batch task runs,
         // so a short delay still batches a whole list; the default (1 ms) would be added to
         // every single `event(id)`.
-        let events = DataLoader::new(loader, tokio::spawn).delay(LOADER_DELAY);
-        Self { events, user: OnceCell::new(), caller, gateway }
+        let events = DataLoader::new(loader, move |task| spawner.spawn(task)).delay(LOADER_DELAY);
+        Self { events, user: OnceCell::new(), caller, gateway, tasks }
     }
 
     /// The caller, from `GET /api/v1/me` with their token: asked once per request whatever
@@ -114,6 +119,31 @@ impl Scope {
     pub async fn event(&self, id: &ID) -> Result<Option<Event>, GatewayError> {
         let id = args::uuid_id("id", id)?;
         self.events.load_one(id).await
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Tasks spawned for one request.
+#[derive(Clone, Default)]
+struct Tasks(Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>);
+
+impl Tasks {
+    fn spawn(&self, task: futures::future::BoxFuture<'static, ()>) {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut handles = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+    }
+
+    fn abort_all(&self) {
+        for handle in self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            handle.abort();
+        }
     }
 }
 
@@ -181,6 +211,10 @@ pub fn build(gateway: Arc<Gateway>, max_depth: usize, max_complexity: usize) -> 
         .data(gateway)
         .limit_depth(max_depth)
         .limit_complexity(max_complexity)
+        // Its default, said here as `limits` counts nesting the same way.
+        .limit_recursive_depth(crate::limits::MAX_NESTING)
+        // `@include` and `@skip` are the only directives; a field never needs more than both.
+        .limit_directives(2)
         .finish()
 }
 

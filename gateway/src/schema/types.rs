@@ -31,7 +31,7 @@ impl ScalarType for Region {
         };
         shard_router::RegionName::parse(raw.trim())
             .map(|r| Self(r.as_str().to_owned()))
-            .map_err(|m| InputValueError::custom(format!("`{raw}` is not a region name: {m}")))
+            .map_err(|m| InputValueError::custom(platform::error::clip(&m, platform::error::MAX_MESSAGE_CHARS)))
     }
 
     fn is_valid(value: &Value) -> bool {

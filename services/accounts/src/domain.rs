@@ -21,7 +21,8 @@ impl Email {
         if s.len() > 254 {
             return Err("must be at most 254 characters".into());
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        platform::parse::printable(s, false)?;
+        if s.chars().any(char::is_whitespace) {
             return Err("must not contain spaces".into());
         }
         let Some((local, domain)) = s.rsplit_once('@') else {
@@ -48,7 +49,7 @@ impl Email {
     }
 }
 
-/// A display name: 1–100 characters after trimming.
+/// A display name: 1–100 characters after trimming, on one line, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
 
@@ -58,7 +59,7 @@ impl UserName {
         match s.chars().count() {
             0 => Err("is required".into()),
             n if n > 100 => Err("must be at most 100 characters".into()),
-            _ => Ok(Self(s.to_owned())),
+            _ => platform::parse::printable(s, false).map(|()| Self(s.to_owned())),
         }
     }
 
@@ -67,8 +68,8 @@ impl UserName {
     }
 }
 
-/// A password: 8–128 bytes, kept as given (no trimming: spaces are characters too). Its
-/// `Debug` never shows it.
+/// A password: 8–128 bytes, kept as given (no trimming: spaces are characters too), no control
+/// characters (no keyboard types them; a NUL is usually a client bug). Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
@@ -77,12 +78,14 @@ impl Password {
         match raw.len() {
             n if n < 8 => Err("must be at least 8 bytes".into()),
             n if n > 128 => Err("must be at most 128 bytes".into()),
-            _ => Ok(Self(raw.to_owned())),
+            _ => platform::parse::printable(raw, false).map(|()| Self(raw.to_owned())),
         }
     }
 
-    /// A password as typed at login: 1–128 bytes. The signup minimum is not applied, so a
-    /// stricter future policy does not lock out existing users with a clear 400 instead of 401.
+    /// A password as typed at login: 1–128 bytes. The signup minimum (and the control-character
+    /// rule, newer than some accounts) is not applied, so a stricter policy does not lock out
+    /// existing users with a 400 instead of checking their password. It is only hashed, never
+    /// stored, so a NUL here is harmless.
     pub fn for_login(raw: &str) -> Result<Self, String> {
         match raw.len() {
             0 => Err("is required".into()),
@@ -162,6 +165,10 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
         assert!(Email::parse(&format!("{}@x.org", "a".repeat(65))).is_err());
+        // A NUL is named as what it is, not as a space.
+        let nul = Email::parse("ann\u{0}@x.org").unwrap_err();
+        assert!(nul.contains("control characters") && nul.contains("U+0000"), "{nul}");
+        assert_eq!(Email::parse("a b@x.org").unwrap_err(), "must not contain spaces");
     }
 
     #[test]
@@ -174,6 +181,11 @@ mod tests {
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
         assert_eq!(format!("{:?}", Password::parse("secret-pw").unwrap()), "Password(<redacted>)");
+        for bad in ["Ann\u{0}", "Ann\nLee", "\u{1b}[31mAnn"] {
+            assert!(UserName::parse(bad).unwrap_err().contains("control characters"), "{bad:?}");
+        }
+        assert!(Password::parse("secret\u{0}pw").unwrap_err().contains("control characters"));
+        assert!(Password::for_login("secret\u{0}pw").is_ok());
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl fmt::Debug for SignupBody {
     }
 }
 
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn signup(State(s): State<AppState>, Json(body): Json<SignupBody>) -> Result<impl IntoResponse, ApiError> {
     let mut fields = FieldErrors::default();
     let email = fields.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
@@ -103,7 +103,7 @@ impl fmt::Debug for LoginBody {
     }
 }
 
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result<axum::Json<Value>, ApiError> {
     let mut fields = FieldErrors::default();
     let email = fields.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
@@ -136,7 +136,7 @@ async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result
     }
 }
 
-#[tracing::instrument(skip_all, fields(user_id = %claims.sub), err(Debug))]
+#[tracing::instrument(skip_all, fields(user_id = %claims.sub))]
 async fn me(State(s): State<AppState>, Authenticated(claims): Authenticated) -> Result<axum::Json<Value>, ApiError> {
     let user = repo::by_id(&s.db, claims.sub.into())
         .await?

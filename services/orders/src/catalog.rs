@@ -2,13 +2,13 @@
 //! read back by id alone.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use platform::auth::{Authenticated, Role};
 use platform::error::{ApiError, FieldErrors};
-use platform::http::Json;
+use platform::http::{Json, Path};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -103,7 +103,7 @@ fn parse(state: &AppState, body: CreateBody) -> Result<NewEvent, ApiError> {
     }
 }
 
-#[tracing::instrument(skip_all, fields(organizer = %claims.sub), err(Debug))]
+#[tracing::instrument(skip_all, fields(organizer = %claims.sub))]
 async fn create(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -228,7 +228,7 @@ struct TicketTypeRow {
     remaining_quantity: i32,
 }
 
-#[tracing::instrument(skip_all, fields(event_id = %raw), err(Debug))]
+#[tracing::instrument(skip_all, fields(event_id = %raw))]
 async fn by_id(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -72,7 +72,8 @@ impl TotalQuantity {
     }
 }
 
-/// Trimmed text of bounded length in characters (titles, venues, ticket type names).
+/// Trimmed text of bounded length in characters (titles, venues, ticket type names), with no
+/// control characters but line breaks and tabs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text(String);
 
@@ -82,10 +83,7 @@ impl Text {
         match s.chars().count() {
             0 => Err("is required".into()),
             n if n > max_chars => Err(format!("must be at most {max_chars} characters")),
-            _ if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
-                Err("must not contain control characters".into())
-            }
-            _ => Ok(Self(s.to_owned())),
+            _ => platform::parse::printable(s, true).map(|()| Self(s.to_owned())),
         }
     }
 

@@ -89,7 +89,9 @@ impl AppState {
     /// out → 404. Routing happens per attempt ([`shard`]), by the map in force then.
     pub fn parse_id(&self, raw: &str, what: &str) -> Result<Uuid, ApiError> {
         shard_router::ids::parse(raw).map(|(id, _)| id).map_err(|e| match e {
-            shard_router::ids::IdError::Malformed => ApiError::field("id", format!("`{raw}` is not a valid {what} id")),
+            shard_router::ids::IdError::Malformed => {
+                ApiError::field("id", format!("`{}` is not a valid {what} id", platform::error::shown(raw)))
+            }
             shard_router::ids::IdError::NotRoutable => ApiError::NotFound(format!("no {what} with id {raw}")),
         })
     }

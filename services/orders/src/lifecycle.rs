@@ -11,13 +11,14 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use platform::auth::Authenticated;
 use platform::code;
 use platform::error::ApiError;
 use platform::events::{CancelReason, OrderCancelled, OrderEvent, OrderPaid};
+use platform::http::Path;
 use serde::Serialize;
 use shard_router::{Fenced, RegionName, Route, ShardName, live};
 use sqlx::PgConnection;
@@ -173,7 +174,7 @@ fn count(name: &'static str, route: &Route, n: u64) {
 /// PENDING → PAID with an OrderPaid outbox row in the same transaction. Paying a PAID order
 /// answers the same again (safe to retry); a cancelled one, or one whose reservation ran out,
 /// is a conflict naming why (an expired one is cancelled right there, as the sweeper would).
-#[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
+#[tracing::instrument(skip_all, fields(order_id = %raw))]
 async fn pay(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -233,7 +234,7 @@ async fn pay_once(state: &AppState, route: Route, id: Uuid, caller: Uuid) -> Res
 
 /// PENDING → CANCELLED (reason `CUSTOMER`, or `EXPIRED` when its reservation had already run
 /// out), its customer only. Cancelling again answers the same; a PAID order is a conflict.
-#[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
+#[tracing::instrument(skip_all, fields(order_id = %raw))]
 async fn cancel(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,

@@ -3,7 +3,7 @@
 //! by the sort key and pages with a keyset cursor, so a page costs the same at any depth.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use platform::auth::{Authenticated, Role};
 use platform::error::{ApiError, FieldErrors};
+use platform::http::{Path, Query};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shard_router::ShardName;
@@ -124,7 +125,7 @@ struct EventRow {
 
 /// `GET /api/v1/events?region=&organizerId=&limit=&cursor=`: one region's shards, or with no
 /// region an explicit fan-out over every shard; ordered by `startsAt`, then id.
-#[tracing::instrument(skip_all, err(Debug))]
+#[tracing::instrument(skip_all)]
 async fn events(State(state): State<AppState>, Query(q): Query<EventsQuery>) -> Result<axum::Json<Value>, ApiError> {
     let mut errors = FieldErrors::default();
     let region = match q.region.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
@@ -204,7 +205,7 @@ struct PageQuery {
 
 /// `GET /api/v1/customers/me/orders`: the caller's orders in every region, newest first; an
 /// explicit fan-out over all shards (orders live with their event, not their customer).
-#[tracing::instrument(skip_all, fields(customer = %claims.sub), err(Debug))]
+#[tracing::instrument(skip_all, fields(customer = %claims.sub))]
 async fn my_orders(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -215,14 +216,15 @@ async fn my_orders(
 
 /// `GET /api/v1/customers/{id}/orders`: the same listing for a named customer, to that
 /// customer or an ADMIN (the gateway's `ordersByCustomer` for admins).
-#[tracing::instrument(skip_all, fields(customer = %raw, caller = %claims.sub), err(Debug))]
+#[tracing::instrument(skip_all, fields(customer = %raw, caller = %claims.sub))]
 async fn customer_orders(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
     Path(raw): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let customer = Uuid::parse_str(&raw).map_err(|_| ApiError::field("id", format!("`{raw}` is not a customer id")))?;
+    let customer = Uuid::parse_str(&raw)
+        .map_err(|_| ApiError::field("id", format!("`{}` is not a customer id", platform::error::shown(&raw))))?;
     if customer != claims.sub && claims.role != Role::Admin {
         return Err(ApiError::Forbidden("only the customer or an ADMIN may list these orders".into()));
     }

@@ -2,7 +2,7 @@
 //! the idempotency record and the outbox row; all commit or none do.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use platform::auth::{Authenticated, Role};
 use platform::code;
 use platform::error::{ApiError, FieldErrors};
 use platform::events::{OrderCreated, OrderEvent};
-use platform::http::Json;
+use platform::http::{Json, Path};
 use proto::accounts::v1::{GetUserByIdRequest, UserRole};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -51,7 +51,12 @@ fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
     let region = errors.check("region", state.required_region(body.region.as_deref()));
     let routed = |raw: &Option<String>| match raw.as_deref().map(str::trim) {
         None | Some("") => Err("is required".to_owned()),
-        Some(raw) => state.placement.snapshot().router.route_str(raw).map_err(|_| format!("`{raw}` is not a valid id")),
+        Some(raw) => state
+            .placement
+            .snapshot()
+            .router
+            .route_str(raw)
+            .map_err(|_| format!("`{}` is not a valid id", platform::error::shown(raw))),
     };
     let event = errors.check("eventId", routed(&body.event_id));
     let ticket_type = errors.check("ticketTypeId", routed(&body.ticket_type_id));
@@ -97,7 +102,7 @@ async fn check_customer(state: &AppState, customer: Uuid) -> Result<(), ApiError
     }
 }
 
-#[tracing::instrument(skip_all, fields(customer = %claims.sub), err(Debug))]
+#[tracing::instrument(skip_all, fields(customer = %claims.sub))]
 async fn create(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -293,7 +298,7 @@ pub(crate) const ORDER_COLUMNS: &str = "id, region, customer_id, event_id, ticke
      total_price_in_cents, status, created_at, paid_at, cancelled_at, cancel_reason, version, partition_readable(region, partition) as readable";
 
 /// An order, to its customer or an ADMIN.
-#[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
+#[tracing::instrument(skip_all, fields(order_id = %raw))]
 async fn by_id(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,

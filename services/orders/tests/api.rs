@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed expectation is a failed test")]
 
 mod api {
+    pub mod abuse;
     pub mod events;
     pub mod helpers;
     pub mod lifecycle;

@@ -13,13 +13,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRef, Path, RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use platform::auth::{Authenticated, Claims, Role, Verifier};
 use platform::error::{ApiError, FieldErrors};
+use platform::http::Path;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -87,7 +88,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn uuid(field: &'static str, raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(raw).map_err(|_| ApiError::field(field, format!("`{raw}` is not a UUID")))
+    Uuid::try_parse(raw).map_err(|_| ApiError::field(field, format!("`{}` is not a UUID", platform::error::shown(raw))))
 }
 
 fn is_admin(claims: &Claims) -> bool {
@@ -111,7 +112,7 @@ fn db_error(e: sqlx::Error) -> ApiError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(event_id = %raw), err(Debug))]
+#[tracing::instrument(skip_all, fields(event_id = %raw))]
 async fn event_sales(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -172,7 +173,7 @@ fn decode_cursor(raw: &str) -> Result<After, String> {
     })
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw), err(Debug))]
+#[tracing::instrument(skip_all, fields(customer_id = %raw))]
 async fn customer_orders(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -196,7 +197,7 @@ async fn customer_orders(
     Ok(axum::Json(json!({ "customerId": customer_id, "asOf": rfc3339(as_of), "items": items, "nextCursor": next })))
 }
 
-#[tracing::instrument(skip_all, fields(order_id = %raw), err(Debug))]
+#[tracing::instrument(skip_all, fields(order_id = %raw))]
 async fn timeline(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
