@@ -123,7 +123,7 @@ impl AppState {
             let started = Instant::now();
             let result = work(route.clone()).await;
             if timed {
-                crate::observe_tx(&route, operation, started);
+                observe_tx(&route, operation, started);
             }
             let fenced = match result {
                 Ok(v) => return Ok(v),
@@ -168,4 +168,11 @@ pub async fn readable(state: &AppState, route: &Route) -> Result<(), WorkError> 
         .await
         .map_err(|e| state.db_error(route, e))?;
     if readable { Ok(()) } else { Err(WorkError::Fenced(Fenced::NotOwned)) }
+}
+
+/// Records how long a shard transaction took, by region, shard and operation.
+fn observe_tx(route: &Route, operation: &'static str, started: std::time::Instant) {
+    let labels =
+        [("region", route.region.to_string()), ("shard", route.shard.to_string()), ("operation", operation.to_owned())];
+    metrics::histogram!("orders_shard_transaction_seconds", &labels).record(started.elapsed().as_secs_f64());
 }
