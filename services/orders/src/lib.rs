@@ -5,28 +5,37 @@
 //! it shares the shard map and the outbox schema.
 //!
 //! # Layout
+//! A request goes through three layers: [`http`] parses it into [`domain`] types and answers
+//! with [`platform::contract`] types; a service ([`catalog`], [`orders`], [`lifecycle`],
+//! [`listing`]) decides; [`store`] holds every statement. Between the last two, [`shard`] is
+//! the one place a shard transaction begins (routing, fence, retry on "moved", metrics, and the
+//! mapping of a failed statement), and [`idempotency`] the one guard every keyed write runs in.
+//!
 //! - [`settings`]: [`Settings`], durations typed, validated before anything starts.
 //! - [`state`]: [`AppState`], what every handler shares, and its helpers (path ids, regions,
 //!   pools, the shard-unavailable answer).
-//! - [`Application`]: the orders HTTP service.
-//! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys).
+//! - [`Application`]: the orders HTTP service, wired here.
+//! - [`http`]: the routes, one module per resource (catalog, orders).
+//! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys, new
+//!   events and orders).
 //! - [`catalog`]: events (concerts) and their ticket types, created on their region's shard,
 //!   read by id. Named so that "event" in this crate means one thing: an `OrderEvent` on the
 //!   outbox.
-//! - [`idempotency`]: `Idempotency-Key` records, and the one guard (claim → work → record)
-//!   every keyed write runs inside its shard transaction.
-//! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
-//! - [`orders`]: order creation, one transaction on the event's shard. [`lock`]: the Redis
-//!   stock lock that spaces out contention (the database guard is what prevents overselling).
+//! - [`orders`]: order creation, one transaction on the event's shard, and reading an order.
+//!   [`lock`]: the Redis stock lock that spaces out contention (the database guard is what
+//!   prevents overselling).
 //! - [`lifecycle`]: pay, cancel, and the sweeper that cancels expired reservations.
-//! - [`relay`]: the outbox relay process.
+//! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
+//! - [`store`]: the SQL, one module per aggregate, typed rows, `sqlx::Error` only.
+//! - [`idempotency`]: `Idempotency-Key` parsing and the guard (claim → work → record → commit).
 //! - [`placement`]: the live partition → shard map this process routes by, and how it follows
-//!   changes; [`shard`]: the one place a shard transaction begins (fence, retry on "moved",
-//!   metrics).
+//!   changes; [`shard`]: the one place a shard transaction begins.
+//! - [`relay`]: the outbox relay process.
 //! - [`rebalance`]: `orders-rebalance`, the tool that carries a changed `shards.toml` out.
 
 pub mod catalog;
 pub mod domain;
+pub mod http;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod listing;
@@ -38,6 +47,7 @@ pub mod relay;
 pub mod settings;
 pub mod shard;
 pub mod state;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,11 +118,8 @@ impl Application {
             let placement = placement.clone();
             Readiness::new(checks).with_note("placement", move || placement.describe())
         };
-        let routes = catalog::router(state.clone())
-            .merge(listing::router(state.clone()))
+        let routes = http::router(state.clone())
             .merge(placement::router(state.clone()))
-            .merge(orders::router(state.clone()))
-            .merge(lifecycle::router(state.clone()))
             .layer(axum::middleware::from_fn_with_state(settings.request_timeout, platform::http::deadline));
         let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
         Ok(Self { http, pools: pools_for_metrics, placement, settings, state })
