@@ -21,6 +21,9 @@ use uuid::Uuid;
 
 pub use crate::events::CancelReason;
 
+#[cfg(feature = "graphql")]
+use async_graphql::ID;
+
 // What a user may do. No doc comment: it would become `UserRole`'s description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum), graphql(name = "UserRole"))]
@@ -92,10 +95,7 @@ impl std::fmt::Display for Region {
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct TicketType {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "id", into = "ID", owned, with = "gql::id")))]
     pub id: Uuid,
     pub name: String,
     pub price_in_cents: i64,
@@ -108,15 +108,12 @@ pub struct TicketType {
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(complex))]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "id", into = "ID", owned, with = "gql::id")))]
     pub id: Uuid,
     pub region: Region,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "organizer_id", into = "async_graphql::ID", owned, with = "graphql::id"))
+        graphql(skip, derived(name = "organizer_id", into = "ID", owned, with = "gql::id"))
     )]
     pub organizer_id: Uuid,
     pub title: String,
@@ -124,17 +121,17 @@ pub struct Event {
     pub venue: String,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "starts_at", into = "String", owned, with = "graphql::time"))
+        graphql(skip, derived(name = "starts_at", into = "String", owned, with = "gql::time"))
     )]
     pub starts_at: DateTime<Utc>,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "ends_at", into = "String", owned, with = "graphql::time"))
+        graphql(skip, derived(name = "ends_at", into = "String", owned, with = "gql::time"))
     )]
     pub ends_at: DateTime<Utc>,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "created_at", into = "String", owned, with = "graphql::time"))
+        graphql(skip, derived(name = "created_at", into = "String", owned, with = "gql::time"))
     )]
     pub created_at: DateTime<Utc>,
     // Sorted by price, then name; aggregated on the shard as JSON (one round trip per read).
@@ -149,25 +146,19 @@ pub struct Event {
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(complex, name = "OrderFields"))]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "id", into = "ID", owned, with = "gql::id")))]
     pub id: Uuid,
     pub region: Region,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "customer_id", into = "async_graphql::ID", owned, with = "graphql::id"))
+        graphql(skip, derived(name = "customer_id", into = "ID", owned, with = "gql::id"))
     )]
     pub customer_id: Uuid,
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "event_id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "event_id", into = "ID", owned, with = "gql::id")))]
     pub event_id: Uuid,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "ticket_type_id", into = "async_graphql::ID", owned, with = "graphql::id"))
+        graphql(skip, derived(name = "ticket_type_id", into = "ID", owned, with = "gql::id"))
     )]
     pub ticket_type_id: Uuid,
     pub quantity: i32,
@@ -175,17 +166,17 @@ pub struct Order {
     pub status: OrderStatus,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "created_at", into = "String", owned, with = "graphql::time"))
+        graphql(skip, derived(name = "created_at", into = "String", owned, with = "gql::time"))
     )]
     pub created_at: DateTime<Utc>,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "paid_at", into = "Option<String>", owned, with = "graphql::time_opt"))
+        graphql(skip, derived(name = "paid_at", into = "Option<String>", owned, with = "gql::time_opt"))
     )]
     pub paid_at: Option<DateTime<Utc>>,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "cancelled_at", into = "Option<String>", owned, with = "graphql::time_opt"))
+        graphql(skip, derived(name = "cancelled_at", into = "Option<String>", owned, with = "gql::time_opt"))
     )]
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<CancelReason>,
@@ -231,10 +222,7 @@ impl Cursor {
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateEventPayload {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "event_id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "event_id", into = "ID", owned, with = "gql::id")))]
     pub event_id: Uuid,
     pub region: Region,
 }
@@ -244,10 +232,7 @@ pub struct CreateEventPayload {
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrderPayload {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "order_id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "order_id", into = "ID", owned, with = "gql::id")))]
     pub order_id: Uuid,
     pub total_price_in_cents: i64,
     pub region: Region,
@@ -257,10 +242,7 @@ pub struct CreateOrderPayload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct PayOrderPayload {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "id", into = "ID", owned, with = "gql::id")))]
     pub id: Uuid,
     pub status: OrderStatus,
 }
@@ -270,16 +252,13 @@ pub struct PayOrderPayload {
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct CancelOrderPayload {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "id", into = "async_graphql::ID", owned, with = "graphql::id"))
-    )]
+    #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "id", into = "ID", owned, with = "gql::id")))]
     pub id: Uuid,
     pub status: OrderStatus,
     pub cancel_reason: CancelReason,
     #[cfg_attr(
         feature = "graphql",
-        graphql(skip, derived(name = "cancelled_at", into = "String", owned, with = "graphql::time"))
+        graphql(skip, derived(name = "cancelled_at", into = "String", owned, with = "gql::time"))
     )]
     pub cancelled_at: DateTime<Utc>,
     /// The event the order is for: the gateway drops its cached copy (stock came back).
@@ -328,7 +307,7 @@ pub struct ShardPlacement {
 /// How the contract is served in GraphQL: ids as `ID`, timestamps as the same RFC 3339 strings
 /// the JSON carries, the `Region` scalar, and the cursors of listed items.
 #[cfg(feature = "graphql")]
-mod graphql {
+mod gql {
     use async_graphql::{ComplexObject, ID, InputValueError, InputValueResult, Scalar, ScalarType, Value};
     use chrono::{DateTime, SecondsFormat, Utc};
     use uuid::Uuid;
