@@ -116,6 +116,28 @@ impl AppState {
         self.run(key, "read", false, work).await
     }
 
+    /// Reads one row by id from the shard serving it (see [`AppState::read`]): `query` gets
+    /// that shard's pool. A row the shard holds but no longer serves, or no row on a shard that
+    /// no longer serves the partition, sends the read to the new owner; `None` only when the
+    /// serving shard has no such row.
+    pub async fn read_one<T, F, Fut>(&self, id: Uuid, query: F) -> Result<Option<T>, ApiError>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = Result<Option<Readable<T>>, sqlx::Error>>,
+    {
+        self.read(Key::Id(id), |route| {
+            let query = &query;
+            async move {
+                match query(self.pool(&route.shard)?.clone()).await? {
+                    Some(found) if found.readable => Ok(Some(found.row)),
+                    Some(_) => Err(WorkError::Fenced(Fenced::NotOwned)),
+                    None => readable(self, &route).await.map(|()| None),
+                }
+            }
+        })
+        .await
+    }
+
     async fn run<T, F, Fut>(&self, key: Key, operation: &'static str, timed: bool, work: F) -> Result<T, ApiError>
     where
         F: Fn(Route) -> Fut,
@@ -162,30 +184,6 @@ impl AppState {
             }
             tokio::time::sleep(FREEZE_RETRY).await;
         }
-    }
-}
-
-impl AppState {
-    /// Reads one row by id from the shard serving it (see [`AppState::read`]): `query` gets
-    /// that shard's pool. A row the shard holds but no longer serves, or no row on a shard that
-    /// no longer serves the partition, sends the read to the new owner; `None` only when the
-    /// serving shard has no such row.
-    pub async fn read_one<T, F, Fut>(&self, id: Uuid, query: F) -> Result<Option<T>, ApiError>
-    where
-        F: Fn(PgPool) -> Fut,
-        Fut: Future<Output = Result<Option<Readable<T>>, sqlx::Error>>,
-    {
-        self.read(Key::Id(id), |route| {
-            let query = &query;
-            async move {
-                match query(self.pool(&route.shard)?.clone()).await? {
-                    Some(found) if found.readable => Ok(Some(found.row)),
-                    Some(_) => Err(WorkError::Fenced(Fenced::NotOwned)),
-                    None => readable(self, &route).await.map(|()| None),
-                }
-            }
-        })
-        .await
     }
 }
 

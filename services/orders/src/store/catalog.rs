@@ -60,12 +60,7 @@ pub async fn insert_event(
 
 /// The event `id` with its ticket types, if this shard holds it.
 pub async fn event(pool: &PgPool, id: Uuid) -> Result<Option<Readable<Event>>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {EVENT_COLUMNS}, partition_readable(e.region, e.partition) as readable from events e where e.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    super::readable_by_id(pool, EVENT_COLUMNS, "events e", id).await
 }
 
 /// Which events a listing shows: one region's or all, one organizer's or all.

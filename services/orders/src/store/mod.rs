@@ -15,6 +15,10 @@ pub mod catalog;
 pub mod idempotency;
 pub mod orders;
 
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
 /// A row read by id with whether the shard it came from serves its partition now: a row a move
 /// left behind (or is copying in) is not served from here.
 #[derive(Debug, sqlx::FromRow)]
@@ -22,4 +26,23 @@ pub struct Readable<T> {
     #[sqlx(flatten)]
     pub row: T,
     pub readable: bool,
+}
+
+/// The row `id` of `from` (a table, with the alias `columns` use), with whether this shard
+/// serves its partition now.
+async fn readable_by_id<T>(
+    pool: &PgPool,
+    columns: &str,
+    from: &str,
+    id: Uuid,
+) -> Result<Option<Readable<T>>, sqlx::Error>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    sqlx::query_as(&format!(
+        "select {columns}, partition_readable(region, partition) as readable from {from} where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }

@@ -19,12 +19,7 @@ const ORDER_COLUMNS: &str = "id, region, customer_id, event_id, ticket_type_id, 
 
 /// The order `id`, if this shard holds it.
 pub async fn order(pool: &PgPool, id: Uuid) -> Result<Option<Readable<Order>>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {ORDER_COLUMNS}, partition_readable(region, partition) as readable from orders where id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    super::readable_by_id(pool, ORDER_COLUMNS, "orders", id).await
 }
 
 /// Up to `limit` of `customer`'s orders this shard serves, newest first, after `after`.
