@@ -24,7 +24,7 @@ use crate::shard::{Key, ShardTx, WorkError, count};
 use crate::store::orders::{self as store, Locked};
 
 /// Partitions looked at per round of one shard.
-const PARTITIONS_PER_ROUND: i64 = 64;
+pub const PARTITIONS_PER_ROUND: i64 = 64;
 
 /// A fenced transaction on `route` holding order `id`'s row lock, the order's customer being
 /// `caller`: where every change of an order starts.

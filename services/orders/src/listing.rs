@@ -15,8 +15,10 @@ use crate::AppState;
 use crate::store::catalog::{self as catalog_store, EventFilter};
 use crate::store::orders as orders_store;
 
-const DEFAULT_LIMIT: i64 = 20;
-const MAX_LIMIT: i64 = 100;
+/// A page's size when `limit` is not given.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// The largest page a listing serves.
+pub const MAX_LIMIT: i64 = 100;
 
 /// Which page a listing asks for: its size and the cursor it starts after.
 #[derive(Debug, Clone, Copy)]

@@ -49,7 +49,7 @@ impl FromRef<AppState> for Verifier {
 
 impl AppState {
     /// Parses an id from a path: malformed → 400 naming `what`, an id this system never handed
-    /// out → 404. Routing happens per attempt ([`shard`]), by the map in force then.
+    /// out → 404. Routing happens per attempt ([`crate::shard`]), by the map in force then.
     pub fn parse_id(&self, raw: &str, what: &str) -> Result<Uuid, ApiError> {
         shard_router::ids::parse(raw).map(|(id, _)| id).map_err(|e| match e {
             shard_router::ids::IdError::Malformed => ApiError::field("id", format!("`{raw}` is not a valid {what} id")),
