@@ -89,12 +89,17 @@ pub struct OrderCancelled {
 }
 
 /// Why an order was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+// Also the HTTP answers' and the database's spelling, and (feature `graphql`) the GraphQL enum:
+// these doc comments are its published descriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CancelReason {
     /// Its customer cancelled it.
     Customer,
-    /// Its reservation expired unpaid (`reservation_ttl_secs`).
+    /// Its reservation expired unpaid.
+    // After `reservation_ttl_secs`, by the sweeper or at a payment that came too late.
     Expired,
 }
 

@@ -13,7 +13,9 @@
 //! - [`error`]: the one API error enum and its mapping to HTTP (and gRPC with `grpc`), and the
 //!   one decision that a database is unavailable. [`code`]: the error codes services share.
 //! - [`http`]: serving with graceful shutdown, and a JSON extractor with clear 4xx errors.
-//! - [`events`]: the Kafka event contracts of `orders.events`.
+//! - [`events`]: the Kafka event contracts of `orders.events`. [`contract`]: the HTTP contract
+//!   of the orders API (bodies, order status, cursors) and the user [`contract::Role`], shared by
+//!   orders and the gateway (GraphQL types with feature `graphql`).
 //! - [`db`]: database creation and migrations. [`redis`]: the Redis pool. [`kafka`]: admin
 //!   and readiness for the broker (feature `kafka`).
 //! - [`consumer`]: the one Kafka consumer runtime: lease, checkpoints with the effects,
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod code;
 #[cfg(feature = "kafka")]
 pub mod consumer;
+pub mod contract;
 pub mod correlation;
 pub mod db;
 pub mod error;

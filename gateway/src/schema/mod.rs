@@ -120,6 +120,11 @@ impl Scope {
         let id = args::uuid_id("id", id)?;
         self.events.load_one(id).await
     }
+
+    /// [`Scope::event`] for an id a service handed out (an order's event).
+    pub async fn event_by_id(&self, id: uuid::Uuid) -> Result<Option<Event>, GatewayError> {
+        self.events.load_one(id.to_string()).await
+    }
 }
 
 impl Drop for Scope {
@@ -199,6 +204,32 @@ impl Loader<String> for EventLoader {
 
 fn gateway<'a>(ctx: &'a Context<'_>) -> Result<&'a Arc<Gateway>> {
     ctx.data::<Arc<Gateway>>()
+}
+
+/// `GET path` from `service` for the request's caller, decoded as `T`.
+async fn get<T: serde::de::DeserializeOwned>(
+    ctx: &Context<'_>,
+    service: Service,
+    route: &'static str,
+    path: &str,
+) -> Result<T> {
+    Ok(gateway(ctx)?.downstream.get(service, route, path, &scope(ctx)?.caller).await?)
+}
+
+/// `POST path` to `service` for the request's caller, without its idempotency key, decoded
+/// as `T` (the keyed creations go through [`Downstream::post`] themselves: they invalidate
+/// the cache whatever the answer).
+async fn post<T: serde::de::DeserializeOwned>(
+    ctx: &Context<'_>,
+    service: Service,
+    route: &'static str,
+    path: &str,
+    body: &Value,
+) -> Result<T> {
+    Ok(gateway(ctx)?
+        .downstream
+        .post(service, route, path, &scope(ctx)?.caller, body, crate::downstream::Keyed::No)
+        .await?)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, json: Value) -> Result<T, GatewayError> {

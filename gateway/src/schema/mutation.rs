@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use super::args::uuid_id;
 use super::types::{
     CancelOrderPayload, CreateEventInput, CreateEventPayload, CreateOrderInput, CreateOrderPayload, LoginInput,
-    LoginPayload, PayOrderPayload, SignupInput, SignupPayload, UserRole,
+    LoginPayload, PayOrderPayload, Role, SignupInput, SignupPayload,
 };
-use super::{decode, gateway, scope};
+use super::{decode, gateway, post, scope};
 use crate::downstream::{Keyed, Service};
 use crate::error::GatewayError;
 
@@ -19,27 +19,17 @@ pub struct Mutation;
 impl Mutation {
     /// A new account; `role` CUSTOMER (default) or ORGANIZER.
     async fn signup(&self, ctx: &Context<'_>, input: SignupInput) -> Result<SignupPayload> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let body = json!({
             "email": input.email, "name": input.name, "password": input.password,
-            "role": input.role.map(UserRole::as_str),
+            "role": input.role.map(Role::as_str),
         });
-        let json: Value = gw
-            .downstream
-            .post(Service::Accounts, "POST /api/v1/signup", "/api/v1/signup", &scope.caller, &body, Keyed::No)
-            .await?;
-        Ok(decode("accounts signup: unexpected body", json)?)
+        post(ctx, Service::Accounts, "POST /api/v1/signup", "/api/v1/signup", &body).await
     }
 
     /// A token for `Authorization: Bearer …`.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<LoginPayload> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let body = json!({ "email": input.email, "password": input.password });
-        let json: Value = gw
-            .downstream
-            .post(Service::Accounts, "POST /api/v1/login", "/api/v1/login", &scope.caller, &body, Keyed::No)
-            .await?;
-        Ok(decode("accounts login: unexpected body", json)?)
+        post(ctx, Service::Accounts, "POST /api/v1/login", "/api/v1/login", &body).await
     }
 
     /// An event in `input.region` (ORGANIZER or ADMIN). The request's idempotency key, if
@@ -91,28 +81,17 @@ impl Mutation {
     /// leaves the stock as it is, so no cached value is touched; an expiry returns tickets the
     /// cached event shows as taken until its TTL, as the sweeper's cancels do.
     async fn pay_order(&self, ctx: &Context<'_>, id: ID) -> Result<PayOrderPayload> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
-        let id = uuid_id("id", &id)?;
-        let path = format!("/api/v1/orders/{id}/pay");
-        let json: Value = gw
-            .downstream
-            .post(Service::Orders, "POST /api/v1/orders/{id}/pay", &path, &scope.caller, &json!({}), Keyed::No)
-            .await?;
-        Ok(decode("orders pay: unexpected body", json)?)
+        let path = format!("/api/v1/orders/{}/pay", uuid_id("id", &id)?);
+        post(ctx, Service::Orders, "POST /api/v1/orders/{id}/pay", &path, &json!({})).await
     }
 
     /// Cancels a PENDING order (its customer): its tickets go back on sale. Cancelling again
     /// answers the same; a PAID order is `ORDER_PAID`. The event's cached copy is dropped.
     async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<CancelOrderPayload> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
-        let id = uuid_id("id", &id)?;
-        let path = format!("/api/v1/orders/{id}/cancel");
-        let json: Value = gw
-            .downstream
-            .post(Service::Orders, "POST /api/v1/orders/{id}/cancel", &path, &scope.caller, &json!({}), Keyed::No)
-            .await?;
-        let payload: CancelOrderPayload = decode("orders cancel: unexpected body", json)?;
-        gw.cache.invalidate(&[&payload.region], &[&payload.event_id]).await;
+        let path = format!("/api/v1/orders/{}/cancel", uuid_id("id", &id)?);
+        let payload: CancelOrderPayload =
+            post(ctx, Service::Orders, "POST /api/v1/orders/{id}/cancel", &path, &json!({})).await?;
+        gateway(ctx)?.cache.invalidate(&[payload.region.as_str()], &[&payload.event_id.to_string()]).await;
         Ok(payload)
     }
 }

@@ -1,11 +1,12 @@
 //! The queries, in the order the SDL lists them (`gateway/schema.graphql` follows this file).
 
 use async_graphql::{Context, ID, Object, Result};
+use platform::contract;
 use serde_json::Value;
 
 use super::args::{cursor_arg, page_size, uuid_id};
-use super::types::{CustomerOrders, Event, EventSales, Order, OrderTimeline, Page, Region, RegionInfo, User, UserRole};
-use super::{DEFAULT_FIRST, MAX_FIRST, decode, gateway, scope};
+use super::types::{CustomerOrders, Event, EventSales, Order, OrderTimeline, Page, Region, RegionInfo, Role, User};
+use super::{DEFAULT_FIRST, MAX_FIRST, decode, gateway, get, scope};
 use crate::cache::Kind;
 use crate::downstream::Service;
 use crate::error::GatewayError;
@@ -87,11 +88,10 @@ impl Query {
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
         let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let id = uuid_id("id", &id)?;
-        let json: Value = gw
-            .downstream
-            .get(Service::Orders, "GET /api/v1/orders/{id}", &format!("/api/v1/orders/{id}"), &scope.caller)
-            .await?;
-        Ok(Some(decode("orders GET /api/v1/orders/{id}: unexpected body", json)?))
+        let path = format!("/api/v1/orders/{id}");
+        let order: contract::Order =
+            gw.downstream.get(Service::Orders, "GET /api/v1/orders/{id}", &path, &scope.caller).await?;
+        Ok(Some(order.into()))
     }
 
     /// A customer's orders in every region, newest first: the customer themself or an ADMIN,
@@ -104,14 +104,13 @@ impl Query {
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<Vec<Order>> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let customer = uuid_id("customerId", &customer_id)?;
         let first = page_size(first)?;
         let after = cursor_arg(after.as_deref())?;
-        let me = scope.current_user().await?;
+        let me = scope(ctx)?.current_user().await?;
         let (route, mut path) = if me.id.as_str().eq_ignore_ascii_case(&customer) {
             ("GET /api/v1/customers/me/orders", "/api/v1/customers/me/orders".to_owned())
-        } else if me.role == UserRole::Admin {
+        } else if me.role == Role::Admin {
             ("GET /api/v1/customers/{id}/orders", format!("/api/v1/customers/{customer}/orders"))
         } else {
             return Err(
@@ -122,20 +121,15 @@ impl Query {
         if let Some(a) = after {
             path.push_str(&format!("&cursor={a}"));
         }
-        let json: Value = gw.downstream.get(Service::Orders, route, &path, &scope.caller).await?;
-        let page: Page<Order> = decode("orders customer orders: unexpected body", json)?;
-        Ok(page.items)
+        let page: Page<contract::Order> = get(ctx, Service::Orders, route, &path).await?;
+        Ok(page.items.into_iter().map(Order::from).collect())
     }
 
     /// An event's sales per ticket type from the read model (its organizer or an ADMIN).
     /// Eventually consistent: `asOf` says how fresh it is.
     async fn event_sales(&self, ctx: &Context<'_>, event_id: ID) -> Result<EventSales> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
-        let event = uuid_id("eventId", &event_id)?;
-        let path = format!("/api/v1/read/events/{event}/sales");
-        let route = "GET /api/v1/read/events/{id}/sales";
-        let json: Value = gw.downstream.get(Service::Projector, route, &path, &scope.caller).await?;
-        Ok(decode("projector event sales: unexpected body", json)?)
+        let path = format!("/api/v1/read/events/{}/sales", uuid_id("eventId", &event_id)?);
+        get(ctx, Service::Projector, "GET /api/v1/read/events/{id}/sales", &path).await
     }
 
     /// A customer's orders from the read model, newest first (the customer or an ADMIN).
@@ -148,26 +142,19 @@ impl Query {
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<CustomerOrders> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
         let customer = uuid_id("customerId", &customer_id)?;
         let first = page_size(first)?;
         let mut path = format!("/api/v1/read/customers/{customer}/orders?first={first}");
         if let Some(a) = cursor_arg(after.as_deref())? {
             path.push_str(&format!("&after={a}"));
         }
-        let route = "GET /api/v1/read/customers/{id}/orders";
-        let json: Value = gw.downstream.get(Service::Projector, route, &path, &scope.caller).await?;
-        Ok(decode("projector customer orders: unexpected body", json)?)
+        get(ctx, Service::Projector, "GET /api/v1/read/customers/{id}/orders", &path).await
     }
 
     /// An order's events in version order, with their source shard, outbox id and
     /// correlation id (the order's customer or an ADMIN).
     async fn order_timeline(&self, ctx: &Context<'_>, order_id: ID) -> Result<OrderTimeline> {
-        let (gw, scope) = (gateway(ctx)?, scope(ctx)?);
-        let order = uuid_id("orderId", &order_id)?;
-        let path = format!("/api/v1/read/orders/{order}/timeline");
-        let route = "GET /api/v1/read/orders/{id}/timeline";
-        let json: Value = gw.downstream.get(Service::Projector, route, &path, &scope.caller).await?;
-        Ok(decode("projector order timeline: unexpected body", json)?)
+        let path = format!("/api/v1/read/orders/{}/timeline", uuid_id("orderId", &order_id)?);
+        get(ctx, Service::Projector, "GET /api/v1/read/orders/{id}/timeline", &path).await
     }
 }

@@ -1,47 +1,20 @@
-//! The GraphQL types: the seed's names, plus regions. Output types deserialize straight from
-//! the services' JSON (the same camelCase names), so a cached body and a fresh one decode alike.
+//! The GraphQL types. What orders answers is served as it is: the [`platform::contract`] types
+//! (feature `graphql`) are the output types for events, ticket types, order payloads, roles,
+//! statuses and regions, so a body decodes straight into what the schema shows and nothing is
+//! declared twice. Here are the types only the gateway has: its inputs, the region list, the
+//! projector's read models, and [`Order`], the contract's order plus its event.
 
-use async_graphql::{
-    ComplexObject, Context, Enum, InputObject, InputValueError, InputValueResult, Result, Scalar, ScalarType,
-    SimpleObject, Value,
-};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use async_graphql::{ComplexObject, Context, InputObject, MergedObject, Object, Result, SimpleObject};
+use platform::contract;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::schema::scope;
 
-/// A region of the shard map (`shards.toml`), such as `NA` or `SA`: the home of an event and
-/// of everything sold for it. Written as a string (`"NA"`) or bare (`NA`); a name the shard
-/// map does not hold is refused with BAD_USER_INPUT listing the known ones (query `regions`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Region(pub String);
-
-/// A region of the shard map (`shards.toml`), such as `NA` or `SA`; query `regions` for the
-/// list. Written `"NA"` in variables or bare `NA` in a query; a name the map does not hold is
-/// refused with BAD_USER_INPUT naming the known ones.
-#[Scalar(name = "Region")]
-impl ScalarType for Region {
-    fn parse(value: Value) -> InputValueResult<Self> {
-        let raw = match &value {
-            Value::String(s) => s.as_str(),
-            Value::Enum(name) => name.as_str(),
-            _ => return Err(InputValueError::expected_type(value.clone())),
-        };
-        shard_router::RegionName::parse(raw.trim())
-            .map(|r| Self(r.as_str().to_owned()))
-            .map_err(|m| InputValueError::custom(platform::error::clip(&m, platform::error::MAX_MESSAGE_CHARS)))
-    }
-
-    fn is_valid(value: &Value) -> bool {
-        matches!(value, Value::String(_) | Value::Enum(_))
-    }
-
-    fn to_value(&self) -> Value {
-        Value::String(self.0.clone())
-    }
-}
+pub use platform::contract::{
+    CancelOrderPayload, CancelReason, CreateEventPayload, CreateOrderPayload, Event, OrderStatus, Page,
+    PayOrderPayload, Region, Role, ShardPlacement,
+};
 
 /// A region and the shards serving it.
 #[derive(Debug, Clone, SimpleObject)]
@@ -66,37 +39,12 @@ pub struct LivePlacement {
     pub shards: Vec<ShardPlacement>,
 }
 
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShardPlacement {
-    pub shard: String,
-    /// Partitions the shard owns now.
-    pub live_partitions: i32,
-    /// Partitions `shards.toml` asks it to own.
-    pub desired_partitions: i32,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PlacementAnswer {
-    epoch: i64,
-    regions: Vec<RegionPlacementAnswer>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RegionPlacementAnswer {
-    region: String,
-    pending_moves: i32,
-    shards: Vec<ShardPlacement>,
-}
-
 #[ComplexObject]
 impl RegionInfo {
     /// The live placement of the region, from orders (not cached: it changes with moves).
     async fn placement(&self, ctx: &Context<'_>) -> Result<LivePlacement> {
         let scope = super::scope(ctx)?;
-        let answer: PlacementAnswer = super::gateway(ctx)?
+        let answer: contract::Placement = super::gateway(ctx)?
             .downstream
             .get(crate::downstream::Service::Orders, "/api/v1/placement", "/api/v1/placement", &scope.caller)
             .await?;
@@ -109,119 +57,12 @@ impl RegionInfo {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum UserRole {
-    Customer,
-    Organizer,
-    Admin,
-}
-
-impl UserRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Customer => "CUSTOMER",
-            Self::Organizer => "ORGANIZER",
-            Self::Admin => "ADMIN",
-        }
-    }
-}
-
 #[derive(Debug, Clone, SimpleObject, Deserialize)]
 pub struct User {
     pub id: async_graphql::ID,
     pub email: String,
     pub name: String,
-    pub role: UserRole,
-}
-
-#[derive(Debug, Clone, SimpleObject, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TicketType {
-    pub id: async_graphql::ID,
-    pub name: String,
-    pub price_in_cents: i64,
-    pub total_quantity: i32,
-    pub remaining_quantity: i32,
-}
-
-/// An event; `startsAt`, `endsAt` and `createdAt` are RFC 3339 timestamps in UTC.
-#[derive(Debug, Clone, SimpleObject, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[graphql(complex)]
-pub struct Event {
-    pub id: async_graphql::ID,
-    pub region: Region,
-    pub organizer_id: async_graphql::ID,
-    pub title: String,
-    pub description: Option<String>,
-    pub venue: String,
-    pub starts_at: String,
-    pub ends_at: String,
-    pub created_at: String,
-    pub ticket_types: Vec<TicketType>,
-}
-
-/// The orders service's keyset cursor: base64url of `{"at": <sort timestamp>, "id": <id>}`.
-/// Made here per item because a GraphQL list has no page-level field to carry it.
-fn cursor(at: &str, id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::json!({ "at": at, "id": id }).to_string())
-}
-
-#[ComplexObject]
-impl Event {
-    /// Pass as `after` to `events` to get the events that follow this one.
-    async fn cursor(&self) -> String {
-        cursor(&self.starts_at, &self.id)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    Pending,
-    Paid,
-    Cancelled,
-}
-
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[graphql(complex)]
-pub struct Order {
-    pub id: async_graphql::ID,
-    pub region: Region,
-    pub customer_id: async_graphql::ID,
-    pub event_id: async_graphql::ID,
-    pub ticket_type_id: async_graphql::ID,
-    pub quantity: i32,
-    pub total_price_in_cents: i64,
-    pub status: OrderStatus,
-    pub created_at: String,
-    pub paid_at: Option<String>,
-    pub cancelled_at: Option<String>,
-    pub cancel_reason: Option<CancelReason>,
-    /// 1 at creation, one more per change.
-    pub version: i32,
-}
-
-#[ComplexObject]
-impl Order {
-    /// Pass as `after` to `ordersByCustomer` to get the (older) orders that follow this one.
-    async fn cursor(&self) -> String {
-        cursor(&self.created_at, &self.id)
-    }
-
-    /// The event the order is for, batched and cached across a list of orders.
-    async fn event(&self, ctx: &Context<'_>) -> Result<Option<Event>> {
-        let scope = scope(ctx)?;
-        Ok(scope.event(&self.event_id).await?)
-    }
-}
-
-/// A page of a listing as the orders service answers it.
-#[derive(Debug, Deserialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
+    pub role: Role,
 }
 
 #[derive(InputObject)]
@@ -231,7 +72,7 @@ pub struct SignupInput {
     #[graphql(secret)]
     pub password: String,
     /// CUSTOMER (the default) or ORGANIZER; ADMIN only through `accounts create-admin`.
-    pub role: Option<UserRole>,
+    pub role: Option<Role>,
 }
 
 #[derive(Debug, SimpleObject, Deserialize)]
@@ -253,6 +94,30 @@ pub struct LoginPayload {
     /// Send as `Authorization: Bearer <accessToken>`.
     pub access_token: String,
     pub expires_at: String,
+}
+
+// An order: the contract's fields and cursor, then its event. No doc comment: it would become
+// the schema's description of `Order`, which has none.
+#[derive(Debug, Clone, MergedObject)]
+pub struct Order(pub contract::Order, OrderEvent);
+
+impl From<contract::Order> for Order {
+    fn from(order: contract::Order) -> Self {
+        let event = OrderEvent(order.event_id);
+        Self(order, event)
+    }
+}
+
+/// The part of [`Order`] only the gateway can answer: the order's event, by its id.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderEvent(Uuid);
+
+#[Object]
+impl OrderEvent {
+    /// The event the order is for, batched and cached across a list of orders.
+    async fn event(&self, ctx: &Context<'_>) -> Result<Option<Event>> {
+        Ok(scope(ctx)?.event_by_id(self.0).await?)
+    }
 }
 
 #[derive(Debug, InputObject, Serialize)]
@@ -277,13 +142,6 @@ pub struct CreateEventInput {
     pub ticket_types: Vec<CreateEventTicketTypeInput>,
 }
 
-#[derive(Debug, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateEventPayload {
-    pub event_id: async_graphql::ID,
-    pub region: Region,
-}
-
 #[derive(Debug, InputObject, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrderInput {
@@ -292,45 +150,6 @@ pub struct CreateOrderInput {
     pub event_id: async_graphql::ID,
     pub ticket_type_id: async_graphql::ID,
     pub quantity: i32,
-}
-
-#[derive(Debug, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateOrderPayload {
-    pub order_id: async_graphql::ID,
-    pub total_price_in_cents: i64,
-    pub region: Region,
-}
-
-#[derive(Debug, SimpleObject, Deserialize)]
-pub struct PayOrderPayload {
-    pub id: async_graphql::ID,
-    pub status: OrderStatus,
-}
-
-/// Why an order was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CancelReason {
-    /// Its customer cancelled it.
-    Customer,
-    /// Its reservation expired unpaid.
-    Expired,
-}
-
-#[derive(Debug, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CancelOrderPayload {
-    pub id: async_graphql::ID,
-    pub status: OrderStatus,
-    pub cancel_reason: CancelReason,
-    pub cancelled_at: String,
-    /// The order's version after the cancel (1 at creation, one more per change).
-    pub version: i32,
-    #[graphql(skip)]
-    pub event_id: String,
-    #[graphql(skip)]
-    pub region: String,
 }
 
 /// Sales of one ticket type, from the read model (eventually consistent; see `asOf`).

@@ -1,44 +1,11 @@
 //! Who a token says the caller is ([`Claims`], [`Role`]) and who may issue it ([`TokenPolicy`]).
 
-use std::fmt;
-
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// What a user may do. Serialised as `CUSTOMER`, `ORGANIZER`, `ADMIN` in tokens and APIs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Role {
-    Customer,
-    Organizer,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Customer => "CUSTOMER",
-            Self::Organizer => "ORGANIZER",
-            Self::Admin => "ADMIN",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "CUSTOMER" => Some(Self::Customer),
-            "ORGANIZER" => Some(Self::Organizer),
-            "ADMIN" => Some(Self::Admin),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Defined with the other wire types (the gateway needs it without token verification).
+pub use crate::contract::Role;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

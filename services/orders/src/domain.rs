@@ -1,5 +1,5 @@
-//! Orders input parsed once at the door. Handlers turn request bodies into these; repository
-//! and routing code never re-check them.
+//! Orders input parsed once at the door. Handlers turn request bodies into these; services,
+//! the store and routing code never re-check them.
 //!
 //! Money is integer cents in `i64`, and every product of price and quantity is checked.
 
@@ -126,6 +126,36 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A valid new event, every field parsed.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub region: shard_router::RegionName,
+    pub title: Text,
+    pub description: Option<Text>,
+    pub venue: Text,
+    pub window: EventWindow,
+    /// 1 to [`MAX_TICKET_TYPES`].
+    pub ticket_types: Vec<NewTicketType>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTicketType {
+    pub name: Text,
+    pub price: Cents,
+    pub total: TotalQuantity,
+}
+
+/// A valid new order: the ticket type is the event's, and the region the event's own.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub event_id: uuid::Uuid,
+    pub ticket_type_id: uuid::Uuid,
+    /// The event's region and partition, from its id: where the order lives too.
+    pub region: shard_router::RegionName,
+    pub partition: u16,
+    pub quantity: Quantity,
 }
 
 #[cfg(test)]

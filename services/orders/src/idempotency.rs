@@ -1,16 +1,26 @@
 //! Idempotency records: a key is claimed inside the same transaction as the change it guards,
 //! so a concurrent duplicate blocks on the record's primary key until the first commits (then
-//! replays its answer) or rolls back (then proceeds as the first).
+//! replays its answer) or rolls back (then proceeds as the first). The statements are in
+//! [`crate::store::idempotency`]; what a record means for the request is decided here.
+//!
+//! A replay serves the stored body as it was stored (a JSON value, whatever release wrote it),
+//! never re-read into today's types, so an answer given once is given the same way again.
 
 use axum::http::HeaderMap;
 use platform::code;
 use platform::error::ApiError;
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::AppState;
 use crate::domain::IdempotencyKey;
-use crate::shard::WorkError;
+use crate::shard::{ShardTx, WorkError};
+use crate::store::idempotency::{self as store, KeyOf, Stored};
+
+/// The status every fresh keyed answer has: the keyed writes are creations.
+const CREATED: i16 = 201;
 
 /// The request's `Idempotency-Key` (or `x-idempotency-key`), if any.
 pub fn key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
@@ -32,75 +42,25 @@ pub fn placement_seed(owner: Uuid, key: &IdempotencyKey) -> u64 {
     h
 }
 
-pub enum Claim {
-    /// This request owns the key: do the work, then [`record`] the answer.
-    Fresh,
-    /// An earlier request with the same key and body already answered this.
-    Replay(u16, Value),
+/// How a keyed write ended: done now (a 201 with `T`), or answered before (the stored status
+/// and body, served as stored).
+#[derive(Debug)]
+pub enum Answer<T> {
+    Fresh(T),
+    Replay { status: u16, body: Value },
 }
 
-/// Claims `key` for `owner`'s `operation`; the same key with another request hash is a 422.
-/// The record carries `partition`, that of the data it guards, so it moves with that data.
-pub async fn claim(
-    tx: &mut PgConnection,
-    owner: Uuid,
-    operation: &str,
-    key: &IdempotencyKey,
-    request_hash: &[u8],
-    partition: u16,
-) -> Result<Result<Claim, ApiError>, sqlx::Error> {
-    let claimed = sqlx::query(
-        "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response, partition) \
-         values ($1, $2, $3, $4, 0, '{}', $5) on conflict do nothing",
-    )
-    .bind(owner)
-    .bind(operation)
-    .bind(key.as_str())
-    .bind(request_hash)
-    .bind(shard_router::live::partition_i16(partition))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if claimed == 1 {
-        return Ok(Ok(Claim::Fresh));
-    }
-    let (hash, status, response): (Vec<u8>, i16, Value) = sqlx::query_as(
-        "select request_hash, status_code, response from idempotency_keys where owner_id = $1 and operation = $2 and key = $3",
-    )
-    .bind(owner)
-    .bind(operation)
-    .bind(key.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    if hash != request_hash {
-        return Ok(Err(ApiError::Unprocessable {
+/// The stored answer to replay for a request hashing to `request_hash`; the same key with
+/// another request is a 422.
+fn replay<T>(stored: Stored, request_hash: &[u8]) -> Result<Answer<T>, ApiError> {
+    if stored.request_hash != request_hash {
+        return Err(ApiError::Unprocessable {
             code: code::IDEMPOTENCY_KEY_REUSED,
             message: "this Idempotency-Key was used with a different request".into(),
             details: None,
-        }));
+        });
     }
-    metrics::counter!("orders_idempotent_replays_total", "operation" => operation.to_owned()).increment(1);
-    Ok(Ok(Claim::Replay(u16::try_from(status).unwrap_or(201), response)))
-}
-
-/// Stores the answer of a fresh claim, in the same transaction as the work.
-pub async fn record(
-    tx: &mut PgConnection,
-    owner: Uuid,
-    operation: &str,
-    key: &IdempotencyKey,
-    status: u16,
-    response: &Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("update idempotency_keys set status_code = $4, response = $5 where owner_id = $1 and operation = $2 and key = $3")
-        .bind(owner)
-        .bind(operation)
-        .bind(key.as_str())
-        .bind(i16::try_from(status).unwrap_or(201))
-        .bind(response)
-        .execute(tx)
-        .await
-        .map(drop)
+    Ok(Answer::Replay { status: u16::try_from(stored.status_code).unwrap_or(201), body: stored.response })
 }
 
 /// Who sends a keyed write: the key's owner, the operation, the key (none: the write is not
@@ -112,78 +72,62 @@ pub struct Guard<'a> {
     pub request_hash: &'a [u8],
 }
 
-/// How a guarded write ended: done now (commit it) or answered before (nothing to commit).
-pub enum Answer {
-    Fresh(u16, Value),
-    Replay(u16, Value),
-}
-
 impl Guard<'_> {
-    /// The idempotency guard, written once for every keyed write: [`claim`] the key in `tx`,
-    /// run `work` when the claim is fresh and [`record`] its answer in the same transaction,
-    /// or hand back the stored answer on a replay. `db` maps a database error on the shard.
-    pub async fn run(
-        &self,
-        tx: &mut PgConnection,
-        partition: u16,
-        db: impl Fn(sqlx::Error) -> WorkError,
-        work: impl AsyncFnOnce(&mut PgConnection) -> Result<(u16, Value), WorkError>,
-    ) -> Result<Answer, WorkError> {
-        let Some(key) = self.key else {
-            let (status, body) = work(tx).await?;
-            return Ok(Answer::Fresh(status, body));
-        };
-        match claim(tx, self.owner, self.operation, key, self.request_hash, partition).await.map_err(&db)?? {
-            Claim::Replay(status, body) => return Ok(Answer::Replay(status, body)),
-            Claim::Fresh => {}
-        }
-        let (status, body) = work(&mut *tx).await?;
-        record(tx, self.owner, self.operation, key, status, &body).await.map_err(&db)?;
-        Ok(Answer::Fresh(status, body))
+    fn at<'k>(&self, key: &'k IdempotencyKey) -> KeyOf<'k> {
+        KeyOf { owner: self.owner, operation: self.operation, key }
     }
-}
 
-/// Looks for `key` on every shard but `home` (an explicit fan-out, only for keyed requests): a
-/// key's record lives with the data it guarded, so the same key sent with a body that lands on
-/// another shard (another region, another event) is only seen there. A shard that cannot
-/// answer is skipped: this check must not take a healthy region down. Two concurrent requests
-/// with one key landing on different shards can still both proceed; that window is left open
-/// (it needs a client sending one key with two different bodies at once).
-pub async fn seen_elsewhere(
-    state: &crate::AppState,
-    home: &shard_router::ShardName,
-    owner: Uuid,
-    operation: &str,
-    key: &IdempotencyKey,
-    request_hash: &[u8],
-) -> Result<Option<(u16, Value)>, ApiError> {
-    let lookups = state.pools.all().filter(|(name, _)| *name != home).map(|(name, pool)| async move {
-        let row: Result<Option<(Vec<u8>, i16, Value)>, sqlx::Error> = sqlx::query_as(
-            "select request_hash, status_code, response from idempotency_keys \
-             where owner_id = $1 and operation = $2 and key = $3 and status_code <> 0",
-        )
-        .bind(owner)
-        .bind(operation)
-        .bind(key.as_str())
-        .fetch_optional(pool)
-        .await;
-        (name, row)
-    });
-    for (shard, row) in futures::future::join_all(lookups).await {
-        match row {
-            Ok(Some((hash, status, response))) => {
-                if hash != request_hash {
-                    return Err(ApiError::Unprocessable {
-                        code: code::IDEMPOTENCY_KEY_REUSED,
-                        message: "this Idempotency-Key was used with a different request".into(),
-                        details: None,
-                    });
-                }
-                return Ok(Some((u16::try_from(status).unwrap_or(201), response)));
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(%shard, error = %e, "idempotency check skipped an unavailable shard"),
+    /// The idempotency guard, written once for every keyed write: claim the key in `stx`, run
+    /// `work` when the claim is fresh, record its answer and commit, all in that one
+    /// transaction; or hand back the stored answer on a replay (nothing to commit).
+    pub async fn run<T: Serialize>(
+        &self,
+        mut stx: ShardTx,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, WorkError>,
+    ) -> Result<Answer<T>, WorkError> {
+        let partition = shard_router::live::partition_i16(stx.route.partition);
+        if let Some(key) = self.key
+            && let Some(stored) = store::claim(stx.conn(), self.at(key), self.request_hash, partition).await?
+        {
+            let answer = replay(stored, self.request_hash)?;
+            metrics::counter!("orders_idempotent_replays_total", "operation" => self.operation).increment(1);
+            return Ok(answer);
         }
+        let body = work(stx.conn()).await?;
+        if let Some(key) = self.key {
+            let json = serde_json::to_value(&body).map_err(ApiError::internal)?;
+            store::record(stx.conn(), self.at(key), CREATED, &json).await?;
+        }
+        stx.tx.commit().await?;
+        Ok(Answer::Fresh(body))
     }
-    Ok(None)
+
+    /// Looks for the key on every shard but `home` (an explicit fan-out, only for keyed
+    /// requests): a key's record lives with the data it guarded, so the same key sent with a
+    /// body that lands on another shard (another region, another event) is only seen there. A
+    /// shard that cannot answer is skipped: this check must not take a healthy region down. Two
+    /// concurrent requests with one key landing on different shards can still both proceed;
+    /// that window is left open (it needs a client sending one key with two different bodies
+    /// at once).
+    pub async fn seen_elsewhere<T>(
+        &self,
+        state: &AppState,
+        home: &shard_router::ShardName,
+    ) -> Result<Option<Answer<T>>, ApiError> {
+        let Some(key) = self.key else { return Ok(None) };
+        let at = self.at(key);
+        let lookups = state
+            .pools
+            .all()
+            .filter(|(name, _)| *name != home)
+            .map(|(name, pool)| async move { (name, store::answered(pool, at).await) });
+        for (shard, row) in futures::future::join_all(lookups).await {
+            match row {
+                Ok(Some(stored)) => return replay(stored, self.request_hash).map(Some),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%shard, error = %e, "idempotency check skipped an unavailable shard"),
+            }
+        }
+        Ok(None)
+    }
 }

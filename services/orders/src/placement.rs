@@ -11,6 +11,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use platform::contract::{Placement, RegionPlacement, ShardPlacement};
 use shard_router::live::{self, LiveError};
 use shard_router::{LiveStore, PartitionMap, Router, ShardMap, ShardPools};
 use tokio_util::sync::CancellationToken;
@@ -224,32 +225,7 @@ pub fn router(state: crate::AppState) -> axum::Router {
     axum::Router::new().route("/api/v1/placement", axum::routing::get(show)).with_state(state)
 }
 
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PlacementView {
-    epoch: i64,
-    regions: Vec<RegionView>,
-}
-
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RegionView {
-    region: String,
-    partitions: u16,
-    /// Partitions whose live owner is not the one `shards.toml` asks for.
-    pending_moves: usize,
-    shards: Vec<ShardView>,
-}
-
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ShardView {
-    shard: String,
-    live_partitions: usize,
-    desired_partitions: usize,
-}
-
-async fn show(axum::extract::State(state): axum::extract::State<crate::AppState>) -> axum::Json<PlacementView> {
+async fn show(axum::extract::State(state): axum::extract::State<crate::AppState>) -> axum::Json<Placement> {
     let snap = state.placement.snapshot();
     let desired = state.placement.desired();
     let moves = snap.live.moves_to(desired);
@@ -264,20 +240,25 @@ async fn show(axum::extract::State(state): axum::extract::State<crate::AppState>
             for (shard, n) in desired.counts(&r.name) {
                 counts.entry(shard.to_string()).or_default().1 = n;
             }
-            RegionView {
+            RegionPlacement {
                 region: r.name.to_string(),
                 partitions: r.partitions,
-                pending_moves: moves.iter().filter(|m| m.region == r.name).count(),
+                pending_moves: count(moves.iter().filter(|m| m.region == r.name).count()),
                 shards: counts
                     .into_iter()
-                    .map(|(shard, (live, wanted))| ShardView {
+                    .map(|(shard, (live, wanted))| ShardPlacement {
                         shard,
-                        live_partitions: live,
-                        desired_partitions: wanted,
+                        live_partitions: count(live),
+                        desired_partitions: count(wanted),
                     })
                     .collect(),
             }
         })
         .collect();
-    axum::Json(PlacementView { epoch: snap.live.epoch, regions })
+    axum::Json(Placement { epoch: snap.live.epoch, regions })
+}
+
+/// A partition count as the contract carries it (a region has at most `u16::MAX` partitions).
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }

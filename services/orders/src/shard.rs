@@ -8,16 +8,19 @@
 //! answer. While a move is switching the partition (frozen, or moved on the source before the
 //! map says so), the work is retried every few milliseconds until the switch is over or
 //! [`FREEZE_WAIT`] passes; then the answer is a retryable 503. Reads go through
-//! [`AppState::read`], which retries the same way when the shard no longer serves the rows.
+//! [`AppState::read`], which retries the same way when the shard no longer serves the rows
+//! ([`AppState::read_one`] for a row by id). A failed statement is mapped here too, by the
+//! shard it ran on ([`WorkError::Db`]).
 
 use std::time::{Duration, Instant};
 
 use platform::error::ApiError;
 use shard_router::{Fenced, Route, RouteError, live};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::store::Readable;
 
 /// How long a write waits for a switching partition before answering 503.
 pub const FREEZE_WAIT: Duration = Duration::from_secs(3);
@@ -30,6 +33,16 @@ pub enum WorkError {
     Api(ApiError),
     /// The shard does not serve the partition now.
     Fenced(Fenced),
+    /// A statement failed. Mapped here, once, by the shard it ran on: the fence's refusal is
+    /// [`WorkError::Fenced`], an unreachable shard a 503 naming its region, anything else
+    /// internal. So the store returns `sqlx::Error` and the work uses `?`.
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for WorkError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
 }
 
 impl From<ApiError> for WorkError {
@@ -76,19 +89,10 @@ impl AppState {
         })
     }
 
-    /// A database error on `route`'s shard: the fence's refusal, or the ordinary mapping.
-    pub fn db_error(&self, route: &Route, e: sqlx::Error) -> WorkError {
-        match Fenced::from_error(&e) {
-            Some(fenced) => WorkError::Fenced(fenced),
-            None => WorkError::Api(self.shard_error(&route.shard, &route.region, e)),
-        }
-    }
-
     /// Begins a writing transaction for `route` and passes the fence.
     pub async fn begin(&self, route: &Route) -> Result<ShardTx, WorkError> {
-        let pool = self.pool(&route.shard)?;
-        let mut tx = pool.begin().await.map_err(|e| self.db_error(route, e))?;
-        live::fence_write(&mut tx, &route.region, route.partition).await.map_err(|e| self.db_error(route, e))?;
+        let mut tx = self.pool(&route.shard)?.begin().await?;
+        live::fence_write(&mut tx, &route.region, route.partition).await?;
         Ok(ShardTx { tx, route: route.clone() })
     }
 
@@ -112,6 +116,28 @@ impl AppState {
         self.run(key, "read", false, work).await
     }
 
+    /// Reads one row by id from the shard serving it (see [`AppState::read`]): `query` gets
+    /// that shard's pool. A row the shard holds but no longer serves, or no row on a shard that
+    /// no longer serves the partition, sends the read to the new owner; `None` only when the
+    /// serving shard has no such row.
+    pub async fn read_one<T, F, Fut>(&self, id: Uuid, query: F) -> Result<Option<T>, ApiError>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = Result<Option<Readable<T>>, sqlx::Error>>,
+    {
+        self.read(Key::Id(id), |route| {
+            let query = &query;
+            async move {
+                match query(self.pool(&route.shard)?.clone()).await? {
+                    Some(found) if found.readable => Ok(Some(found.row)),
+                    Some(_) => Err(WorkError::Fenced(Fenced::NotOwned)),
+                    None => readable(self, &route).await.map(|()| None),
+                }
+            }
+        })
+        .await
+    }
+
     async fn run<T, F, Fut>(&self, key: Key, operation: &'static str, timed: bool, work: F) -> Result<T, ApiError>
     where
         F: Fn(Route) -> Fut,
@@ -123,12 +149,16 @@ impl AppState {
             let started = Instant::now();
             let result = work(route.clone()).await;
             if timed {
-                crate::observe_tx(&route, operation, started);
+                observe_tx(&route, operation, started);
             }
             let fenced = match result {
                 Ok(v) => return Ok(v),
                 Err(WorkError::Api(e)) => return Err(e),
                 Err(WorkError::Fenced(f)) => f,
+                Err(WorkError::Db(e)) => match Fenced::from_error(&e) {
+                    Some(f) => f,
+                    None => return Err(self.shard_error(&route.shard, &route.region, e)),
+                },
             };
             let labels = [("operation", operation.to_owned()), ("shard", route.shard.to_string())];
             metrics::counter!("orders_stale_route_retries_total", &labels).increment(1);
@@ -157,15 +187,26 @@ impl AppState {
     }
 }
 
+/// Counts one of the per-shard metrics (`orders_created_total`, ...) by `n`.
+pub fn count(name: &'static str, route: &Route, n: u64) {
+    let labels = [("region", route.region.to_string()), ("shard", route.shard.to_string())];
+    metrics::counter!(name, &labels).increment(n);
+}
+
 /// Whether `route`'s shard serves its partition for reads now: what a read that found nothing
 /// asks before answering 404, since a partition that moved away has no rows here either.
-pub async fn readable(state: &AppState, route: &Route) -> Result<(), WorkError> {
-    let pool = state.pool(&route.shard)?;
+async fn readable(state: &AppState, route: &Route) -> Result<(), WorkError> {
     let readable: bool = sqlx::query_scalar("select partition_readable($1, $2)")
         .bind(route.region.as_str())
         .bind(live::partition_i16(route.partition))
-        .fetch_one(pool)
-        .await
-        .map_err(|e| state.db_error(route, e))?;
+        .fetch_one(state.pool(&route.shard)?)
+        .await?;
     if readable { Ok(()) } else { Err(WorkError::Fenced(Fenced::NotOwned)) }
+}
+
+/// Records how long a shard transaction took, by region, shard and operation.
+fn observe_tx(route: &Route, operation: &'static str, started: std::time::Instant) {
+    let labels =
+        [("region", route.region.to_string()), ("shard", route.shard.to_string()), ("operation", operation.to_owned())];
+    metrics::histogram!("orders_shard_transaction_seconds", &labels).record(started.elapsed().as_secs_f64());
 }
