@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::{Value, json};
-use shard_router::{LiveStore, PartitionMap, ShardMap};
+use shard_router::{LiveStore, Partition, PartitionMap, ShardMap};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::client::{Gql, ops};
@@ -44,7 +44,7 @@ pub struct Options {
 }
 
 /// The partitions of each region that the plan moves.
-pub async fn moving_partitions(map: &ShardMap, placement_url: &str) -> anyhow::Result<BTreeSet<(String, u16)>> {
+pub async fn moving_partitions(map: &ShardMap, placement_url: &str) -> anyhow::Result<BTreeSet<(String, Partition)>> {
     let store = LiveStore::connect_lazy(placement_url, Duration::from_secs(5))?;
     let live = store.load(map).await.with_context(|| format!("reading the live placement at {placement_url}"))?;
     let desired = PartitionMap::desired(map);
@@ -52,7 +52,7 @@ pub async fn moving_partitions(map: &ShardMap, placement_url: &str) -> anyhow::R
 }
 
 /// The region and partition an id carries.
-fn partition_of(map: &ShardMap, id: &str) -> Option<(String, u16)> {
+fn partition_of(map: &ShardMap, id: &str) -> Option<(String, Partition)> {
     let (_, placement) = shard_router::ids::parse(id).ok()?;
     let region = map.regions().find(|r| r.tag == placement.region_tag)?;
     Some((region.name.to_string(), placement.partition))
@@ -99,7 +99,7 @@ impl Load {
         map: &ShardMap,
         events: &[EventFixture],
         customers: Vec<String>,
-        moving: &BTreeSet<(String, u16)>,
+        moving: &BTreeSet<(String, Partition)>,
         seed: u64,
     ) -> Self {
         let mut targets = Vec::new();

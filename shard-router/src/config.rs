@@ -15,8 +15,7 @@ use toml::Spanned;
 /// Prefix of the environment variables that override a shard's connection string.
 pub const URL_OVERRIDE_PREFIX: &str = "TICKET_HUB_SHARD_";
 
-/// Upper bound of logical partitions per region: ids carry the partition in 12 bits.
-pub const MAX_PARTITIONS: u16 = 4096;
+pub use crate::partition::MAX_PARTITIONS;
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 const MAX_MAX_CONNECTIONS: u32 = 1000;

@@ -17,16 +17,17 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::Partition;
+
 /// Region tags are 10 bits.
 pub const REGION_TAG_BITS: u32 = 10;
 const REGION_TAG_MASK: u16 = (1 << REGION_TAG_BITS) - 1;
-const PARTITION_MASK: u16 = 0x0FFF;
 
 /// Where a piece of data lives logically: its region (by tag) and partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Placement {
     pub region_tag: u16,
-    pub partition: u16,
+    pub partition: Partition,
 }
 
 /// Why an id does not route.
@@ -53,7 +54,7 @@ pub fn region_tag(name: &str) -> u16 {
 /// randomness so this stays pure (and testable against golden vectors).
 pub fn compose(placement: Placement, unix_ms: u64, random: u64) -> Uuid {
     let ms = unix_ms & 0xFFFF_FFFF_FFFF;
-    let hi: u64 = (ms << 16) | (0x7 << 12) | u64::from(placement.partition & PARTITION_MASK);
+    let hi: u64 = (ms << 16) | (0x7 << 12) | u64::from(placement.partition.get());
     let lo: u64 =
         (0b10 << 62) | (u64::from(placement.region_tag & REGION_TAG_MASK) << 52) | (random & 0x000F_FFFF_FFFF_FFFF);
     Uuid::from_u64_pair(hi, lo)
@@ -73,7 +74,7 @@ pub fn placement(id: Uuid) -> Result<Placement, IdError> {
     if (hi >> 12) & 0xF != 7 || lo >> 62 != 0b10 {
         return Err(IdError::NotRoutable);
     }
-    Ok(Placement { partition: (hi as u16) & PARTITION_MASK, region_tag: ((lo >> 52) as u16) & REGION_TAG_MASK })
+    Ok(Placement { partition: Partition::from_bits(hi as u16), region_tag: ((lo >> 52) as u16) & REGION_TAG_MASK })
 }
 
 /// Parses the text form of an id and reads its placement.
@@ -96,7 +97,7 @@ mod tests {
     proptest! {
         #[test]
         fn placement_round_trips(tag in 0u16..1024, partition in 0u16..4096, ms in 0u64..(1 << 48), random: u64) {
-            let p = Placement { region_tag: tag, partition };
+            let p = Placement { region_tag: tag, partition: Partition::new(partition).unwrap() };
             let id = compose(p, ms, random);
             prop_assert_eq!(id.get_version_num(), 7);
             prop_assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
@@ -116,7 +117,7 @@ mod tests {
 
     #[test]
     fn new_ids_differ_and_route() {
-        let p = Placement { region_tag: region_tag("NA"), partition: 17 };
+        let p = Placement { region_tag: region_tag("NA"), partition: Partition::new(17).unwrap() };
         let (a, b) = (new_id(p), new_id(p));
         assert_ne!(a, b);
         assert_eq!(placement(a), Ok(p));

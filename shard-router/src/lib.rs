@@ -18,12 +18,14 @@
 pub mod config;
 pub mod ids;
 pub mod live;
+pub mod partition;
 pub mod placement;
 pub mod pools;
 pub mod route;
 
 pub use config::{ConfigError, DatabaseUrl, Region, RegionName, Shard, ShardMap, ShardName};
 pub use live::{Fenced, LiveStore};
+pub use partition::{MAX_PARTITIONS, Partition};
 pub use placement::{Move, PartitionMap};
 pub use pools::ShardPools;
 pub use route::{Route, RouteError, Router};

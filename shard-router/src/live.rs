@@ -15,7 +15,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
 use crate::placement::{PartitionMap, PlacementError};
-use crate::{RegionName, ShardMap, ShardName};
+use crate::{Partition, RegionName, ShardMap, ShardName};
 
 /// The channel a change of the live map is announced on (payload: the new epoch).
 pub const CHANNEL: &str = "placement";
@@ -66,19 +66,8 @@ impl Fenced {
 /// Calls the fence for `partition` of `region` in `tx`: the first statement of every writing
 /// transaction on a shard. Returns the ownership epoch; a refusal is an error that
 /// [`Fenced::from_error`] recognises.
-pub async fn fence_write(tx: &mut PgConnection, region: &RegionName, partition: u16) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select fence_write($1, $2)")
-        .bind(region.as_str())
-        .bind(partition_i16(partition))
-        .fetch_one(tx)
-        .await
-}
-
-/// Partitions are below 4096 ([`crate::config::MAX_PARTITIONS`]), so they always fit the
-/// `smallint` columns.
-pub fn partition_i16(partition: u16) -> i16 {
-    #[allow(clippy::expect_used, reason = "validated: partitions are < 4096")]
-    i16::try_from(partition).expect("partition numbers are below 4096")
+pub async fn fence_write(tx: &mut PgConnection, region: &RegionName, partition: Partition) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select fence_write($1, $2)").bind(region.as_str()).bind(partition).fetch_one(tx).await
 }
 
 /// Records on `shard` that it owns `partitions` of `region` at `epoch`, where it has no word on
@@ -87,16 +76,15 @@ pub fn partition_i16(partition: u16) -> i16 {
 pub async fn ensure_owned(
     pool: &PgPool,
     region: &RegionName,
-    partitions: &[u16],
+    partitions: &[Partition],
     epoch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let parts: Vec<i16> = partitions.iter().copied().map(partition_i16).collect();
     let done = sqlx::query(
         "insert into partition_owner (region, partition, state, epoch) \
          select $1, p, 'OWNED', $3 from unnest($2::smallint[]) as t(p) on conflict do nothing",
     )
     .bind(region.as_str())
-    .bind(&parts)
+    .bind(partitions)
     .bind(epoch)
     .execute(pool)
     .await?;
@@ -135,7 +123,7 @@ impl LiveStore {
         let fresh =
             sqlx::query("insert into placement_region (region, partitions) values ($1, $2) on conflict do nothing")
                 .bind(region.as_str())
-                .bind(partition_i16(owners.len() as u16))
+                .bind(i16::try_from(owners.len()).map_err(|e| sqlx::Error::Encode(e.into()))?)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -146,7 +134,7 @@ impl LiveStore {
         let epoch: i64 = sqlx::query_scalar("update placement_epoch set epoch = epoch + 1 returning epoch")
             .fetch_one(&mut *tx)
             .await?;
-        let parts: Vec<i16> = (0..owners.len() as u16).map(partition_i16).collect();
+        let parts: Vec<Partition> = Partition::first(owners.len()).collect();
         let shards: Vec<&str> = owners.iter().map(ShardName::as_str).collect();
         sqlx::query(
             "insert into partition_placement (region, partition, shard, epoch) \
@@ -168,10 +156,9 @@ impl LiveStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
         let epoch: i64 = sqlx::query_scalar("select epoch from placement_epoch").fetch_one(&mut *tx).await?;
-        let rows: Vec<(String, i16, String)> =
+        let rows: Vec<(String, Partition, String)> =
             sqlx::query_as("select region, partition, shard from partition_placement").fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        let rows = rows.into_iter().map(|(r, p, s)| (r, u16::try_from(p).unwrap_or(u16::MAX), s));
         Ok(PartitionMap::from_rows(map, epoch, rows)?)
     }
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::route::assign_partitions;
-use crate::{RegionName, ShardMap, ShardName};
+use crate::{Partition, RegionName, ShardMap, ShardName};
 
 /// The owner of every partition of every region, and the epoch of the map it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct PartitionMap {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Move {
     pub region: RegionName,
-    pub partition: u16,
+    pub partition: Partition,
     pub from: ShardName,
     pub to: ShardName,
 }
@@ -42,17 +42,17 @@ pub enum PlacementError {
     #[error(
         "the live map places region {region} partition {partition} on shard `{shard}`, which shards.toml does not define; keep [shards.{shard}] until a move has drained it"
     )]
-    UnknownShard { region: RegionName, partition: u16, shard: String },
+    UnknownShard { region: RegionName, partition: Partition, shard: String },
     #[error(
         "the live map places region {region} partition {partition} on shard `{shard}`, which serves region {other} in shards.toml"
     )]
-    ForeignShard { region: RegionName, partition: u16, shard: ShardName, other: RegionName },
+    ForeignShard { region: RegionName, partition: Partition, shard: ShardName, other: RegionName },
     #[error(
         "the live map holds {stored} partitions of region {region}, shards.toml says regions.{region}.partitions = {configured}; the partition count is fixed once ids exist"
     )]
     PartitionCount { region: RegionName, stored: usize, configured: u16 },
     #[error("the live map lacks partition {partition} of region {region}")]
-    Missing { region: RegionName, partition: u16 },
+    Missing { region: RegionName, partition: Partition },
     #[error("the live map holds region `{0}`, which shards.toml does not define")]
     UnknownRegion(String),
 }
@@ -72,9 +72,9 @@ impl PartitionMap {
     pub fn from_rows(
         map: &ShardMap,
         epoch: i64,
-        rows: impl IntoIterator<Item = (String, u16, String)>,
+        rows: impl IntoIterator<Item = (String, Partition, String)>,
     ) -> Result<Self, PlacementError> {
-        let mut partial: BTreeMap<RegionName, BTreeMap<u16, ShardName>> = BTreeMap::new();
+        let mut partial: BTreeMap<RegionName, BTreeMap<Partition, ShardName>> = BTreeMap::new();
         for (region, partition, shard) in rows {
             let region_cfg = map.region_named(&region).ok_or_else(|| PlacementError::UnknownRegion(region.clone()))?;
             let name = region_cfg.name.clone();
@@ -96,9 +96,11 @@ impl PartitionMap {
         let mut regions = BTreeMap::new();
         for (name, owners) in partial {
             let configured = map.region(&name).map_or(0, |r| r.partitions);
-            let in_range = owners.keys().all(|p| *p < configured);
+            let in_range = owners.keys().all(|p| p.get() < configured);
             if owners.len() != usize::from(configured) || !in_range {
-                if in_range && let Some(partition) = (0..configured).find(|p| !owners.contains_key(p)) {
+                if in_range
+                    && let Some(partition) = Partition::first(configured.into()).find(|p| !owners.contains_key(p))
+                {
                     return Err(PlacementError::Missing { region: name, partition });
                 }
                 return Err(PlacementError::PartitionCount { region: name, stored: owners.len(), configured });
@@ -109,8 +111,8 @@ impl PartitionMap {
     }
 
     /// The owner of `partition` of `region`.
-    pub fn owner(&self, region: &RegionName, partition: u16) -> Option<&ShardName> {
-        self.regions.get(region)?.get(usize::from(partition))
+    pub fn owner(&self, region: &RegionName, partition: Partition) -> Option<&ShardName> {
+        self.regions.get(region)?.get(partition.index())
     }
 
     /// Every partition's owner in `region`, by partition number.
@@ -154,10 +156,10 @@ impl PartitionMap {
     }
 
     /// The partitions this shard owns in `region`.
-    pub fn partitions_of(&self, region: &RegionName, shard: &ShardName) -> Vec<u16> {
+    pub fn partitions_of(&self, region: &RegionName, shard: &ShardName) -> Vec<Partition> {
         self.regions
             .get(region)
-            .map(|o| o.iter().enumerate().filter(|(_, s)| *s == shard).map(|(p, _)| p as u16).collect())
+            .map(|o| Partition::first(o.len()).zip(o).filter(|(_, s)| *s == shard).map(|(p, _)| p).collect())
             .unwrap_or_default()
     }
 
@@ -167,14 +169,9 @@ impl PartitionMap {
         let mut moves = Vec::new();
         for (region, owners) in &self.regions {
             let Some(wanted) = target.regions.get(region) else { continue };
-            for (p, (from, to)) in owners.iter().zip(wanted).enumerate() {
+            for (partition, (from, to)) in Partition::first(owners.len()).zip(owners.iter().zip(wanted)) {
                 if from != to {
-                    moves.push(Move {
-                        region: region.clone(),
-                        partition: p as u16,
-                        from: from.clone(),
-                        to: to.clone(),
-                    });
+                    moves.push(Move { region: region.clone(), partition, from: from.clone(), to: to.clone() });
                 }
             }
         }
@@ -186,7 +183,7 @@ impl PartitionMap {
         let mut next = self.clone();
         next.epoch = epoch;
         for m in moves {
-            if let Some(slot) = next.regions.get_mut(&m.region).and_then(|o| o.get_mut(usize::from(m.partition))) {
+            if let Some(slot) = next.regions.get_mut(&m.region).and_then(|o| o.get_mut(m.partition.index())) {
                 *slot = m.to.clone();
             }
         }
@@ -208,9 +205,9 @@ mod tests {
         ShardMap::parse(&text, "test").unwrap()
     }
 
-    fn rows(p: &PartitionMap) -> Vec<(String, u16, String)> {
+    fn rows(p: &PartitionMap) -> Vec<(String, Partition, String)> {
         p.regions()
-            .flat_map(|(r, o)| o.iter().enumerate().map(|(i, s)| (r.to_string(), i as u16, s.to_string())))
+            .flat_map(|(r, o)| Partition::first(o.len()).zip(o).map(|(i, s)| (r.to_string(), i, s.to_string())))
             .collect()
     }
 
@@ -239,7 +236,10 @@ mod tests {
         short.remove(3);
         assert_eq!(
             PartitionMap::from_rows(&two, 1, short),
-            Err(PlacementError::Missing { region: RegionName::parse("NA").unwrap(), partition: 3 })
+            Err(PlacementError::Missing {
+                region: RegionName::parse("NA").unwrap(),
+                partition: Partition::new(3).unwrap()
+            })
         );
     }
 }

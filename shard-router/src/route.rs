@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::ids::{self, IdError};
 use crate::placement::PartitionMap;
-use crate::{RegionName, ShardMap, ShardName};
+use crate::{Partition, RegionName, ShardMap, ShardName};
 
 /// Virtual nodes per shard on a region's ring: enough that each shard's share of the ring is
 /// within a few percent of 1/n.
@@ -38,7 +38,7 @@ struct RegionTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub region: RegionName,
-    pub partition: u16,
+    pub partition: Partition,
     pub shard: ShardName,
 }
 
@@ -52,7 +52,7 @@ pub enum RouteError {
     #[error("the id belongs to no configured region")]
     UnknownRegionTag(u16),
     #[error("partition {partition} is out of range for region {region}")]
-    PartitionOutOfRange { region: RegionName, partition: u16 },
+    PartitionOutOfRange { region: RegionName, partition: Partition },
 }
 
 /// The shard of every partition of one region: the first candidate on the region's ring.
@@ -94,11 +94,11 @@ impl Router {
     }
 
     /// The shard holding `partition` of `region`.
-    pub fn shard_for(&self, region: &RegionName, partition: u16) -> Result<&ShardName, RouteError> {
+    pub fn shard_for(&self, region: &RegionName, partition: Partition) -> Result<&ShardName, RouteError> {
         let table = self.regions.get(region).ok_or_else(|| RouteError::UnknownRegion(region.to_string()))?;
         table
             .owner
-            .get(usize::from(partition))
+            .get(partition.index())
             .ok_or_else(|| RouteError::PartitionOutOfRange { region: region.clone(), partition })
     }
 
@@ -120,16 +120,17 @@ impl Router {
     /// A placement for new data in `region`: a partition picked from `random`.
     pub fn place(&self, region: &RegionName, random: u64) -> Result<ids::Placement, RouteError> {
         let table = self.regions.get(region).ok_or_else(|| RouteError::UnknownRegion(region.to_string()))?;
-        let partition = (random % table.owner.len() as u64) as u16;
+        // The owner table has one entry per partition, at most MAX_PARTITIONS of them.
+        let partition = Partition::from_bits((random % table.owner.len() as u64) as u16);
         Ok(ids::Placement { region_tag: table.tag, partition })
     }
 
     /// The partitions each shard of `region` holds: what a rebalance compares.
-    pub fn partitions_by_shard(&self, region: &RegionName) -> BTreeMap<ShardName, Vec<u16>> {
-        let mut out: BTreeMap<ShardName, Vec<u16>> = BTreeMap::new();
+    pub fn partitions_by_shard(&self, region: &RegionName) -> BTreeMap<ShardName, Vec<Partition>> {
+        let mut out: BTreeMap<ShardName, Vec<Partition>> = BTreeMap::new();
         if let Some(table) = self.regions.get(region) {
-            for (p, shard) in table.owner.iter().enumerate() {
-                out.entry(shard.clone()).or_default().push(p as u16);
+            for (p, shard) in Partition::first(table.owner.len()).zip(&table.owner) {
+                out.entry(shard.clone()).or_default().push(p);
             }
         }
         out

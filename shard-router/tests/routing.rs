@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use proptest::prelude::*;
 use shard_router::ids::{self, Placement};
-use shard_router::{RegionName, Router, ShardMap, ShardName};
+use shard_router::{Partition, RegionName, Router, ShardMap, ShardName};
 
 /// A map with region NA on `na` shards and SA on `sa` shards.
 fn map(na: usize, sa: usize, partitions: u16) -> ShardMap {
@@ -27,7 +27,7 @@ fn region(name: &str) -> RegionName {
 }
 
 fn owners(router: &Router, region_name: &str, partitions: u16) -> Vec<ShardName> {
-    (0..partitions).map(|p| router.shard_for(&region(region_name), p).unwrap().clone()).collect()
+    Partition::first(partitions.into()).map(|p| router.shard_for(&region(region_name), p).unwrap().clone()).collect()
 }
 
 #[test]
@@ -99,10 +99,11 @@ fn foreign_and_unknown_ids_do_not_route() {
     // A region tag no configured region has.
     let used: Vec<u16> = ["NA", "SA"].iter().map(|r| ids::region_tag(r)).collect();
     let tag = (0..1024).find(|t| !used.contains(t)).unwrap();
-    let id = ids::compose(Placement { region_tag: tag, partition: 0 }, 0, 0);
+    let id = ids::compose(Placement { region_tag: tag, partition: Partition::new(0).unwrap() }, 0, 0);
     assert_eq!(router.route(id), Err(shard_router::RouteError::UnknownRegionTag(tag)));
     // A partition beyond the region's count.
-    let id = ids::compose(Placement { region_tag: ids::region_tag("NA"), partition: 64 }, 0, 0);
+    let id =
+        ids::compose(Placement { region_tag: ids::region_tag("NA"), partition: Partition::new(64).unwrap() }, 0, 0);
     assert!(matches!(router.route(id), Err(shard_router::RouteError::PartitionOutOfRange { .. })));
 }
 
@@ -115,9 +116,9 @@ fn golden_vectors() {
     let mut out = String::new();
     for r in ["NA", "SA"] {
         writeln!(out, "region {r} tag {}", ids::region_tag(r)).unwrap();
-        let by_shard: BTreeMap<ShardName, Vec<u16>> = router.partitions_by_shard(&region(r));
+        let by_shard: BTreeMap<ShardName, Vec<Partition>> = router.partitions_by_shard(&region(r));
         for (shard, parts) in by_shard {
-            let head: Vec<String> = parts.iter().take(12).map(u16::to_string).collect();
+            let head: Vec<String> = parts.iter().take(12).map(Partition::to_string).collect();
             writeln!(out, "  {shard}: {} partitions, first {}", parts.len(), head.join(",")).unwrap();
         }
     }
@@ -126,7 +127,7 @@ fn golden_vectors() {
         (1023, 4095, (1 << 48) - 1, u64::MAX),
         (ids::region_tag("NA"), 17, 1_790_000_000_000, 42),
     ] {
-        let id = ids::compose(Placement { region_tag: tag, partition }, ms, random);
+        let id = ids::compose(Placement { region_tag: tag, partition: Partition::new(partition).unwrap() }, ms, random);
         writeln!(out, "id {tag}/{partition}/{ms}/{random} = {id}").unwrap();
     }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/routing.txt");

@@ -4,6 +4,7 @@
 //! Money is integer cents in `i64`, and every product of price and quantity is checked.
 
 use chrono::{DateTime, FixedOffset, Utc};
+use shard_router::Partition;
 
 /// Most tickets one ticket type may hold.
 pub const MAX_TOTAL_QUANTITY: i32 = 1_000_000;
@@ -154,7 +155,7 @@ pub struct NewOrder {
     pub ticket_type_id: uuid::Uuid,
     /// The event's region and partition, from its id: where the order lives too.
     pub region: shard_router::RegionName,
-    pub partition: u16,
+    pub partition: Partition,
     pub quantity: Quantity,
 }
 

@@ -188,11 +188,7 @@ pub async fn sweep_shard(state: &AppState, shard: &ShardName, batch: i64) -> Res
     let ttl = state.reservation_ttl;
     let mut cancelled = 0;
     for (region, partition) in store::due_partitions(pool, ttl, PARTITIONS_PER_ROUND).await? {
-        let (Some(region), Ok(partition)) =
-            (state.shards.region_named(&region).map(|r| r.name.clone()), u16::try_from(partition))
-        else {
-            continue;
-        };
+        let Some(region) = state.shards.region_named(&region).map(|r| r.name.clone()) else { continue };
         let route = Route { region, partition, shard: shard.clone() };
         let mut tx = pool.begin().await?;
         if !store::try_sweep_lock(&mut tx).await? {

@@ -10,7 +10,7 @@ use platform::error::ApiError;
 use platform::events::{OrderCreated, OrderEvent};
 use proto::accounts::v1::{GetUserByIdRequest, UserRole};
 use serde_json::json;
-use shard_router::{Route, ids, live};
+use shard_router::{Route, ids};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -99,7 +99,7 @@ async fn place_once(
                 region: route.region.to_string(),
                 version: 1,
             });
-            store::write_outbox(tx, live::partition_i16(route.partition), &event).await?;
+            store::write_outbox(tx, route.partition, &event).await?;
             Ok(CreateOrderPayload {
                 order_id: row.id,
                 total_price_in_cents: total,

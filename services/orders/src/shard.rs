@@ -55,7 +55,7 @@ impl From<ApiError> for WorkError {
 #[derive(Debug, Clone)]
 pub enum Key {
     Id(Uuid),
-    Partition(shard_router::RegionName, u16),
+    Partition(shard_router::RegionName, shard_router::Partition),
 }
 
 /// A writing transaction on the shard owning `route`'s partition, fence passed.
@@ -162,7 +162,7 @@ impl AppState {
             };
             let labels = [("operation", operation.to_owned()), ("shard", route.shard.to_string())];
             metrics::counter!("orders_stale_route_retries_total", &labels).increment(1);
-            tracing::info!(?fenced, shard = %route.shard, partition = route.partition, operation, "shard refused the partition");
+            tracing::info!(?fenced, shard = %route.shard, partition = %route.partition, operation, "shard refused the partition");
             if first.elapsed() >= FREEZE_WAIT {
                 return Err(ApiError::Unavailable {
                     message: format!("region {} is moving this data between shards; retry shortly", route.region),
@@ -198,7 +198,7 @@ pub fn count(name: &'static str, route: &Route, n: u64) {
 async fn readable(state: &AppState, route: &Route) -> Result<(), WorkError> {
     let readable: bool = sqlx::query_scalar("select partition_readable($1, $2)")
         .bind(route.region.as_str())
-        .bind(live::partition_i16(route.partition))
+        .bind(route.partition)
         .fetch_one(state.pool(&route.shard)?)
         .await?;
     if readable { Ok(()) } else { Err(WorkError::Fenced(Fenced::NotOwned)) }

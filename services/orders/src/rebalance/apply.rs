@@ -24,8 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shard_router::live::partition_i16;
-use shard_router::{LiveStore, PartitionMap, RegionName, ShardMap, ShardName, ShardPools};
+use shard_router::{LiveStore, Partition, PartitionMap, RegionName, ShardMap, ShardName, ShardPools};
 use sqlx::PgPool;
 
 use super::journal::{self, MoveRow, Phase};
@@ -138,10 +137,10 @@ impl Mover {
 
     /// The next batch the plan asks for: the first source → destination pair's first
     /// `batch` partitions.
-    async fn next_batch(&self) -> anyhow::Result<Option<(RegionName, ShardName, ShardName, Vec<u16>)>> {
+    async fn next_batch(&self) -> anyhow::Result<Option<(RegionName, ShardName, ShardName, Vec<Partition>)>> {
         let live = self.store.load(&self.map).await?;
         let desired = PartitionMap::desired(&self.map);
-        let mut groups: BTreeMap<(RegionName, ShardName, ShardName), Vec<u16>> = BTreeMap::new();
+        let mut groups: BTreeMap<(RegionName, ShardName, ShardName), Vec<Partition>> = BTreeMap::new();
         for m in live.moves_to(&desired) {
             groups.entry((m.region, m.from, m.to)).or_default().push(m.partition);
         }
@@ -180,7 +179,6 @@ impl Mover {
                     let failed: Vec<String> =
                         checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
                     anyhow::ensure!(failed.is_empty(), "preflight failed for {from} -> {to}: {}", failed.join("; "));
-                    let parts: Vec<i16> = parts.iter().copied().map(partition_i16).collect();
                     let mv =
                         journal::start(self.placement(), region.as_str(), from.as_str(), to.as_str(), &parts).await?;
                     println!("move {}: {region} {from} -> {to}, {} partitions", mv.id, parts.len());
@@ -535,5 +533,5 @@ pub struct Sides {
     pub dest: PgPool,
     /// Publication, slot and subscription name.
     pub name: String,
-    pub parts: Vec<i16>,
+    pub parts: Vec<Partition>,
 }

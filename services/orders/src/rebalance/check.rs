@@ -6,7 +6,7 @@
 //! after the switch, stock must add up on the owner, and the move's replication objects must be
 //! gone from both shards.
 
-use shard_router::{PartitionMap, RegionName, ShardMap, ShardPools};
+use shard_router::{Partition, PartitionMap, RegionName, ShardMap, ShardPools};
 
 use super::journal::{MoveRow, Phase};
 use super::plan::Check;
@@ -25,12 +25,9 @@ pub async fn finished(map: &ShardMap, pools: &ShardPools, live: &PartitionMap, m
     let parts = &mv.partitions;
     for shard in map.shards().filter(|s| s.region == region) {
         let Some(pool) = pools.get(&shard.name) else { continue };
-        let mine: Vec<i16> = parts
-            .iter()
-            .copied()
-            .filter(|p| u16::try_from(*p).ok().and_then(|p| live.owner(&region, p)) == Some(&shard.name))
-            .collect();
-        let others: Vec<i16> = parts.iter().copied().filter(|p| !mine.contains(p)).collect();
+        let mine: Vec<Partition> =
+            parts.iter().copied().filter(|p| live.owner(&region, *p) == Some(&shard.name)).collect();
+        let others: Vec<Partition> = parts.iter().copied().filter(|p| !mine.contains(p)).collect();
         let label = shard.name.as_str();
         match owned(pool, &region, &mine).await {
             Ok(n) if n == mine.len() as i64 => {
@@ -109,13 +106,13 @@ pub async fn finished(map: &ShardMap, pools: &ShardPools, live: &PartitionMap, m
     checks
 }
 
-async fn owned(pool: &sqlx::PgPool, region: &RegionName, parts: &[i16]) -> Result<i64, sqlx::Error> {
+async fn owned(pool: &sqlx::PgPool, region: &RegionName, parts: &[Partition]) -> Result<i64, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     shards::in_state(&mut conn, region, parts, &["OWNED"]).await
 }
 
 /// Rows of `parts` on a shard, and how many of them it serves.
-async fn held(pool: &sqlx::PgPool, region: &RegionName, parts: &[i16]) -> Result<(i64, i64), sqlx::Error> {
+async fn held(pool: &sqlx::PgPool, region: &RegionName, parts: &[Partition]) -> Result<(i64, i64), sqlx::Error> {
     let rows = shards::rows_of(pool, parts).await?;
     let mut conn = pool.acquire().await?;
     Ok((rows, shards::serving(&mut conn, region, parts).await?))

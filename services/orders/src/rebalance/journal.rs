@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use shard_router::Partition;
 use sqlx::{PgConnection, PgPool};
 
 /// Where a move stands. The order is the order of the phases.
@@ -55,7 +56,7 @@ pub struct MoveRow {
     pub region: String,
     pub source: String,
     pub dest: String,
-    pub partitions: Vec<i16>,
+    pub partitions: Vec<Partition>,
     pub phase: Phase,
     pub rows_copied: Option<i64>,
     pub freeze_ms: Option<f64>,
@@ -83,7 +84,7 @@ type Raw = (
     String,
     String,
     String,
-    Vec<i16>,
+    Vec<Partition>,
     String,
     Option<i64>,
     Option<f64>,
@@ -150,7 +151,7 @@ pub async fn start(
     region: &str,
     source: &str,
     dest: &str,
-    partitions: &[i16],
+    partitions: &[Partition],
 ) -> Result<MoveRow, sqlx::Error> {
     let sql = format!(
         "insert into partition_move (region, source, dest, partitions, phase) values ($1, $2, $3, $4, 'COPYING') \

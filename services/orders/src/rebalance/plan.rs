@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use shard_router::live::partition_i16;
 use shard_router::placement::Share;
-use shard_router::{Move, PartitionMap, RegionName, ShardMap, ShardName, ShardPools};
+use shard_router::{Move, Partition, PartitionMap, RegionName, ShardMap, ShardName, ShardPools};
 use sqlx::PgPool;
 
 /// The tables a partition's data lives in; each carries `partition` and moves with it.
@@ -29,7 +28,7 @@ const SWITCH_SECS_PER_BATCH: f64 = 2.0;
 pub struct Step {
     pub from: ShardName,
     pub to: ShardName,
-    pub partitions: Vec<u16>,
+    pub partitions: Vec<Partition>,
     /// Rows and bytes per table, summed over the partitions.
     pub rows: BTreeMap<&'static str, i64>,
     pub bytes: i64,
@@ -75,7 +74,7 @@ impl Plan {
 /// Computes the plan from the live map `live` to what `map` asks for.
 pub async fn compute(map: &ShardMap, live: &PartitionMap, pools: &ShardPools) -> Plan {
     let desired = PartitionMap::desired(map);
-    let mut by_pair: BTreeMap<(ShardName, ShardName), Vec<u16>> = BTreeMap::new();
+    let mut by_pair: BTreeMap<(ShardName, ShardName), Vec<Partition>> = BTreeMap::new();
     for Move { partition, from, to, .. } in live.moves_to(&desired) {
         by_pair.entry((from, to)).or_default().push(partition);
     }
@@ -100,19 +99,15 @@ fn fail(name: impl Into<String>, detail: impl Into<String>) -> Check {
     Check { name: name.into(), ok: false, detail: detail.into() }
 }
 
-fn parts(partitions: &[u16]) -> Vec<i16> {
-    partitions.iter().copied().map(partition_i16).collect()
-}
-
 /// Rows and bytes of `partitions` on the source, per table.
-async fn measure(pool: &PgPool, partitions: &[u16]) -> (BTreeMap<&'static str, i64>, i64, Vec<Check>) {
+async fn measure(pool: &PgPool, partitions: &[Partition]) -> (BTreeMap<&'static str, i64>, i64, Vec<Check>) {
     let mut rows = BTreeMap::new();
     let mut bytes = 0;
     for table in MOVED_TABLES {
         let sql = format!(
             "select count(*), coalesce(sum(pg_column_size(t.*)), 0)::bigint from {table} t where partition = any($1)"
         );
-        match sqlx::query_as::<_, (i64, i64)>(&sql).bind(parts(partitions)).fetch_one(pool).await {
+        match sqlx::query_as::<_, (i64, i64)>(&sql).bind(partitions).fetch_one(pool).await {
             Ok((n, b)) => {
                 rows.insert(table, n);
                 bytes += b;
@@ -124,7 +119,7 @@ async fn measure(pool: &PgPool, partitions: &[u16]) -> (BTreeMap<&'static str, i
 }
 
 /// The checks a move of `partitions` from `from` to `to` must pass before it starts.
-pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, partitions: &[u16]) -> Vec<Check> {
+pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, partitions: &[Partition]) -> Vec<Check> {
     let mut checks = Vec::new();
     let (Some(src), Some(dst)) = (pools.get(from), pools.get(to)) else {
         checks.push(fail("shards defined", format!("{from} or {to} is not in shards.toml")));
@@ -147,12 +142,12 @@ pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, par
     let mut held = 0i64;
     for table in MOVED_TABLES {
         let sql = format!("select count(*) from {table} where partition = any($1)");
-        held += sqlx::query_scalar::<_, i64>(&sql).bind(parts(partitions)).fetch_one(dst).await.unwrap_or(-1);
+        held += sqlx::query_scalar::<_, i64>(&sql).bind(partitions).fetch_one(dst).await.unwrap_or(-1);
     }
     let owned: i64 = sqlx::query_scalar(
         "select count(*) from partition_owner where partition = any($1) and state in ('OWNED', 'FROZEN')",
     )
-    .bind(parts(partitions))
+    .bind(partitions)
     .fetch_one(dst)
     .await
     .unwrap_or(-1);
@@ -190,10 +185,10 @@ pub async fn preflight(pools: &ShardPools, from: &ShardName, to: &ShardName, par
 /// key the destination holds for another partition would make the copy fail on a unique
 /// violation. Rare (the same caller's key accepted on two shards of a region), but it must be
 /// seen before the move, not as a stuck subscription.
-async fn key_collisions(src: &PgPool, dst: &PgPool, to: &ShardName, partitions: &[u16]) -> Check {
+async fn key_collisions(src: &PgPool, dst: &PgPool, to: &ShardName, partitions: &[Partition]) -> Check {
     let keys: Result<Vec<(uuid::Uuid, String, String)>, _> =
         sqlx::query_as("select owner_id, operation, key from idempotency_keys where partition = any($1)")
-            .bind(parts(partitions))
+            .bind(partitions)
             .fetch_all(src)
             .await;
     let keys = match keys {
@@ -210,7 +205,7 @@ async fn key_collisions(src: &PgPool, dst: &PgPool, to: &ShardName, partitions: 
     .bind(&owners)
     .bind(&ops)
     .bind(&names)
-    .bind(parts(partitions))
+    .bind(partitions)
     .fetch_one(dst)
     .await;
     match clash {
@@ -244,12 +239,12 @@ pub fn human_bytes(b: i64) -> String {
 }
 
 /// Partition numbers as ranges: `3-5, 9`.
-fn ranges(partitions: &[u16]) -> String {
+fn ranges(partitions: &[Partition]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut iter = partitions.iter().copied().peekable();
     while let Some(start) = iter.next() {
         let mut end = start;
-        while iter.peek() == Some(&(end + 1)) {
+        while iter.peek().is_some_and(|next| next.get() == end.get() + 1) {
             end = iter.next().unwrap_or(end);
         }
         out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });

@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use shard_router::Partition;
 use shard_router::RegionName;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -30,12 +31,16 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn in_list(partitions: &[i16]) -> String {
-    partitions.iter().map(i16::to_string).collect::<Vec<_>>().join(", ")
+fn in_list(partitions: &[Partition]) -> String {
+    partitions.iter().map(Partition::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Where the destination's ownership of the partitions stands.
-pub async fn owner_states(pool: &PgPool, region: &RegionName, partitions: &[i16]) -> Result<Vec<String>, sqlx::Error> {
+pub async fn owner_states(
+    pool: &PgPool,
+    region: &RegionName,
+    partitions: &[Partition],
+) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "select coalesce(o.state, 'NONE') from unnest($2::smallint[]) as t(p) \
          left join partition_owner o on o.region = $1 and o.partition = t.p",
@@ -50,7 +55,7 @@ pub async fn owner_states(pool: &PgPool, region: &RegionName, partitions: &[i16]
 pub async fn in_state(
     conn: &mut PgConnection,
     region: &RegionName,
-    partitions: &[i16],
+    partitions: &[Partition],
     states: &[&str],
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
@@ -64,12 +69,16 @@ pub async fn in_state(
 }
 
 /// How many of `partitions` this shard serves (OWNED or FROZEN).
-pub async fn serving(conn: &mut PgConnection, region: &RegionName, partitions: &[i16]) -> Result<i64, sqlx::Error> {
+pub async fn serving(
+    conn: &mut PgConnection,
+    region: &RegionName,
+    partitions: &[Partition],
+) -> Result<i64, sqlx::Error> {
     in_state(conn, region, partitions, &["OWNED", "FROZEN"]).await
 }
 
 /// Rows of `partitions` on a shard, over every table that moves with them.
-pub async fn rows_of(pool: &PgPool, partitions: &[i16]) -> Result<i64, sqlx::Error> {
+pub async fn rows_of(pool: &PgPool, partitions: &[Partition]) -> Result<i64, sqlx::Error> {
     let mut rows = 0;
     for table in MOVED_TABLES {
         rows += sqlx::query_scalar::<_, i64>(&format!("select count(*) from {table} where partition = any($1)"))
@@ -82,7 +91,12 @@ pub async fn rows_of(pool: &PgPool, partitions: &[i16]) -> Result<i64, sqlx::Err
 
 /// Marks the partitions INCOMING on the destination (never over an OWNED or FROZEN row: that
 /// shard serves them, and the plan's preflight should have said so).
-pub async fn mark_incoming(pool: &PgPool, region: &RegionName, partitions: &[i16], epoch: i64) -> anyhow::Result<()> {
+pub async fn mark_incoming(
+    pool: &PgPool,
+    region: &RegionName,
+    partitions: &[Partition],
+    epoch: i64,
+) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     let serving = serving(&mut tx, region, partitions).await?;
     anyhow::ensure!(
@@ -105,7 +119,7 @@ pub async fn mark_incoming(pool: &PgPool, region: &RegionName, partitions: &[i16
 
 /// Deletes the partitions' rows from a shard that does not serve them (an INCOMING destination
 /// before a fresh copy, or the source after the switch). Refuses when the shard serves any.
-pub async fn delete_rows(pool: &PgPool, region: &RegionName, partitions: &[i16]) -> anyhow::Result<u64> {
+pub async fn delete_rows(pool: &PgPool, region: &RegionName, partitions: &[Partition]) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
     let serving = serving(&mut tx, region, partitions).await?;
     anyhow::ensure!(serving == 0, "refusing to delete rows of {serving} partitions this shard serves");
@@ -122,7 +136,7 @@ pub async fn delete_rows(pool: &PgPool, region: &RegionName, partitions: &[i16])
 }
 
 /// The publication of the partitions' rows on the source, with a row filter per table.
-pub async fn create_publication(source: &PgPool, name: &str, partitions: &[i16]) -> Result<(), sqlx::Error> {
+pub async fn create_publication(source: &PgPool, name: &str, partitions: &[Partition]) -> Result<(), sqlx::Error> {
     let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_publication where pubname = $1)")
         .bind(name)
         .fetch_one(source)
@@ -175,7 +189,7 @@ pub async fn create_subscription(dest: &PgPool, name: &str, source_conninfo: &st
 
 /// Whether the initial copy of every table is done (all ready), and the rows the destination
 /// holds of the partitions.
-pub async fn copy_progress(dest: &PgPool, name: &str, partitions: &[i16]) -> Result<(bool, i64), sqlx::Error> {
+pub async fn copy_progress(dest: &PgPool, name: &str, partitions: &[Partition]) -> Result<(bool, i64), sqlx::Error> {
     let (tables, ready): (i64, i64) = sqlx::query_as(
         "select count(*), count(*) filter (where r.srsubstate = 'r') from pg_subscription_rel r \
          join pg_subscription s on s.oid = r.srsubid where s.subname = $1",
@@ -205,7 +219,7 @@ pub async fn lag_bytes(source: &PgPool, name: &str) -> Result<Option<i64>, sqlx:
 pub async fn freeze(
     source: &PgPool,
     region: &RegionName,
-    partitions: &[i16],
+    partitions: &[Partition],
     lease: Duration,
     lock_timeout: Duration,
 ) -> anyhow::Result<String> {
@@ -235,7 +249,7 @@ pub async fn freeze(
 }
 
 /// Ends a freeze that will not be switched (a failed catch-up or verification, or `abort`).
-pub async fn unfreeze(source: &PgPool, region: &RegionName, partitions: &[i16]) -> Result<u64, sqlx::Error> {
+pub async fn unfreeze(source: &PgPool, region: &RegionName, partitions: &[Partition]) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "update partition_owner set state = 'OWNED', frozen_until = null, updated_at = now() \
          where region = $1 and partition = any($2) and state = 'FROZEN'",
@@ -278,7 +292,7 @@ pub async fn wait_flushed(source: &PgPool, name: &str, lsn: &str, timeout: Durat
 pub async fn mark_moved(
     source: &PgPool,
     region: &RegionName,
-    partitions: &[i16],
+    partitions: &[Partition],
     dest: &str,
     epoch: i64,
     margin: Duration,
@@ -309,7 +323,11 @@ pub async fn mark_moved(
 }
 
 /// Takes the fence locks of `partitions` exclusively for the transaction, in one order.
-async fn lock_partitions(tx: &mut PgConnection, region: &RegionName, partitions: &[i16]) -> Result<(), sqlx::Error> {
+async fn lock_partitions(
+    tx: &mut PgConnection,
+    region: &RegionName,
+    partitions: &[Partition],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "select pg_advisory_xact_lock($1, k) from \
          (select distinct partition_lock_key($2, p) as k from unnest($3::smallint[]) as t(p) order by 1) as keys",
@@ -325,7 +343,7 @@ async fn lock_partitions(tx: &mut PgConnection, region: &RegionName, partitions:
 pub async fn moved_count(
     source: &PgPool,
     region: &RegionName,
-    partitions: &[i16],
+    partitions: &[Partition],
     dest: &str,
 ) -> Result<u64, sqlx::Error> {
     let n: i64 = sqlx::query_scalar(
@@ -341,7 +359,12 @@ pub async fn moved_count(
 
 /// Undoes the source's half of a switch whose destination never took over: the partitions
 /// MOVED to `dest` are the source's again.
-pub async fn reclaim(source: &PgPool, region: &RegionName, partitions: &[i16], dest: &str) -> Result<u64, sqlx::Error> {
+pub async fn reclaim(
+    source: &PgPool,
+    region: &RegionName,
+    partitions: &[Partition],
+    dest: &str,
+) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "update partition_owner set state = 'OWNED', moved_to = null, frozen_until = null, updated_at = now() \
          where region = $1 and partition = any($2) and state = 'MOVED' and moved_to = $3",
@@ -383,7 +406,7 @@ pub async fn drop_subscription(dest: &PgPool, name: &str) -> Result<(), sqlx::Er
 pub async fn take_ownership(
     dest: &PgPool,
     region: &RegionName,
-    partitions: &[i16],
+    partitions: &[Partition],
     source: &str,
     source_upto: i64,
     epoch: i64,
@@ -426,7 +449,7 @@ pub async fn take_ownership(
 pub async fn mark_elsewhere(
     dest: &PgPool,
     region: &RegionName,
-    partitions: &[i16],
+    partitions: &[Partition],
     source: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -495,7 +518,7 @@ pub async fn leftovers(pool: &PgPool, prefix: &str) -> Result<Vec<String>, sqlx:
 
 /// Partitions of `region` frozen on a shard: the seconds left on their lease, and since the
 /// freeze began.
-pub async fn frozen(pool: &PgPool, region: &str) -> Result<Vec<(i16, f64, f64)>, sqlx::Error> {
+pub async fn frozen(pool: &PgPool, region: &str) -> Result<Vec<(Partition, f64, f64)>, sqlx::Error> {
     sqlx::query_as(
         "select partition, extract(epoch from frozen_until - now())::float8, \
                 extract(epoch from now() - updated_at)::float8 from partition_owner \

@@ -11,6 +11,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use super::plan::MOVED_TABLES;
+use shard_router::Partition;
 
 /// Rows and checksum of one table's rows of the partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,7 +44,7 @@ fn key(table: &str) -> &'static str {
 }
 
 /// Counts, checksums and the stock check of `partitions` on `pool`.
-pub async fn sums(pool: &PgPool, partitions: &[i16]) -> Result<Sums, sqlx::Error> {
+pub async fn sums(pool: &PgPool, partitions: &[Partition]) -> Result<Sums, sqlx::Error> {
     let mut tables = BTreeMap::new();
     for table in MOVED_TABLES {
         let (rows, md5): (i64, String) = sqlx::query_as(&format!(
@@ -63,7 +64,7 @@ pub async fn sums(pool: &PgPool, partitions: &[i16]) -> Result<Sums, sqlx::Error
 /// Ticket types of `partitions` whose stock does not add up. A ticket type's orders carry
 /// its event's partition, so one grouped pass over the partitions' orders does it (this runs
 /// inside the freeze: a lookup per ticket type would scan `orders` once each).
-pub async fn stock_mismatches(pool: &PgPool, partitions: &[i16]) -> Result<i64, sqlx::Error> {
+pub async fn stock_mismatches(pool: &PgPool, partitions: &[Partition]) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "select count(*) from ticket_types t \
          left join (select ticket_type_id, sum(quantity) as sold from orders \
@@ -118,7 +119,7 @@ impl fmt::Display for Verification {
     }
 }
 
-pub async fn compare(source: &PgPool, dest: &PgPool, partitions: &[i16]) -> Result<Verification, sqlx::Error> {
+pub async fn compare(source: &PgPool, dest: &PgPool, partitions: &[Partition]) -> Result<Verification, sqlx::Error> {
     let (source, dest) = tokio::try_join!(sums(source, partitions), sums(dest, partitions))?;
     Ok(Verification { source, dest })
 }

@@ -4,6 +4,7 @@
 //! with it the lease) is gone cannot go on claiming: its next statement fails.
 
 use chrono::{DateTime, Utc};
+use shard_router::Partition;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -81,7 +82,7 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>
 
 /// The partitions this shard's outbox holds back for a move's hand-off, by source shard, each
 /// with the source's watermark (`source_upto`).
-pub async fn held(conn: &mut PgConnection) -> Result<Vec<(String, Vec<i16>, Vec<i64>)>, sqlx::Error> {
+pub async fn held(conn: &mut PgConnection) -> Result<Vec<(String, Vec<Partition>, Vec<i64>)>, sqlx::Error> {
     sqlx::query_as(
         "select source, array_agg(partition order by partition), array_agg(source_upto order by partition) \
          from outbox_hold group by source",
@@ -94,9 +95,9 @@ pub async fn held(conn: &mut PgConnection) -> Result<Vec<(String, Vec<i16>, Vec<
 /// (the source's) outbox: rows written before the move that its relay has not published yet.
 pub async fn pending_partitions(
     conn: &mut PgConnection,
-    partitions: &[i16],
+    partitions: &[Partition],
     upto: &[i64],
-) -> Result<Vec<i16>, sqlx::Error> {
+) -> Result<Vec<Partition>, sqlx::Error> {
     sqlx::query_scalar(
         "select p from unnest($1::smallint[], $2::bigint[]) as t(p, upto) \
          where exists (select 1 from outbox o where o.status = 'PENDING' and o.partition = t.p and o.id <= t.upto)",
@@ -113,7 +114,7 @@ pub async fn watermark(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
 }
 
 /// Ends the hand-off of `partitions` from `source`: their rows here are published from now on.
-pub async fn release_held(conn: &mut PgConnection, source: &str, partitions: &[i16]) -> Result<u64, sqlx::Error> {
+pub async fn release_held(conn: &mut PgConnection, source: &str, partitions: &[Partition]) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("delete from outbox_hold where source = $1 and partition = any($2)")
         .bind(source)
         .bind(partitions)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use shard_router::{ShardName, ShardPools};
+use shard_router::{Partition, ShardName, ShardPools};
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -253,7 +253,7 @@ impl ShardRelay {
                     }
                 }
             };
-            let done: Vec<i16> = partitions.iter().copied().filter(|p| !pending.contains(p)).collect();
+            let done: Vec<Partition> = partitions.iter().copied().filter(|p| !pending.contains(p)).collect();
             if !done.is_empty() {
                 let n = self.bounded(outbox::release_held(conn, &source, &done)).await?;
                 tracing::info!(shard = %self.shard, %source, partitions = n, "outbox hand-off complete: publishing the moved partitions here");

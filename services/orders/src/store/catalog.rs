@@ -25,7 +25,7 @@ pub async fn insert_event(
     organizer: Uuid,
     event: &NewEvent,
 ) -> Result<(), sqlx::Error> {
-    let partition = shard_router::live::partition_i16(placement.partition);
+    let partition = placement.partition;
     sqlx::query(
         "insert into events (id, region, partition, organizer_id, title, description, venue, starts_at, ends_at) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::IdempotencyKey;
+use shard_router::Partition;
 
 /// Who asks under which key: the record's primary key.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +31,7 @@ pub async fn claim(
     tx: &mut PgConnection,
     at: KeyOf<'_>,
     request_hash: &[u8],
-    partition: i16,
+    partition: Partition,
 ) -> Result<Option<Stored>, sqlx::Error> {
     let claimed = sqlx::query(
         "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response, partition) \

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use platform::contract::{CancelReason, Cursor, Order, OrderStatus};
 use platform::events::OrderEvent;
-use shard_router::{Route, live};
+use shard_router::{Partition, Route};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -98,7 +98,7 @@ pub async fn insert(tx: &mut PgConnection, route: &Route, order: &NewOrderRow) -
          values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(order.id)
-    .bind(live::partition_i16(route.partition))
+    .bind(route.partition)
     .bind(route.region.as_str())
     .bind(order.customer)
     .bind(order.event)
@@ -112,7 +112,7 @@ pub async fn insert(tx: &mut PgConnection, route: &Route, order: &NewOrderRow) -
 
 /// Appends `event` to the shard's outbox inside the caller's transaction, with the request's
 /// correlation id, so it is published exactly when the change it announces commits.
-pub async fn write_outbox(tx: &mut PgConnection, partition: i16, event: &OrderEvent) -> Result<(), sqlx::Error> {
+pub async fn write_outbox(tx: &mut PgConnection, partition: Partition, event: &OrderEvent) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id) values ($1, $2, $3, $4, $5)",
     )
@@ -135,7 +135,7 @@ pub struct Locked {
     pub ticket_type_id: Uuid,
     pub quantity: i32,
     pub status: OrderStatus,
-    pub partition: i16,
+    pub partition: Partition,
     pub version: i32,
     pub cancel_reason: Option<CancelReason>,
     pub cancelled_at: Option<DateTime<Utc>>,
@@ -199,7 +199,7 @@ const SWEEP_LOCK: (i32, i32) = (0x7377_6570, 0);
 
 /// Up to `limit` (region, partition) pairs with reservations past `ttl` that this shard owns,
 /// oldest first. Rows a move is copying in, or left behind after it, are not looked at.
-pub async fn due_partitions(pool: &PgPool, ttl: Duration, limit: i64) -> Result<Vec<(String, i16)>, sqlx::Error> {
+pub async fn due_partitions(pool: &PgPool, ttl: Duration, limit: i64) -> Result<Vec<(String, Partition)>, sqlx::Error> {
     sqlx::query_as(
         "select o.region, o.partition from orders o
          join partition_owner po on po.region = o.region and po.partition = o.partition and po.state = 'OWNED'
@@ -236,7 +236,7 @@ pub async fn expired(
          order by created_at limit $4 for update skip locked",
     )
     .bind(route.region.as_str())
-    .bind(live::partition_i16(route.partition))
+    .bind(route.partition)
     .bind(ttl.as_secs_f64())
     .bind(limit)
     .fetch_all(tx)

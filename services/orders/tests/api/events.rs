@@ -97,7 +97,10 @@ async fn unknown_and_malformed_ids() {
     // A UUID this system never handed out, and a routable one with no row behind it.
     let (status, _) = s.get(&format!("/api/v1/events/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(status, 404);
-    let na = shard_router::ids::Placement { region_tag: shard_router::ids::region_tag("NA"), partition: 3 };
+    let na = shard_router::ids::Placement {
+        region_tag: shard_router::ids::region_tag("NA"),
+        partition: shard_router::Partition::new(3).unwrap(),
+    };
     let (status, body) = s.get(&format!("/api/v1/events/{}", shard_router::ids::new_id(na))).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("NOT_FOUND")));
 }

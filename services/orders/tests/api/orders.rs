@@ -260,7 +260,7 @@ async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() 
     assert_eq!((status, body["error"].as_str()), (409, Some("ORDER_CANCELLED")));
     let unknown = shard_router::ids::new_id(shard_router::ids::Placement {
         region_tag: shard_router::ids::region_tag("NA"),
-        partition: 1,
+        partition: shard_router::Partition::new(1).unwrap(),
     });
     assert_eq!(s.pay(&customer, &unknown.to_string()).await.0, 404);
     assert_eq!(s.pay(&customer, "nope").await.0, 400);

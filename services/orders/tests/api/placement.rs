@@ -25,9 +25,9 @@ fn map_with_na2(s: &Stack, na2_url: &str) -> ShardMap {
 }
 
 /// The partition an id carries.
-fn partition_of(id: &str) -> i16 {
+fn partition_of(id: &str) -> shard_router::Partition {
     let (_, placement) = shard_router::ids::parse(id).unwrap();
-    placement.partition as i16
+    placement.partition
 }
 
 /// The one value `sql` selects, given `$1`.
@@ -45,7 +45,13 @@ async fn count(pool: &PgPool, sql: &str, arg: &str) -> i64 {
 /// Moves one partition from `from` to `to` the way a switch does, by hand: its rows copied,
 /// the destination made owner, the live map published with a new epoch, and the source told
 /// where the partition went. (The move tooling does this online; here the partition is idle.)
-async fn move_by_hand(from: &PgPool, to: &PgPool, placement: &PgPool, partition: i16, to_name: &str) {
+async fn move_by_hand(
+    from: &PgPool,
+    to: &PgPool,
+    placement: &PgPool,
+    partition: shard_router::Partition,
+    to_name: &str,
+) {
     for table in ["events", "ticket_types", "orders", "idempotency_keys"] {
         let rows: Value = sqlx::query_scalar(&format!(
             "select coalesce(jsonb_agg(to_jsonb(t)), '[]') from {table} t where partition = $1"
@@ -307,7 +313,7 @@ async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() 
     assert_eq!((step.from.as_str(), step.to.as_str()), ("na-1", "na-2"));
     assert!((300..700).contains(&step.partitions.len()), "about half of 1024: {}", step.partitions.len());
     // The event's rows count exactly when its partition is among the moving ones.
-    let moving = step.partitions.contains(&(partition_of(&event) as u16));
+    let moving = step.partitions.contains(&partition_of(&event));
     let expect = if moving { 1 } else { 0 };
     assert_eq!(step.rows["events"], expect);
     assert_eq!(step.rows["orders"], expect);
@@ -324,7 +330,7 @@ async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() 
         let (e, t) = s.event_with_stock("NA", 5).await;
         let key = format!("kc-{}", testkit::unique_id());
         assert_eq!(s.order(&customer, Some(&key), &order(&e, &t)).await.0, 201);
-        if step.partitions.contains(&(partition_of(&e) as u16)) {
+        if step.partitions.contains(&partition_of(&e)) {
             break key;
         }
     };
@@ -335,7 +341,7 @@ async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() 
             .fetch_one(na1)
             .await
             .unwrap();
-    let other = (0..1024).find(|p| !step.partitions.contains(p)).unwrap() as i16;
+    let other = shard_router::Partition::first(1024).find(|p| !step.partitions.contains(p)).unwrap();
     sqlx::query(
         "insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response, partition) \
          values ($1, $2, $3, '\\x00', 201, $4, $5)",
