@@ -107,6 +107,15 @@ impl TestApp {
     }
 }
 
+/// The fields a validation error names (`details.fields[].field` of the `{error, message,
+/// details}` body every service answers with).
+pub fn error_fields(body: &serde_json::Value) -> Vec<String> {
+    body["details"]["fields"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["field"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
 /// The value of metric `name` in a Prometheus text exposition: the sum of its samples whose
 /// labels include every `(label, value)` of `labels`; 0 when there is none (a counter never
 /// incremented). Naming every label of a series gives that series; naming fewer gives the

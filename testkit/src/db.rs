@@ -132,7 +132,8 @@ async fn failed_outbox(dbs: Vec<(String, String)>) -> anyhow::Result<BTreeMap<St
     let mut failed = BTreeMap::new();
     for (shard, url) in dbs {
         let mut conn = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await??;
-        let n: i64 = sqlx::query_scalar("select count(*) from outbox where status = 'FAILED'").fetch_one(&mut conn).await?;
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from outbox where status = 'FAILED'").fetch_one(&mut conn).await?;
         let _ = conn.close().await;
         if n > 0 {
             failed.insert(shard, n);

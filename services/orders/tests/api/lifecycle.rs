@@ -3,7 +3,7 @@
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use super::helpers::{Stack, stack, stack_adjusted};
+use test_stack::Stack;
 
 fn order(event: &str, ticket_type: &str, quantity: i64) -> Value {
     json!({"region": "NA", "eventId": event, "ticketTypeId": ticket_type, "quantity": quantity})
@@ -36,10 +36,10 @@ async fn backdate(s: &Stack, id: &str) {
 
 #[tokio::test]
 async fn cancel_returns_the_stock_once_and_a_second_cancel_answers_the_same() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
-    let (_, stranger) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
+    let stranger = s.user("CUSTOMER").await.token;
     let (_, created) = s.order(&customer, None, &order(&event, &tt, 3)).await;
     let id = created["orderId"].as_str().unwrap().to_owned();
     assert_eq!(remaining(&s, &event).await, 7);
@@ -78,13 +78,15 @@ async fn cancel_returns_the_stock_once_and_a_second_cancel_answers_the_same() {
 
 #[tokio::test]
 async fn an_expired_reservation_cannot_be_paid_and_the_sweeper_releases_the_rest() {
-    let s = stack_adjusted(|o| {
-        o.reservation_ttl = std::time::Duration::from_secs(60);
-        o.expiry_sweep_interval = std::time::Duration::from_millis(50);
-    })
-    .await;
+    let s = Stack::builder()
+        .orders_settings(|o| {
+            o.reservation_ttl = std::time::Duration::from_secs(60);
+            o.expiry_sweep_interval = std::time::Duration::from_millis(50);
+        })
+        .start()
+        .await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let mut ids = Vec::new();
     for _ in 0..3 {
         let (_, created) = s.order(&customer, None, &order(&event, &tt, 2)).await;
@@ -123,13 +125,15 @@ async fn an_expired_reservation_cannot_be_paid_and_the_sweeper_releases_the_rest
 /// exactly one of the three outcomes, its answers agree with it, and the stock is right.
 #[tokio::test]
 async fn concurrent_cancel_pay_and_expiry_of_one_order_have_one_outcome() {
-    let s = stack_adjusted(|o| {
-        o.reservation_ttl = std::time::Duration::from_secs(1);
-        o.expiry_sweep_interval = std::time::Duration::from_millis(10);
-    })
-    .await;
+    let s = Stack::builder()
+        .orders_settings(|o| {
+            o.reservation_ttl = std::time::Duration::from_secs(1);
+            o.expiry_sweep_interval = std::time::Duration::from_millis(10);
+        })
+        .start()
+        .await;
     let (event, tt) = s.event_with_stock("NA", 100).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let mut ids = Vec::new();
     for _ in 0..16 {
         let (status, created) = s.order(&customer, None, &order(&event, &tt, 2)).await;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use shard_router::ShardMap;
 use sqlx::PgPool;
 
-use super::helpers::{Stack, orders, orders_with, stack};
+use test_stack::{Stack, TestUser};
 
 fn order(event: &str, tt: &str) -> Value {
     json!({"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1})
@@ -91,8 +91,8 @@ async fn move_by_hand(from: &PgPool, to: &PgPool, placement: &PgPool, partition:
 
 #[tokio::test]
 async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied() {
-    let mut s = stack().await;
-    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let mut s = Stack::start().await;
+    let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
     let mut placed = Vec::new();
     for _ in 0..20 {
         let (event, tt) = s.event_with_stock("NA", 5).await;
@@ -104,10 +104,7 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
     // The edit the file's comments invite, and orders started on it.
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let edited = map_with_na2(&s, &na2);
-    let redis = testkit::TestRedis::new().unwrap();
-    let restarted =
-        orders(edited, &s.shards.placement.url, &s.accounts, &s.accounts_grpc, (&redis.url, &redis.prefix), 10_000)
-            .await;
+    let restarted = s.spawn_orders(edited, |_| {}).await;
 
     let ready: Value = restarted.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
@@ -128,7 +125,7 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
             .unwrap();
         assert_eq!(res.status(), 200, "order {order_id} still readable");
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["customerId"], customer_id.as_str());
+        assert_eq!(body["customerId"], customer_id.to_string().as_str());
         let res = restarted
             .client
             .post(restarted.url("/api/v1/orders"))
@@ -152,9 +149,9 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
 
 #[tokio::test]
 async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_one() {
-    let mut s = stack().await;
+    let mut s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let (status, first) = s.order(&customer, Some("k-first"), &order(&event, &tt)).await;
     assert_eq!(status, 201, "{first}");
     let first_id = first["orderId"].as_str().unwrap().to_owned();
@@ -163,13 +160,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     // shard refusing it.
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let map = map_with_na2(&s, &na2);
-    let redis = testkit::TestRedis::new().unwrap();
-    let spawn = |follow: bool| {
-        let (map, redis) = (map.clone(), (redis.url.as_str(), redis.prefix.as_str()));
-        orders_with(map, &s.shards.placement.url, &s.accounts, &s.accounts_grpc, redis, 10_000, move |settings| {
-            settings.placement_follow = follow;
-        })
-    };
+    let spawn = |follow: bool| s.spawn_orders(map.clone(), move |settings| settings.placement_follow = follow);
     let stale = spawn(false).await;
     // And one that follows the map as it changes.
     let follower = spawn(true).await;
@@ -262,9 +253,9 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
 
 #[tokio::test]
 async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     // A freeze whose orchestrator is gone: its lease lapses in 1.5 s and writes go on.
     sqlx::query(
         "update partition_owner set state = 'FROZEN', frozen_until = now() + interval '1500 milliseconds' \
@@ -290,9 +281,9 @@ async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
 
 #[tokio::test]
 async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() {
-    let mut s = stack().await;
+    let mut s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 5).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     assert_eq!(s.order(&customer, Some("k"), &order(&event, &tt)).await.0, 201);
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let map = map_with_na2(&s, &na2);
