@@ -43,6 +43,18 @@ impl TestApp {
         self.client.post(self.url(path)).json(body).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
+    /// POST `body` as JSON with `token` as bearer.
+    pub async fn post_json_as<B: Serialize + ?Sized>(&self, path: &str, token: &str, body: &B) -> reqwest::Response {
+        let req = self.client.post(self.url(path)).bearer_auth(token).json(body);
+        req.send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// GET with `token` as bearer.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        let req = self.client.get(self.url(path)).bearer_auth(token);
+        req.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// Cancels the shutdown token and waits for the service to finish its graceful shutdown.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shut_down().await

@@ -85,15 +85,8 @@ async fn a_sold_out_answer_drops_the_cached_event() {
     let (event, tt) = s.event(&organizer, "SA", 2).await;
     assert_eq!(s.remaining(&event).await, 2);
     // Stock taken behind the gateway's back (straight at orders): the cache cannot know...
-    let orders = &s.orders;
-    let res = orders
-        .client
-        .post(orders.url("/api/v1/orders"))
-        .bearer_auth(&customer)
-        .json(&json!({"region": "SA", "eventId": event, "ticketTypeId": tt, "quantity": 2}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"region": "SA", "eventId": event, "ticketTypeId": tt, "quantity": 2});
+    let res = s.orders.post_json_as("/api/v1/orders", &customer, &body).await;
     assert_eq!(res.status(), 201);
     assert_eq!(s.remaining(&event).await, 2, "stale until invalidated or expired");
     // ...until an order through the gateway learns it is sold out.

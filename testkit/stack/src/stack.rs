@@ -27,6 +27,9 @@ pub struct TestUser {
     pub token: String,
 }
 
+/// A change to a service's settings, applied after the stack's own.
+type Adjust<S> = Box<dyn FnOnce(&mut S)>;
+
 /// What a test asks of its stack; [`StackBuilder::start`] starts it.
 #[must_use = "a builder starts nothing until `start`"]
 pub struct StackBuilder {
@@ -34,9 +37,9 @@ pub struct StackBuilder {
     down: Vec<String>,
     /// Shards served by another database than their fresh one (`shard` → URL).
     shard_urls: BTreeMap<String, String>,
-    orders_adjust: Vec<Box<dyn FnOnce(&mut orders::Settings)>>,
+    orders_adjust: Vec<Adjust<orders::Settings>>,
     /// `Some` when the gateway is wanted, with the adjustments to its settings.
-    gateway: Option<Vec<Box<dyn FnOnce(&mut gateway::Settings)>>>,
+    gateway: Option<Vec<Adjust<gateway::Settings>>>,
 }
 
 impl StackBuilder {

@@ -104,14 +104,7 @@ async fn only_existing_customers_order_and_accounts_down_is_retryable() {
         })
         .await;
     let customer = s.user("CUSTOMER").await.token;
-    let res = broken
-        .client
-        .post(broken.url("/api/v1/orders"))
-        .bearer_auth(&customer)
-        .json(&order("NA", &event, &tt, 1))
-        .send()
-        .await
-        .unwrap();
+    let res = broken.post_json_as("/api/v1/orders", &customer, &order("NA", &event, &tt, 1)).await;
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
 }
@@ -178,24 +171,26 @@ async fn assert_stock_consistent(s: &Stack, event: &str, tt: &str, sold: i64) {
     assert_eq!(outbox, sold, "one outbox row per order");
 }
 
+/// `requests` orders of one ticket at once, from `customers` customers, for `stock` tickets:
+/// exactly `stock` are taken, every other answer is SOLD_OUT (never a retry answer), and the
+/// stock adds up.
+async fn assert_sells_exactly_the_stock(stock: usize, customers_n: usize, requests: usize) {
+    let s = Stack::start().await;
+    let (event, tt) = s.event_with_stock("NA", i64::try_from(stock).unwrap()).await;
+    let buyers = customers(&s, customers_n).await;
+    let counts = rush(&s, &buyers, requests, &event, &tt).await;
+    assert_eq!(counts, BTreeMap::from([("201".to_owned(), stock), ("409 SOLD_OUT".to_owned(), requests - stock)]));
+    assert_stock_consistent(&s, &event, &tt, i64::try_from(stock).unwrap()).await;
+}
+
 #[tokio::test]
 async fn two_hundred_buyers_for_fifty_tickets_make_exactly_fifty_orders() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 50).await;
-    let buyers = customers(&s, 8).await;
-    let counts = rush(&s, &buyers, 200, &event, &tt).await;
-    assert_eq!(counts, BTreeMap::from([("201".to_owned(), 50), ("409 SOLD_OUT".to_owned(), 150)]));
-    assert_stock_consistent(&s, &event, &tt, 50).await;
+    assert_sells_exactly_the_stock(50, 8, 200).await;
 }
 
 #[tokio::test]
 async fn flash_sale_500_buyers_100_tickets_no_retry_answers() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 100).await;
-    let buyers = customers(&s, 20).await;
-    let counts = rush(&s, &buyers, 500, &event, &tt).await;
-    assert_eq!(counts, BTreeMap::from([("201".to_owned(), 100), ("409 SOLD_OUT".to_owned(), 400)]));
-    assert_stock_consistent(&s, &event, &tt, 100).await;
+    assert_sells_exactly_the_stock(100, 20, 500).await;
 }
 
 #[tokio::test]

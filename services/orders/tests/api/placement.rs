@@ -116,24 +116,11 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
     for (event, tt, order_id) in &placed {
         let res = restarted.get(&format!("/api/v1/events/{event}")).await;
         assert_eq!(res.status(), 200, "event {event} still readable");
-        let res = restarted
-            .client
-            .get(restarted.url(&format!("/api/v1/orders/{order_id}")))
-            .bearer_auth(&customer)
-            .send()
-            .await
-            .unwrap();
+        let res = restarted.get_as(&format!("/api/v1/orders/{order_id}"), &customer).await;
         assert_eq!(res.status(), 200, "order {order_id} still readable");
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["customerId"], customer_id.to_string().as_str());
-        let res = restarted
-            .client
-            .post(restarted.url("/api/v1/orders"))
-            .bearer_auth(&customer)
-            .json(&order(event, tt))
-            .send()
-            .await
-            .unwrap();
+        let res = restarted.post_json_as("/api/v1/orders", &customer, &order(event, tt)).await;
         assert_eq!(res.status(), 201, "a new order for {event} is taken");
     }
     let na2_pool = s.shards.pool("na-2").unwrap();
@@ -178,14 +165,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     );
 
     // The stale process's order lands on the new owner, through one retry.
-    let res = stale
-        .client
-        .post(stale.url("/api/v1/orders"))
-        .bearer_auth(&customer)
-        .json(&order(&event, &tt))
-        .send()
-        .await
-        .unwrap();
+    let res = stale.post_json_as("/api/v1/orders", &customer, &order(&event, &tt)).await;
     assert_eq!(res.status(), 201);
     let second: Value = res.json().await.unwrap();
     let second_id = second["orderId"].as_str().unwrap();
@@ -210,14 +190,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     assert_eq!(res.json::<Value>().await.unwrap()["orderId"], first_id.as_str(), "the same order, not a new one");
 
     // Paying goes to the new owner too; the old owner's copy is never written.
-    let res = stale
-        .client
-        .post(stale.url(&format!("/api/v1/orders/{first_id}/pay")))
-        .bearer_auth(&customer)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = stale.post_json_as(&format!("/api/v1/orders/{first_id}/pay"), &customer, &json!({})).await;
     assert_eq!(res.status(), 200);
     let status = "select status from orders where id = $1::uuid";
     let (old, new): (String, String) = (one(&na1, status, &first_id).await, one(&na2_pool, status, &first_id).await);

@@ -199,14 +199,7 @@ async fn writers(
                 }
                 let mut paid = false;
                 if i % 2 == 0 {
-                    let res = app
-                        .client
-                        .post(app.url(&format!("/api/v1/orders/{id}/pay")))
-                        .bearer_auth(&token)
-                        .json(&json!({}))
-                        .send()
-                        .await
-                        .unwrap();
+                    let res = app.post_json_as(&format!("/api/v1/orders/{id}/pay"), &token, &json!({})).await;
                     match res.status().as_u16() {
                         200 => paid = true,
                         503 => {}
@@ -237,7 +230,7 @@ async fn audit_orders(
     stock: i64,
 ) {
     for a in acked {
-        let res = app.client.get(app.url(&format!("/api/v1/orders/{}", a.id))).bearer_auth(token).send().await.unwrap();
+        let res = app.get_as(&format!("/api/v1/orders/{}", a.id), token).await;
         assert_eq!(res.status(), 200, "acknowledged order {} readable", a.id);
         let body: Value = res.json().await.unwrap();
         if a.paid {
