@@ -49,6 +49,14 @@ impl Drop for TestDb {
     }
 }
 
+/// Where a shard that is down points: a closed port on this machine.
+pub const DOWN_URL: &str = "postgres://postgres@127.0.0.1:1/ticket_hub";
+
+/// The `shards.toml` override key of `shard` (`na-1` → `na_1_url`).
+fn url_key(shard: &str) -> String {
+    format!("{}_url", shard.replace('-', "_"))
+}
+
 /// A fresh shard database on every shard instance of the repository's `shards.toml`, the
 /// shard map pointing at them, and a fresh `placement` database for the live map (services
 /// seed it on their first start, as on a new stack).
@@ -73,8 +81,7 @@ impl TestShards {
         for shard in base.shards() {
             let server = shard.url.with_database("");
             let db = TestDb::create_on(server.expose(), Schema::Shard).await?;
-            let key = format!("{}_url", shard.name.as_str().replace('-', "_"));
-            overrides.insert(key, db.url.clone());
+            overrides.insert(url_key(shard.name.as_str()), db.url.clone());
             dbs.insert(shard.name.to_string(), db);
         }
         let map = base.with_url_overrides(overrides)?;
@@ -102,6 +109,13 @@ impl TestShards {
         let url = db.url.clone();
         self.dbs.insert(name.to_owned(), db);
         Ok(url)
+    }
+
+    /// The map with the URL of each `(shard, url)` replaced: [`DOWN_URL`] for a lost shard, a
+    /// database on a private instance for one the test stops.
+    pub fn map_with_urls<'a>(&self, urls: impl IntoIterator<Item = (&'a str, &'a str)>) -> ShardMap {
+        let overrides = urls.into_iter().map(|(shard, url)| (url_key(shard), url.to_owned())).collect();
+        self.map.clone().with_url_overrides(overrides).expect("overrides of known shards")
     }
 
     pub fn pool(&self, shard: &str) -> Option<&PgPool> {

@@ -12,9 +12,6 @@ use uuid::Uuid;
 
 use crate::services;
 
-/// Where a down shard points: a closed port.
-const CLOSED: &str = "postgres://postgres@127.0.0.1:1/ticket_hub";
-
 /// The password of every [`TestUser`].
 pub const PASSWORD: &str = "password 123";
 
@@ -101,14 +98,8 @@ impl StackBuilder {
         for adjust in self.orders_adjust {
             adjust(&mut orders_settings);
         }
-        let overrides: BTreeMap<String, String> = self
-            .down
-            .iter()
-            .map(|shard| (shard.clone(), CLOSED.to_owned()))
-            .chain(self.shard_urls)
-            .map(|(shard, url)| (format!("{}_url", shard.replace('-', "_")), url))
-            .collect();
-        let map = shards.map.clone().with_url_overrides(overrides).unwrap();
+        let down = self.down.iter().map(|shard| (shard.as_str(), testkit::db::DOWN_URL));
+        let map = shards.map_with_urls(down.chain(self.shard_urls.iter().map(|(s, u)| (s.as_str(), u.as_str()))));
         let orders = services::spawn_orders(orders_settings.clone(), map).await;
 
         let gateway = match self.gateway {
