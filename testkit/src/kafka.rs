@@ -294,12 +294,18 @@ fn reader(bootstrap: &str, extra: &[(&str, &str)]) -> StreamConsumer {
 pub async fn read(bootstrap: &str, topic: &str, n: usize) -> Vec<Record> {
     let c = reader(bootstrap, &[]);
     c.subscribe(&[topic]).expect("subscribe");
+    receive(&c, n).await
+}
+
+/// The next `n` records of `c`, a consumer already subscribed or assigned (fails after
+/// [`READ_WAIT`] without a record).
+pub async fn receive(c: &StreamConsumer, n: usize) -> Vec<Record> {
     let mut records = Vec::with_capacity(n);
     let mut stream = c.stream();
     while records.len() < n {
         let msg = tokio::time::timeout(READ_WAIT, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records of {topic} within {READ_WAIT:?}", records.len()))
+            .unwrap_or_else(|_| panic!("only {} of {n} records within {READ_WAIT:?}", records.len()))
             .expect("stream open")
             .expect("record");
         records.push(Record::from_message(&msg));

@@ -37,16 +37,25 @@ pub fn unique_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
-/// Runs an async clean-up from `Drop`, where no runtime may be at hand (or the test's runtime
-/// is shutting down): on a thread of its own with a small runtime, waited for.
+/// Runs async work from `Drop`, where no runtime may be at hand (or the test's runtime is
+/// blocked in that very drop): on a thread of its own with a small runtime, waited for. `None`
+/// when that runtime could not be made or the work panicked. The work must open its own
+/// connections: sockets of the test's runtime would wait forever for it.
+pub fn block_on_detached<F, T>(fut: F) -> Option<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handle = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().ok().map(|rt| rt.block_on(fut))
+    });
+    handle.join().ok().flatten()
+}
+
+/// [`block_on_detached`] for a clean-up whose outcome nobody waits for.
 pub(crate) fn block_on_cleanup<F>(fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let handle = std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            rt.block_on(fut);
-        }
-    });
-    let _ = handle.join();
+    block_on_detached(fut);
 }

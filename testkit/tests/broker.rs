@@ -7,13 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use testkit::{PrivateBroker, TestKafka};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn producer(bootstrap: &str) -> FutureProducer {
     platform::kafka::client_config(bootstrap)
@@ -70,33 +67,18 @@ struct Got {
 }
 
 async fn receive(c: &StreamConsumer, n: usize) -> Vec<Got> {
-    let mut got = Vec::with_capacity(n);
-    let mut stream = c.stream();
-    while got.len() < n {
-        let msg = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records within {WAIT:?}", got.len()))
-            .expect("stream open")
-            .expect("message");
-        let headers = msg.headers().expect("headers present");
-        let mut seq = None;
-        let mut typ = None;
-        for h in headers.iter() {
-            match h.key {
-                "seq" => seq = h.value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.parse().ok()),
-                "type" => typ = h.value.map(<[u8]>::to_vec),
-                _ => {}
+    let got = testkit::kafka::receive(c, n).await;
+    got.into_iter()
+        .map(|r| {
+            assert_eq!(r.headers.get("type").map(String::as_str), Some("OrderCreated"), "type header survives");
+            Got {
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.expect("keyed"),
+                seq: r.headers.get("seq").and_then(|s| s.parse().ok()).expect("seq header"),
             }
-        }
-        assert_eq!(typ.as_deref(), Some(&b"OrderCreated"[..]), "type header survives");
-        got.push(Got {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: String::from_utf8(msg.key().expect("keyed").to_vec()).expect("utf-8 key"),
-            seq: seq.expect("seq header"),
-        });
-    }
-    got
+        })
+        .collect()
 }
 
 #[tokio::test]

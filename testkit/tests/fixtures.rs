@@ -67,3 +67,32 @@ async fn test_redis_keys_carry_the_prefix_and_are_removed() {
     let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
     assert!(!exists);
 }
+
+/// Marks one outbox row of na-1 FAILED, as a relay does when it gives up on it.
+async fn dead_letter_one(shards: &TestShards) {
+    sqlx::query(
+        "insert into outbox (aggregate_id, partition, event_type, payload, status, attempts, last_error)
+         values (gen_random_uuid(), 0, 'OrderCreated', '{}', 'FAILED', 3, 'test')",
+    )
+    .execute(shards.pool("na-1").unwrap())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+#[should_panic(expected = "teardown: FAILED outbox rows {\"na-1\": 1}")]
+async fn test_shards_teardown_fails_a_test_that_left_failed_outbox_rows() {
+    let shards = TestShards::create().await.unwrap();
+    dead_letter_one(&shards).await;
+    drop(shards);
+}
+
+#[tokio::test]
+async fn test_shards_teardown_accepts_failed_rows_the_test_expects() {
+    let shards = TestShards::create().await.unwrap();
+    assert!(shards.failed_outbox().await.unwrap().is_empty());
+    dead_letter_one(&shards).await;
+    assert_eq!(shards.failed_outbox().await.unwrap(), [("na-1".to_owned(), 1)].into());
+    shards.expect_failed_outbox();
+    drop(shards);
+}

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::helpers::{Stack, data, metric, stack, stack_with};
+use testkit::app::metric_value;
+
+use super::helpers::{CREATE_ORDER, Req, Stack, code, data, post_gql, stack, stack_with};
 
 const EVENTS_NA: &str = "{ events(region: NA) { id title ticketTypes { remainingQuantity } } }";
 
@@ -27,14 +29,14 @@ fn na_remaining(res: &Value, event: &str) -> i64 {
 }
 
 async fn hits(s: &Stack, cache: &str) -> f64 {
-    metric(&s.metrics().await, "gateway_cache_requests_total", &[("cache", cache), ("result", "hit")])
+    metric_value(&s.metrics().await, "gateway_cache_requests_total", &[("cache", cache), ("result", "hit")])
 }
 
 #[tokio::test]
 async fn the_second_events_query_is_a_cache_hit_and_stock_is_fresh_after_an_order() {
     let s = stack().await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let organizer = s.user("ORGANIZER").await.token;
+    let customer = s.user("CUSTOMER").await.token;
     let (event, tt) = s.event(&organizer, "NA", 10).await;
 
     let before = hits(&s, "events").await;
@@ -78,25 +80,18 @@ async fn the_second_events_query_is_a_cache_hit_and_stock_is_fresh_after_an_orde
 #[tokio::test]
 async fn a_sold_out_answer_drops_the_cached_event() {
     let s = stack().await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let organizer = s.user("ORGANIZER").await.token;
+    let customer = s.user("CUSTOMER").await.token;
     let (event, tt) = s.event(&organizer, "SA", 2).await;
     assert_eq!(s.remaining(&event).await, 2);
     // Stock taken behind the gateway's back (straight at orders): the cache cannot know...
-    let orders = s.orders.as_ref().unwrap();
-    let res = orders
-        .client
-        .post(orders.url("/api/v1/orders"))
-        .bearer_auth(&customer)
-        .json(&json!({"region": "SA", "eventId": event, "ticketTypeId": tt, "quantity": 2}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"region": "SA", "eventId": event, "ticketTypeId": tt, "quantity": 2});
+    let res = s.orders.post_json_as("/api/v1/orders", &customer, &body).await;
     assert_eq!(res.status(), 201);
     assert_eq!(s.remaining(&event).await, 2, "stale until invalidated or expired");
     // ...until an order through the gateway learns it is sold out.
     let res = s.order(&customer, None, "SA", &event, &tt, 1).await;
-    assert_eq!(super::helpers::code(&res), Some("SOLD_OUT"));
+    assert_eq!(code(&res), Some("SOLD_OUT"));
     assert_eq!(s.remaining(&event).await, 0);
 }
 
@@ -171,8 +166,8 @@ async fn queries_still_answer_when_redis_stops() {
         g.redis_retry = Duration::from_millis(60_000);
     })
     .await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let organizer = s.user("ORGANIZER").await.token;
+    let customer = s.user("CUSTOMER").await.token;
     let (event, _) = s.event(&organizer, "NA", 5).await;
     s.gql(None, EVENTS_NA, json!({})).await;
     let res = s.gql(None, EVENTS_NA, json!({})).await;
@@ -181,7 +176,7 @@ async fn queries_still_answer_when_redis_stops() {
 
     redis.stop();
     assert_everything_answers(&s, &organizer, &customer).await;
-    let errors = metric(&s.metrics().await, "gateway_cache_errors_total", &[]);
+    let errors = metric_value(&s.metrics().await, "gateway_cache_errors_total", &[]);
     assert!(errors >= 1.0, "cache failures are counted");
 }
 
@@ -197,8 +192,8 @@ async fn without_any_redis() {
         g.redis_retry = Duration::from_millis(60_000);
     })
     .await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let organizer = s.user("ORGANIZER").await.token;
+    let customer = s.user("CUSTOMER").await.token;
     assert_everything_answers(&s, &organizer, &customer).await;
 }
 
@@ -206,40 +201,18 @@ async fn without_any_redis() {
 async fn an_unanswered_order_still_drops_the_event_it_may_have_sold() {
     // orders behind an address that accepts connections and never answers: the order may have
     // been placed, so the stock the cache holds can no longer be trusted.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_url = format!("http://{}", silent.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((conn, _)) = silent.accept().await {
-            open.push(conn);
-        }
-    });
     let s = stack().await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let organizer = s.user("ORGANIZER").await.token;
+    let customer = s.user("CUSTOMER").await.token;
     let (event, tt) = s.event(&organizer, "NA", 5).await;
     assert_eq!(s.redis_keys(&format!("event:{event}")).await.len(), 1, "cached by the read after creation");
 
     // The same cache, a gateway whose orders never answers.
-    let settings = gateway::Settings {
-        orders_url: silent_url,
-        downstream_timeout: Duration::from_millis(500),
-        ..s.settings.clone()
-    };
-    let silent_gateway = super::helpers::spawn_gateway(settings, &s.shards).await;
+    let (silent_gateway, held) = s.silent_orders_gateway().await;
     let vars = json!({"input": {"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1}});
-    let res: Value = silent_gateway
-        .client
-        .post(silent_gateway.url("/graphql"))
-        .bearer_auth(&customer)
-        .json(&json!({"query": super::helpers::CREATE_ORDER, "variables": vars}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(super::helpers::code(&res), Some("UNAVAILABLE"), "{res}");
+    let req = Req { token: Some(&customer), ..Req::default() };
+    let (_, res) = post_gql(&silent_gateway, req, CREATE_ORDER, vars).await;
+    assert_eq!(code(&res), Some("UNAVAILABLE"), "{res}");
     assert!(s.redis_keys(&format!("event:{event}")).await.is_empty(), "the event's cached stock is dropped");
     held.abort();
 }

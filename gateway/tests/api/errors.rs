@@ -1,18 +1,15 @@
 //! Every failure is a GraphQL error with a code and a message for people, never an address;
 //! limits refuse abusive requests before any downstream call.
 
-use std::time::Duration;
-
 use serde_json::json;
-use tokio::net::TcpListener;
 
-use super::helpers::{CREATE_EVENT, code, data, stack, stack_with, stack_with_down};
+use super::helpers::{CREATE_EVENT, Req, code, data, post_gql, stack, stack_with, stack_with_down};
 
 #[tokio::test]
 async fn bad_input_is_refused_with_codes_and_field_details() {
     let s = stack().await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let organizer = s.user("ORGANIZER").await.token;
+    let customer = s.user("CUSTOMER").await.token;
     let event = |region: &str, starts: &str| {
         json!({"input": {"region": region, "title": "T", "venue": "V", "startsAt": starts,
             "endsAt": "2027-01-20T23:00:00Z", "ticketTypes": [{"name": "GA", "priceInCents": 100, "totalQuantity": 1}]}})
@@ -60,7 +57,7 @@ async fn limits_refuse_deep_complex_and_large_requests() {
         g.max_body_bytes = 4096;
     })
     .await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let deep = "query($c: ID!) { ordersByCustomer(customerId: $c) { event { ticketTypes { id } } } }";
     let res = s.gql(Some(&customer), deep, json!({"c": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"})).await;
     assert_eq!(code(&res), Some("BAD_USER_INPUT"), "{res}");
@@ -73,16 +70,16 @@ async fn limits_refuse_deep_complex_and_large_requests() {
     assert!(res["errors"][0]["message"].as_str().unwrap().to_lowercase().contains("complex"), "{res}");
 
     let big = format!("{{ regions {{ name }} }} # {}", "x".repeat(8192));
-    let res = s.gateway.client.post(s.gateway.url("/graphql")).json(&json!({"query": big})).send().await.unwrap();
+    let res = s.gateway().client.post(s.gateway().url("/graphql")).json(&json!({"query": big})).send().await.unwrap();
     assert_eq!(res.status(), 413);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("4096 bytes"), "{body}");
 
     let res = s
-        .gateway
+        .gateway()
         .client
-        .post(s.gateway.url("/graphql"))
+        .post(s.gateway().url("/graphql"))
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -96,33 +93,9 @@ async fn limits_refuse_deep_complex_and_large_requests() {
 #[tokio::test]
 async fn a_down_or_silent_service_is_unavailable_without_its_address() {
     // orders behind an address that accepts connections and never answers.
-    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_url = format!("http://{}", silent.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((conn, _)) = silent.accept().await {
-            open.push(conn);
-        }
-    });
-    // Only the gateway in front of the silent address has a short timeout; the real stack keeps
-    // the default, so a loaded machine cannot make its calls time out.
     let mut s = stack().await;
-    let settings = gateway::Settings {
-        orders_url: silent_url,
-        downstream_timeout: Duration::from_millis(500),
-        ..s.settings.clone()
-    };
-    let silent_gateway = super::helpers::spawn_gateway(settings, &s.shards).await;
-    let res: serde_json::Value = silent_gateway
-        .client
-        .post(silent_gateway.url("/graphql"))
-        .json(&json!({"query": "{ events(region: NA) { id } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (silent_gateway, held) = s.silent_orders_gateway().await;
+    let (_, res) = post_gql(&silent_gateway, Req::default(), "{ events(region: NA) { id } }", json!({})).await;
     assert_eq!(code(&res), Some("UNAVAILABLE"), "{res}");
     let message = res["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("did not answer within 500 ms"), "{message}");
@@ -130,20 +103,20 @@ async fn a_down_or_silent_service_is_unavailable_without_its_address() {
     held.abort();
 
     // orders stopped: UNAVAILABLE naming the service only; accounts still answers.
-    s.orders.take().unwrap().stop().await.unwrap();
+    s.orders.shut_down().await.unwrap();
     let res = s.gql(None, "{ events { id } }", json!({})).await;
     assert_eq!(code(&res), Some("UNAVAILABLE"), "{res}");
     let message = res["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("orders") && !message.contains("127.0.0.1"), "{message}");
-    let (_, _, token) = s.user("CUSTOMER").await;
+    let token = s.user("CUSTOMER").await.token;
     let res = s.gql(Some(&token), "{ me { role } }", json!({})).await;
     assert_eq!(res["data"]["me"]["role"], "CUSTOMER", "{res}");
 }
 
 #[tokio::test]
 async fn a_lost_region_is_unavailable_with_retry_after_while_the_other_answers() {
-    let s = stack_with_down(&["sa-1"]).await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let s = stack_with_down("sa-1").await;
+    let organizer = s.user("ORGANIZER").await.token;
     let (event, _) = s.event(&organizer, "NA", 5).await;
     let res = s.gql(None, "{ events(region: SA) { id } }", json!({})).await;
     assert_eq!(code(&res), Some("UNAVAILABLE"), "{res}");

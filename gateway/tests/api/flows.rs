@@ -2,13 +2,14 @@
 //! tags, idempotency, stock limits, payment and listings.
 
 use serde_json::json;
+use test_stack::TestUser;
 
 use super::helpers::{CREATE_EVENT, Req, code, data, stack};
 
 #[tokio::test]
 async fn signup_login_and_me_resolve_the_user_once_per_request() {
     let s = stack().await;
-    let (id, email, token) = s.user("ORGANIZER").await;
+    let TestUser { id, email, token } = s.user("ORGANIZER").await;
     let res = s.gql(Some(&token), "{ me { id email name role } again: me { role } }", json!({})).await;
     assert_eq!(data(&res)["me"], json!({"id": id, "email": email, "name": "Test User", "role": "ORGANIZER"}));
     assert_eq!(data(&res)["again"]["role"], "ORGANIZER");
@@ -71,8 +72,8 @@ async fn regions_show_the_live_placement_and_pending_moves() {
 #[tokio::test]
 async fn a_customer_buys_in_two_regions_with_region_tags_keys_and_stock_limits() {
     let s = stack().await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
-    let (customer_id, _, customer) = s.user("CUSTOMER").await;
+    let organizer = s.user("ORGANIZER").await.token;
+    let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
 
     // createEvent in NA and SA, the region passed as a `Region!` variable.
     let res = s
@@ -183,10 +184,10 @@ async fn a_customer_buys_in_two_regions_with_region_tags_keys_and_stock_limits()
     assert_eq!(ext["downstreamCalls"]["orders"].as_u64().unwrap(), 1 + misses, "{res}");
 
     // Another customer's id: FORBIDDEN, without asking orders; an ADMIN may.
-    let (_, _, stranger) = s.user("CUSTOMER").await;
+    let stranger = s.user("CUSTOMER").await.token;
     let res = s.gql(Some(&stranger), query, json!({"c": customer_id})).await;
     assert_eq!(code(&res), Some("FORBIDDEN"), "{res}");
-    let (_, admin) = s.admin().await;
+    let admin = s.admin().await.token;
     let res = s.gql(Some(&admin), query, json!({"c": customer_id})).await;
     assert_eq!(data(&res)["ordersByCustomer"].as_array().unwrap().len(), 4, "{res}");
     let res = s.gql(Some(&stranger), "query($id: ID!) { order(id: $id) { id } }", json!({"id": na_order})).await;
@@ -198,8 +199,8 @@ async fn a_customer_buys_in_two_regions_with_region_tags_keys_and_stock_limits()
 #[tokio::test]
 async fn events_page_by_cursor_and_filter_by_region_and_organizer() {
     let s = stack().await;
-    let (org_id, _, organizer) = s.user("ORGANIZER").await;
-    let (_, _, other) = s.user("ORGANIZER").await;
+    let TestUser { id: org_id, token: organizer, .. } = s.user("ORGANIZER").await;
+    let other = s.user("ORGANIZER").await.token;
     for (token, region) in [(&organizer, "NA"), (&organizer, "NA"), (&organizer, "SA"), (&other, "NA")] {
         s.event(token, region, 5).await;
     }
@@ -222,7 +223,7 @@ async fn events_page_by_cursor_and_filter_by_region_and_organizer() {
     assert_eq!(page(json!({"r": "SA"})).await.len(), 1);
     let mine = page(json!({"r": "NA", "o": org_id})).await;
     assert_eq!(mine.len(), 2);
-    assert!(mine.iter().all(|e| e["organizerId"] == org_id.as_str()));
+    assert!(mine.iter().all(|e| e["organizerId"] == org_id.to_string().as_str()));
     let first = page(json!({"r": "NA", "f": 2})).await;
     let rest = page(json!({"r": "NA", "f": 2, "a": first[1]["cursor"]})).await;
     assert_eq!(rest.len(), 1);
@@ -236,7 +237,7 @@ async fn events_page_by_cursor_and_filter_by_region_and_organizer() {
 #[tokio::test]
 async fn the_correlation_id_is_returned_and_reaches_the_services() {
     let s = stack().await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let organizer = s.user("ORGANIZER").await.token;
     let corr = format!("gw-test-{}", testkit::unique_id());
     let vars = json!({"input": {
         "region": "NA", "title": "Traced", "venue": "Hall", "startsAt": "2027-01-20T20:00:00Z",
@@ -246,7 +247,7 @@ async fn the_correlation_id_is_returned_and_reaches_the_services() {
     let (headers, res) = s.gql_req(req, CREATE_EVENT, vars).await;
     assert_eq!(headers["x-correlation-id"], corr.as_str());
     let event = data(&res)["createEvent"]["eventId"].as_str().unwrap().to_owned();
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let tt = {
         let res = s.gql(None, "query($id: ID!) { event(id: $id) { ticketTypes { id } } }", json!({"id": event})).await;
         data(&res)["event"]["ticketTypes"][0]["id"].as_str().unwrap().to_owned()
@@ -278,7 +279,7 @@ async fn a_region_added_to_the_shard_map_is_a_region_of_the_schema() {
         "test shards.toml",
     )
     .unwrap();
-    let app = gateway::Application::build(s.settings.clone(), map).await.unwrap();
+    let app = gateway::Application::build(s.gateway_settings().clone(), map).await.unwrap();
     let three = testkit::TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop));
     let ask = |query: &'static str| {
         let three = &three;
@@ -301,9 +302,9 @@ async fn a_region_added_to_the_shard_map_is_a_region_of_the_schema() {
 #[tokio::test]
 async fn cancel_order_returns_the_tickets_and_the_cached_event_shows_them() {
     let s = stack().await;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let organizer = s.user("ORGANIZER").await.token;
     let (event, tt) = s.event(&organizer, "NA", 5).await;
-    let (_, _, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let res = s.order(&customer, None, "NA", &event, &tt, 2).await;
     let order = data(&res)["createOrder"]["orderId"].as_str().unwrap().to_owned();
     // Cached now, with the order's stock taken.
@@ -311,7 +312,7 @@ async fn cancel_order_returns_the_tickets_and_the_cached_event_shows_them() {
     assert_eq!(s.remaining(&event).await, 3);
 
     let cancel = "mutation($id: ID!) { cancelOrder(id: $id) { id status cancelReason version } }";
-    let (_, _, stranger) = s.user("CUSTOMER").await;
+    let stranger = s.user("CUSTOMER").await.token;
     assert_eq!(code(&s.gql(Some(&stranger), cancel, json!({"id": order})).await), Some("FORBIDDEN"));
     for _ in 0..2 {
         let res = s.gql(Some(&customer), cancel, json!({"id": order})).await;

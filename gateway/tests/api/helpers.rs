@@ -1,100 +1,44 @@
 //! A stack per test: accounts and orders on fresh databases, the gateway in front, and typed
 //! GraphQL helpers.
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use platform::db::Schema;
 use serde_json::{Value, json};
-use testkit::{TestApp, TestDb, TestRedis, TestShards};
+use test_stack::TestUser;
+use testkit::TestApp;
+use tokio::task::JoinHandle;
 
-pub struct Stack {
-    pub gateway: TestApp,
-    /// Kept running for the test's lifetime.
-    pub accounts: TestApp,
-    pub orders: Option<TestApp>,
-    pub settings: gateway::Settings,
-    pub accounts_db: TestDb,
-    pub shards: TestShards,
-    pub redis: TestRedis,
-    _keys: tempfile::TempDir,
+/// [`test_stack::Stack`] with the gateway, and GraphQL requests to it.
+pub struct Stack(test_stack::Stack);
+
+impl Deref for Stack {
+    type Target = test_stack::Stack;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 /// The stack with the gateway's default settings (Redis: the shared one, a fresh prefix).
 pub async fn stack() -> Stack {
-    stack_with(|_| {}).await
+    Stack(test_stack::Stack::builder().with_gateway().start().await)
 }
 
 /// The stack with the gateway's settings adjusted by `adjust` (after the test defaults).
-pub async fn stack_with(adjust: impl FnOnce(&mut gateway::Settings)) -> Stack {
-    build(adjust, &[]).await
+pub async fn stack_with(adjust: impl FnOnce(&mut gateway::Settings) + 'static) -> Stack {
+    Stack(test_stack::Stack::builder().gateway_settings(adjust).start().await)
 }
 
 /// The stack with the shards in `down` unreachable for orders (their URL points at a closed
 /// port), as when a regional database is lost.
-pub async fn stack_with_down(down: &[&str]) -> Stack {
-    build(|_| {}, down).await
-}
-
-async fn build(adjust: impl FnOnce(&mut gateway::Settings), down: &[&str]) -> Stack {
-    let redis = TestRedis::new().unwrap();
-    let accounts_db = TestDb::global(Schema::Accounts).await.unwrap();
-    let shards = TestShards::create().await.unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("jwt.pem");
-    accounts::keys::generate_file(&key).unwrap();
-    let mut settings = accounts::Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: accounts_db.url.clone(),
-        redis_url: redis.url.clone(),
-        redis_key_prefix: format!("{}accounts:", redis.prefix),
-        argon2: accounts::settings::Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 },
-        ..Default::default()
-    };
-    settings.jwt.private_key_file = Some(key);
-    let accounts = accounts::Application::build(settings).await.unwrap();
-    let grpc = format!("http://127.0.0.1:{}", accounts.grpc_port());
-    let accounts = TestApp::spawn(accounts.port(), move |stop| accounts.run_until_stopped(stop));
-    let overrides = down
-        .iter()
-        .map(|s| (format!("{}_url", s.replace('-', "_")), "postgres://postgres@127.0.0.1:1/ticket_hub".to_owned()))
-        .collect();
-    let orders = orders::Application::build(
-        orders::Settings {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            redis_url: redis.url.clone(),
-            redis_key_prefix: format!("{}orders:", redis.prefix),
-            accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
-            accounts_grpc_url: grpc,
-            shard_acquire_timeout: std::time::Duration::from_millis(if down.is_empty() { 10_000 } else { 500 }),
-            placement_url: shards.placement.url.clone(),
-            ..orders::Settings::default()
-        },
-        shards.map.clone().with_url_overrides(overrides).unwrap(),
-    )
-    .await
-    .unwrap();
-    let orders = TestApp::spawn(orders.port(), move |stop| orders.run_until_stopped(stop));
-
-    let mut settings = gateway::Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        accounts_url: accounts.base_url.clone(),
-        orders_url: orders.base_url.clone(),
-        redis_url: redis.url.clone(),
-        redis_key_prefix: format!("{}gateway:", redis.prefix),
-        // Generous, so a loaded machine does not turn a slow cache answer into a miss and
-        // break a test's hit/miss expectations; the outage tests set their own.
-        redis_timeout: Duration::from_millis(2000),
-        ..gateway::Settings::default()
-    };
-    adjust(&mut settings);
-    let gateway = spawn_gateway(settings.clone(), &shards).await;
-    Stack { gateway, accounts, orders: Some(orders), settings, accounts_db, shards, redis, _keys: keys }
-}
-
-pub async fn spawn_gateway(settings: gateway::Settings, shards: &TestShards) -> TestApp {
-    let app = gateway::Application::build(settings, shards.map.clone()).await.expect("build gateway");
-    TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
+pub async fn stack_with_down(down: &str) -> Stack {
+    Stack(test_stack::Stack::builder().down(down).with_gateway().start().await)
 }
 
 /// The `extensions.code` of the first error, if any.
@@ -106,16 +50,6 @@ pub fn code(res: &Value) -> Option<&str> {
 pub fn data(res: &Value) -> &Value {
     assert!(res["errors"].is_null(), "unexpected errors: {res}");
     &res["data"]
-}
-
-/// One value of a Prometheus counter: the sum of the samples of `name` carrying every label
-/// in `labels` (`key="value"` pairs).
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// A request to the gateway: optional token and extra headers.
@@ -132,34 +66,43 @@ impl Stack {
     }
 
     pub async fn gql_req(&self, req: Req<'_>, query: &str, variables: Value) -> (reqwest::header::HeaderMap, Value) {
-        let mut r = self.gateway.client.post(self.gateway.url("/graphql")).json(&json!({
-            "query": query, "variables": variables,
-        }));
-        if let Some(t) = req.token {
-            r = r.bearer_auth(t);
-        }
-        for (k, v) in req.headers {
-            r = r.header(k, v);
-        }
-        let res = tokio::time::timeout(Duration::from_secs(30), r.send()).await.expect("gateway answers").unwrap();
-        assert_eq!(res.status(), 200, "GraphQL answers 200 even with errors");
-        let headers = res.headers().clone();
-        (headers, res.json().await.unwrap())
+        post_gql(self.gateway(), req, query, variables).await
     }
 
-    /// A new user with `role` signed up and logged in through the gateway: id, email, token.
-    pub async fn user(&self, role: &str) -> (String, String, String) {
+    /// A gateway like the stack's (the same cache) but in front of an orders address that
+    /// accepts connections and never answers, with a 500 ms downstream timeout; the silent
+    /// listener runs until the returned task is aborted. The stack's own gateway keeps the
+    /// default timeout, so a loaded machine cannot make its calls time out.
+    pub async fn silent_orders_gateway(&self) -> (TestApp, JoinHandle<()>) {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let orders_url = format!("http://{}", silent.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let settings = gateway::Settings {
+            orders_url,
+            downstream_timeout: Duration::from_millis(500),
+            ..self.gateway_settings().clone()
+        };
+        (self.spawn_gateway(settings).await, held)
+    }
+
+    /// A new user with `role` signed up and logged in through the gateway.
+    pub async fn user(&self, role: &str) -> TestUser {
         let email = format!("{}@example.org", testkit::unique_id());
         let res = self
             .gql(
                 None,
                 "mutation($input: SignupInput!) { signup(input: $input) { userId } }",
-                json!({"input": {"email": email, "name": "Test User", "password": "password 123", "role": role}}),
+                json!({"input": {"email": email, "name": "Test User", "password": test_stack::stack::PASSWORD, "role": role}}),
             )
             .await;
-        let id = data(&res)["signup"]["userId"].as_str().unwrap().to_owned();
+        let id = data(&res)["signup"]["userId"].as_str().unwrap().parse().unwrap();
         let token = self.login(&email).await;
-        (id, email, token)
+        TestUser { id, email, token }
     }
 
     pub async fn login(&self, email: &str) -> String {
@@ -167,22 +110,18 @@ impl Stack {
             .gql(
                 None,
                 "mutation($input: LoginInput!) { login(input: $input) { accessToken expiresAt } }",
-                json!({"input": {"email": email, "password": "password 123"}}),
+                json!({"input": {"email": email, "password": test_stack::stack::PASSWORD}}),
             )
             .await;
         data(&res)["login"]["accessToken"].as_str().unwrap().to_owned()
     }
 
-    /// A new ADMIN: signed up, promoted in the accounts database (the only other way is
-    /// `accounts create-admin`), logged in again for a token with the role.
-    pub async fn admin(&self) -> (String, String) {
-        let (id, email, _) = self.user("CUSTOMER").await;
-        sqlx::query("update users set role = 'ADMIN' where id = $1::uuid")
-            .bind(&id)
-            .execute(&self.accounts_db.pool)
-            .await
-            .unwrap();
-        (id, self.login(&email).await)
+    /// A new ADMIN through the gateway: signed up, promoted in the accounts database, logged
+    /// in again for a token with the role.
+    pub async fn admin(&self) -> TestUser {
+        let user = self.user("CUSTOMER").await;
+        self.make_admin(user.id).await;
+        TestUser { token: self.login(&user.email).await, ..user }
     }
 
     /// Creates an event in `region` with one ticket type "GA" of `stock` at 2500 cents; returns
@@ -225,14 +164,14 @@ impl Stack {
     }
 
     pub async fn metrics(&self) -> String {
-        self.gateway.get("/metrics").await.text().await.unwrap()
+        self.gateway().get("/metrics").await.text().await.unwrap()
     }
 
     /// Keys under the gateway's Redis prefix matching `pattern` (after the prefix).
     pub async fn redis_keys(&self, pattern: &str) -> Vec<String> {
         let mut conn = self.redis.pool.get().await.unwrap();
         redis::cmd("KEYS")
-            .arg(format!("{}{pattern}", self.settings.redis_key_prefix))
+            .arg(format!("{}{pattern}", self.gateway_settings().redis_key_prefix))
             .query_async(&mut *conn)
             .await
             .unwrap()
@@ -246,3 +185,23 @@ pub const CREATE_EVENT: &str = "mutation CreateEvent($input: CreateEventInput!) 
 pub const CREATE_ORDER: &str = "mutation CreateOrder($input: CreateOrderInput!) {
   createOrder(input: $input) { orderId totalPriceInCents region }
 }";
+
+/// POSTs one operation to the gateway `app`; asserts the 200 GraphQL answers even with errors.
+pub async fn post_gql(
+    app: &TestApp,
+    req: Req<'_>,
+    query: &str,
+    variables: Value,
+) -> (reqwest::header::HeaderMap, Value) {
+    let mut r = app.client.post(app.url("/graphql")).json(&json!({"query": query, "variables": variables}));
+    if let Some(t) = req.token {
+        r = r.bearer_auth(t);
+    }
+    for (k, v) in req.headers {
+        r = r.header(k, v);
+    }
+    let res = tokio::time::timeout(Duration::from_secs(30), r.send()).await.expect("gateway answers").unwrap();
+    assert_eq!(res.status(), 200, "GraphQL answers 200 even with errors");
+    let headers = res.headers().clone();
+    (headers, res.json().await.unwrap())
+}

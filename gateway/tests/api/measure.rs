@@ -29,7 +29,7 @@ async fn measure_cached_and_direct_reads() {
     })
     .await;
     for (name, s) in [("cached", &cached), ("direct", &direct)] {
-        let (_, _, organizer) = s.user("ORGANIZER").await;
+        let organizer = s.user("ORGANIZER").await.token;
         let mut event = String::new();
         for _ in 0..20 {
             event = s.event(&organizer, "NA", 100).await.0;

@@ -6,13 +6,13 @@ use super::helpers::stack;
 async fn serves_ops_endpoints_graphiql_and_names_a_down_downstream() {
     let mut s = stack().await;
     // Redis is not a readiness dependency: the gateway serves without it.
-    s.gateway.assert_ops_endpoints(&["accounts", "orders"]).await;
-    let res = s.gateway.get("/graphql").await;
+    s.gateway().assert_ops_endpoints(&["accounts", "orders"]).await;
+    let res = s.gateway().get("/graphql").await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().to_lowercase().contains("graphiql"));
 
-    s.orders.take().unwrap().stop().await.unwrap();
-    s.gateway.assert_not_ready_because("orders").await;
+    s.orders.shut_down().await.unwrap();
+    s.gateway().assert_not_ready_because("orders").await;
 }
 
 #[tokio::test]

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use platform::db::Schema;
 use serde_json::{Value, json};
+use test_stack::TestUser;
 use testkit::{TestApp, TestDb, TestKafka};
 
-use super::helpers::{Stack, code, data, spawn_gateway, stack};
+use super::helpers::{Req, Stack, code, data, post_gql, stack};
 
 const SALES: &str = "query($e: ID!) { eventSales(eventId: $e) { eventId asOf ticketTypes { ticketTypeId region
     orders ordersPaid ordersCancelled ticketsSold ticketsPaid ticketsCancelled revenueInCents } } }";
@@ -66,28 +67,20 @@ async fn with_pipeline(s: &Stack) -> Pipeline {
         stall_after: Duration::from_millis(2000),
         lease_retry: Duration::from_millis(200),
         supervise_interval: Duration::from_millis(200),
-        orders_url: s.orders.as_ref().unwrap().base_url.clone(),
+        orders_url: s.orders.base_url.clone(),
         accounts_jwks_url: s.accounts.url("/.well-known/jwks.json"),
         ..projector::Settings::default()
     })
     .await
     .unwrap();
     let projector = TestApp::spawn(projector.port(), move |stop| projector.run_until_stopped(stop));
-    let settings = gateway::Settings { projector_url: projector.base_url.clone(), ..s.settings.clone() };
-    let gateway = spawn_gateway(settings, &s.shards).await;
+    let settings = gateway::Settings { projector_url: projector.base_url.clone(), ..s.gateway_settings().clone() };
+    let gateway = s.spawn_gateway(settings).await;
     Pipeline { gateway, projector, relay, _db: db, _kafka: kafka }
 }
 
 async fn gql(gateway: &TestApp, token: &str, query: &str, variables: Value) -> Value {
-    let res = gateway
-        .client
-        .post(gateway.url("/graphql"))
-        .bearer_auth(token)
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await
-        .unwrap();
-    res.json().await.unwrap()
+    post_gql(gateway, Req { token: Some(token), ..Req::default() }, query, variables).await.1
 }
 
 #[tokio::test]
@@ -95,9 +88,9 @@ async fn the_read_models_answer_through_the_gateway_for_their_owner_or_an_admin(
     let s = stack().await;
     let pipeline = with_pipeline(&s).await;
     let gateway = &pipeline.gateway;
-    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let organizer = s.user("ORGANIZER").await.token;
     let (event, tt) = s.event(&organizer, "NA", 10).await;
-    let (customer_id, _, customer) = s.user("CUSTOMER").await;
+    let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
     let placed: Vec<String> = {
         let mut ids = Vec::new();
         for _ in 0..2 {
@@ -142,7 +135,7 @@ async fn the_read_models_answer_through_the_gateway_for_their_owner_or_an_admin(
 
     let res = gql(gateway, &customer, TIMELINE, json!({"o": placed[0]})).await;
     let timeline = &data(&res)["orderTimeline"];
-    assert_eq!(timeline["customerId"], customer_id.as_str());
+    assert_eq!(timeline["customerId"], customer_id.to_string().as_str());
     let events = timeline["events"].as_array().unwrap();
     let kinds: Vec<(i64, &str, &str)> = events
         .iter()
@@ -152,13 +145,13 @@ async fn the_read_models_answer_through_the_gateway_for_their_owner_or_an_admin(
     assert!(events.iter().all(|e| e["correlationId"].is_string() && e["outboxId"].is_string()), "{res}");
 
     // Authorization: another customer, another organizer: FORBIDDEN; an ADMIN may read all.
-    let (_, _, stranger) = s.user("CUSTOMER").await;
+    let stranger = s.user("CUSTOMER").await.token;
     assert_eq!(code(&gql(gateway, &stranger, ORDERS, json!({"c": customer_id})).await), Some("FORBIDDEN"));
     assert_eq!(code(&gql(gateway, &stranger, TIMELINE, json!({"o": placed[0]})).await), Some("FORBIDDEN"));
-    let (_, _, rival) = s.user("ORGANIZER").await;
+    let rival = s.user("ORGANIZER").await.token;
     assert_eq!(code(&gql(gateway, &rival, SALES, json!({"e": event})).await), Some("FORBIDDEN"));
     assert_eq!(code(&gql(gateway, &customer, SALES, json!({"e": event})).await), Some("FORBIDDEN"));
-    let (_, admin) = s.admin().await;
+    let admin = s.admin().await.token;
     for (query, vars, field) in [
         (SALES, json!({"e": event}), "eventSales"),
         (ORDERS, json!({"c": customer_id}), "customerOrders"),

@@ -27,7 +27,7 @@ async fn the_readme_example_runs_as_written() {
         }
     }
     let s = stack().await;
-    let address = s.gateway.base_url.trim_start_matches("http://").to_owned();
+    let address = s.gateway().base_url.trim_start_matches("http://").to_owned();
     let script = script.replace("localhost:4000", &address);
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(60),

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use accounts::settings::Settings;
+use accounts::settings::{Argon2Settings, Settings};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use proto::accounts::v1::GetUserByIdRequest;
@@ -27,20 +27,14 @@ async fn setup() -> Bench {
     let db = TestDb::global(platform::db::Schema::Accounts).await.unwrap();
     let redis = TestRedis::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("jwt.pem");
-    accounts::keys::generate_file(&key).unwrap();
-    let mut s = Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: db.url.clone(),
-        redis_url: redis.url.clone(),
-        redis_key_prefix: redis.prefix.clone(),
-        ..Settings::default()
+    let key = test_stack::services::key_file(dir.path());
+    // The production argon2 parameters: their cost is what the login figure measures.
+    let settings = Settings {
+        argon2: Argon2Settings::default(),
+        ..test_stack::services::accounts_settings(&db, &redis, &redis.prefix, key)
     };
-    s.jwt.private_key_file = Some(key);
-    let app = accounts::Application::build(s).await.unwrap();
-    let grpc = format!("http://127.0.0.1:{}", app.grpc_port());
-    let app = TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop));
+    let (app, grpc_port) = test_stack::services::spawn_accounts(settings).await;
+    let grpc = format!("http://127.0.0.1:{grpc_port}");
     let res = app
         .post_json(
             "/api/v1/signup",

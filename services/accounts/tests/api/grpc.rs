@@ -12,7 +12,7 @@ use super::helpers::spawn;
 #[tokio::test]
 async fn get_user_by_id_found_not_found_and_invalid() {
     let ctx = spawn().await;
-    let (id, _) = ctx.user("grpc@example.org", Some("ORGANIZER")).await;
+    let id = ctx.user("grpc@example.org", Some("ORGANIZER")).await.id.to_string();
     let mut client = AccountsServiceClient::connect(format!("http://127.0.0.1:{}", ctx.grpc_port)).await.unwrap();
 
     let mut req = tonic::Request::new(GetUserByIdRequest { id: id.clone() });

@@ -7,13 +7,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use platform::auth::{JwksVerifier, Role, TokenPolicy, TokenVerifier};
 use serde_json::json;
+use test_stack::TestUser;
 
 use super::helpers::{fields, json, spawn, spawn_with};
 
 #[tokio::test]
 async fn signup_login_me_round_trip_with_customer_by_default() {
     let ctx = spawn().await;
-    let (id, token) = ctx.user("  Ann@Example.org ", None).await;
+    let TestUser { id, token, .. } = ctx.user("  Ann@Example.org ", None).await;
     let (status, me) = ctx.me(Some(&token)).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me, json!({"id": id, "email": "Ann@Example.org", "name": "Test User", "role": "CUSTOMER"}));
@@ -22,7 +23,7 @@ async fn signup_login_me_round_trip_with_customer_by_default() {
 #[tokio::test]
 async fn organizer_may_be_chosen_admin_may_not() {
     let ctx = spawn().await;
-    let (_, token) = ctx.user("org@example.org", Some("ORGANIZER")).await;
+    let token = ctx.user("org@example.org", Some("ORGANIZER")).await.token;
     assert_eq!(ctx.me(Some(&token)).await.1["role"], "ORGANIZER");
 
     let (status, body) = ctx.signup("boss@example.org", "correct horse battery", Some("ADMIN")).await;
@@ -169,7 +170,7 @@ async fn a_successful_login_clears_earlier_failures() {
 #[tokio::test]
 async fn tokens_verify_through_the_published_jwks() {
     let ctx = spawn_with(|s| s.jwt.ttl = Duration::from_secs(900)).await;
-    let (id, token) = ctx.user("jwks@example.org", Some("ORGANIZER")).await;
+    let TestUser { id, token, .. } = ctx.user("jwks@example.org", Some("ORGANIZER")).await;
 
     let res = ctx.app.get("/.well-known/jwks.json").await;
     assert_eq!(res.status(), 200);
@@ -189,7 +190,7 @@ async fn tokens_verify_through_the_published_jwks() {
         Duration::from_secs(1),
     );
     let claims = verifier.verify(&token).await.unwrap();
-    assert_eq!(claims.sub.to_string(), id);
+    assert_eq!(claims.sub.to_string(), id.to_string());
     assert_eq!(claims.role, Role::Organizer);
     assert_eq!((claims.iss.as_str(), claims.aud.as_str()), ("ticket-hub-accounts", "ticket-hub"));
     assert_eq!(claims.exp - claims.iat, 900);
@@ -211,8 +212,8 @@ fn b64(v: &serde_json::Value) -> String {
 #[tokio::test]
 async fn me_refuses_every_bad_token_with_401() {
     let ctx = spawn().await;
-    let (id, good) = ctx.user("me@example.org", None).await;
-    let user = accounts::domain::UserId::parse(&id).unwrap();
+    let TestUser { id, token: good, .. } = ctx.user("me@example.org", None).await;
+    let user = accounts::domain::UserId::parse(&id.to_string()).unwrap();
     let policy = ctx.settings.jwt.policy();
     let own = accounts::keys::SigningKeys::from_pem(&ctx.key_pem, None, policy.clone(), 3600).unwrap();
 

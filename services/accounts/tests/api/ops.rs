@@ -34,7 +34,7 @@ async fn readyz_names_what_is_down_while_healthz_stays_up() {
 #[tokio::test]
 async fn binary_logs_json_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let key = super::helpers::key_file(&dir);
+    let key = super::helpers::key_file(dir.path());
     testkit::process::assert_binary_serves_and_stops(
         env!("CARGO_BIN_EXE_accounts"),
         &[
@@ -160,7 +160,7 @@ async fn logs_carry_grpc_correlation_ids_and_never_secrets() {
         (testkit::TestDb::global(platform::db::Schema::Accounts).await.unwrap(), testkit::TestRedis::new().unwrap());
     let dir = tempfile::tempdir().unwrap();
     // The key inline, as a secret store would inject it: its text must not be logged either.
-    let key_pem = std::fs::read_to_string(super::helpers::key_file(&dir)).unwrap();
+    let key_pem = std::fs::read_to_string(super::helpers::key_file(dir.path())).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
         .env("TICKET_HUB_ACCOUNTS__HTTP_ADDR", "127.0.0.1:0")
         .env("TICKET_HUB_ACCOUNTS__GRPC_ADDR", "127.0.0.1:0")

@@ -2,9 +2,11 @@
 
 use serde_json::json;
 
-use super::helpers::{event, fields, stack, stack_with_down};
+use test_stack::{Stack, TestUser};
 
-async fn count_on(stack: &super::helpers::Stack, shard: &str, id: &str) -> i64 {
+use super::helpers::{event, fields};
+
+async fn count_on(stack: &Stack, shard: &str, id: &str) -> i64 {
     sqlx::query_scalar("select count(*) from events where id = $1::uuid")
         .bind(id)
         .fetch_one(stack.shards.pool(shard).unwrap())
@@ -14,8 +16,8 @@ async fn count_on(stack: &super::helpers::Stack, shard: &str, id: &str) -> i64 {
 
 #[tokio::test]
 async fn an_event_lives_on_its_regions_shard_and_routes_by_id() {
-    let s = stack().await;
-    let (organizer, token) = s.user("ORGANIZER").await;
+    let s = Stack::start().await;
+    let TestUser { id: organizer, token, .. } = s.user("ORGANIZER").await;
     for (region, home, other) in [("NA", "na-1", "sa-1"), ("SA", "sa-1", "na-1")] {
         let (status, body, _) = s.post("/api/v1/events", Some(&token), &event(region)).await;
         assert_eq!(status, 201, "{body}");
@@ -28,7 +30,7 @@ async fn an_event_lives_on_its_regions_shard_and_routes_by_id() {
         assert_eq!(status, 200, "{got}");
         assert_eq!(got["id"], id);
         assert_eq!(got["region"], region);
-        assert_eq!(got["organizerId"], organizer);
+        assert_eq!(got["organizerId"], organizer.to_string());
         assert_eq!((got["title"].as_str(), got["venue"].as_str()), (Some("Indie Night"), Some("Downtown")));
         assert_eq!(got["startsAt"], "2026-01-20T20:00:00Z");
         let types = got["ticketTypes"].as_array().unwrap();
@@ -41,8 +43,8 @@ async fn an_event_lives_on_its_regions_shard_and_routes_by_id() {
 
 #[tokio::test]
 async fn only_organizers_and_admins_create_events() {
-    let s = stack().await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let s = Stack::start().await;
+    let customer = s.user("CUSTOMER").await.token;
     let (status, body, _) = s.post("/api/v1/events", Some(&customer), &event("NA")).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("FORBIDDEN")), "{body}");
     let (status, _, _) = s.post("/api/v1/events", None, &event("NA")).await;
@@ -53,8 +55,8 @@ async fn only_organizers_and_admins_create_events() {
 
 #[tokio::test]
 async fn bad_events_name_every_field() {
-    let s = stack().await;
-    let (_, token) = s.user("ORGANIZER").await;
+    let s = Stack::start().await;
+    let token = s.user("ORGANIZER").await.token;
     let mut bad = event("EU");
     bad["title"] = json!("   ");
     bad["startsAt"] = json!("2026-01-20T20:00:00");
@@ -91,7 +93,7 @@ async fn bad_events_name_every_field() {
 
 #[tokio::test]
 async fn unknown_and_malformed_ids() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (status, body) = s.get("/api/v1/events/not-a-uuid").await;
     assert_eq!((status, fields(&body)), (400, vec!["id".to_owned()]), "{body}");
     // A UUID this system never handed out, and a routable one with no row behind it.
@@ -107,8 +109,8 @@ async fn unknown_and_malformed_ids() {
 
 #[tokio::test]
 async fn a_down_shard_answers_503_for_its_region_while_the_other_works() {
-    let s = stack_with_down(&["sa-1"]).await;
-    let (_, token) = s.user("ORGANIZER").await;
+    let s = Stack::builder().down("sa-1").start().await;
+    let token = s.user("ORGANIZER").await.token;
     let started = std::time::Instant::now();
     let (status, body, headers) = s.post("/api/v1/events", Some(&token), &event("SA")).await;
     assert_eq!(status, 503, "{body}");
@@ -120,7 +122,7 @@ async fn a_down_shard_answers_503_for_its_region_while_the_other_works() {
 }
 
 /// Creates an event in `region` starting on day `day` of January 2027, titled `title`.
-async fn dated(s: &super::helpers::Stack, token: &str, region: &str, day: u32, title: &str) -> String {
+async fn dated(s: &Stack, token: &str, region: &str, day: u32, title: &str) -> String {
     let mut body = event(region);
     body["title"] = json!(title);
     body["startsAt"] = json!(format!("2027-01-{day:02}T20:00:00Z"));
@@ -136,9 +138,9 @@ fn titles(page: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn listing_pages_one_region_or_fans_out_over_all_by_start_time() {
-    let s = stack().await;
-    let (organizer, token) = s.user("ORGANIZER").await;
-    let (_, other) = s.user("ORGANIZER").await;
+    let s = Stack::start().await;
+    let TestUser { id: organizer, token, .. } = s.user("ORGANIZER").await;
+    let other = s.user("ORGANIZER").await.token;
     for (region, day, title) in
         [("NA", 1, "na1"), ("SA", 2, "sa2"), ("NA", 3, "na3"), ("SA", 4, "sa4"), ("NA", 5, "na5")]
     {
@@ -173,8 +175,8 @@ async fn listing_pages_one_region_or_fans_out_over_all_by_start_time() {
 
 #[tokio::test]
 async fn a_fan_out_over_a_down_shard_is_a_clear_503_while_the_other_region_lists() {
-    let s = stack_with_down(&["sa-1"]).await;
-    let (_, token) = s.user("ORGANIZER").await;
+    let s = Stack::builder().down("sa-1").start().await;
+    let token = s.user("ORGANIZER").await.token;
     dated(&s, &token, "NA", 1, "na1").await;
     let (status, page) = s.get("/api/v1/events?region=NA").await;
     assert_eq!((status, titles(&page)), (200, vec!["na1".to_owned()]));
@@ -185,10 +187,10 @@ async fn a_fan_out_over_a_down_shard_is_a_clear_503_while_the_other_region_lists
 
 #[tokio::test]
 async fn a_customer_lists_their_orders_across_regions_newest_first() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
     let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let mut placed = Vec::new();
     for (region, e, t) in [("NA", &na_event, &na_tt), ("SA", &sa_event, &sa_tt), ("NA", &na_event, &na_tt)] {
         let (status, body) =
@@ -212,7 +214,7 @@ async fn a_customer_lists_their_orders_across_regions_newest_first() {
     assert_eq!(ids(&rest), [placed[0].clone()]);
     assert_eq!(rest["items"][0]["region"], "NA");
 
-    let (_, stranger) = s.user("CUSTOMER").await;
+    let stranger = s.user("CUSTOMER").await.token;
     let (_, none) = s.get_as("/api/v1/customers/me/orders", &stranger).await;
     assert!(ids(&none).is_empty());
     assert_eq!(s.get("/api/v1/customers/me/orders").await.0, 401);
@@ -220,8 +222,8 @@ async fn a_customer_lists_their_orders_across_regions_newest_first() {
 
 #[tokio::test]
 async fn creating_an_event_is_idempotent_by_key() {
-    let s = stack().await;
-    let (_, token) = s.user("ORGANIZER").await;
+    let s = Stack::start().await;
+    let token = s.user("ORGANIZER").await.token;
     let post = |body: serde_json::Value, key: &'static str| {
         let req = s
             .orders
@@ -246,10 +248,10 @@ async fn creating_an_event_is_idempotent_by_key() {
 
 #[tokio::test]
 async fn a_customers_orders_are_listed_to_them_and_to_admins_only() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (na_event, na_tt) = s.event_with_stock("NA", 5).await;
     let (sa_event, sa_tt) = s.event_with_stock("SA", 5).await;
-    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
     for (region, event, tt) in [("NA", &na_event, &na_tt), ("SA", &sa_event, &sa_tt)] {
         let body = json!({"region": region, "eventId": event, "ticketTypeId": tt, "quantity": 1});
         assert_eq!(s.order(&customer, None, &body).await.0, 201);
@@ -264,12 +266,12 @@ async fn a_customers_orders_are_listed_to_them_and_to_admins_only() {
     let (status, own) = s.get_as(&path, &customer).await;
     assert_eq!(status, 200, "{own}");
     assert_eq!(regions(&own), ["NA", "SA"]);
-    let (_, admin) = s.admin().await;
+    let admin = s.admin().await.token;
     let (status, seen) = s.get_as(&path, &admin).await;
     assert_eq!(status, 200, "{seen}");
     assert_eq!(regions(&seen), ["NA", "SA"]);
 
-    let (_, other) = s.user("CUSTOMER").await;
+    let other = s.user("CUSTOMER").await.token;
     let (status, body) = s.get_as(&path, &other).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("FORBIDDEN")));
     assert_eq!(s.get_as("/api/v1/customers/not-a-uuid/orders", &admin).await.0, 400);

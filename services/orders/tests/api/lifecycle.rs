@@ -1,9 +1,11 @@
 //! The order lifecycle: cancel, reservation expiry, and their races with pay.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use super::helpers::{Stack, stack, stack_adjusted};
+use test_stack::Stack;
 
 fn order(event: &str, ticket_type: &str, quantity: i64) -> Value {
     json!({"region": "NA", "eventId": event, "ticketTypeId": ticket_type, "quantity": quantity})
@@ -25,6 +27,28 @@ async fn events_of(s: &Stack, id: &str) -> Vec<(String, i64, Value)> {
     rows.into_iter().map(|(t, p)| (t, p["version"].as_i64().unwrap(), p)).collect()
 }
 
+/// A stack whose reservations expire after `ttl`, swept every `sweep`, an NA event of `stock`
+/// tickets, and `n` orders of 2 by one customer: the stack, the event, the customer's token and
+/// the order ids.
+async fn reserved(ttl: Duration, sweep: Duration, stock: i64, n: usize) -> (Stack, String, String, Vec<String>) {
+    let s = Stack::builder()
+        .orders_settings(move |o| {
+            o.reservation_ttl = ttl;
+            o.expiry_sweep_interval = sweep;
+        })
+        .start()
+        .await;
+    let (event, tt) = s.event_with_stock("NA", stock).await;
+    let customer = s.user("CUSTOMER").await.token;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let (status, created) = s.order(&customer, None, &order(&event, &tt, 2)).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["orderId"].as_str().unwrap().to_owned());
+    }
+    (s, event, customer, ids)
+}
+
 /// Makes the order's reservation older than any TTL.
 async fn backdate(s: &Stack, id: &str) {
     sqlx::query("update orders set created_at = now() - interval '2 hours' where id = $1::uuid")
@@ -36,10 +60,10 @@ async fn backdate(s: &Stack, id: &str) {
 
 #[tokio::test]
 async fn cancel_returns_the_stock_once_and_a_second_cancel_answers_the_same() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
-    let (_, stranger) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
+    let stranger = s.user("CUSTOMER").await.token;
     let (_, created) = s.order(&customer, None, &order(&event, &tt, 3)).await;
     let id = created["orderId"].as_str().unwrap().to_owned();
     assert_eq!(remaining(&s, &event).await, 7);
@@ -78,18 +102,7 @@ async fn cancel_returns_the_stock_once_and_a_second_cancel_answers_the_same() {
 
 #[tokio::test]
 async fn an_expired_reservation_cannot_be_paid_and_the_sweeper_releases_the_rest() {
-    let s = stack_adjusted(|o| {
-        o.reservation_ttl = std::time::Duration::from_secs(60);
-        o.expiry_sweep_interval = std::time::Duration::from_millis(50);
-    })
-    .await;
-    let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let (_, created) = s.order(&customer, None, &order(&event, &tt, 2)).await;
-        ids.push(created["orderId"].as_str().unwrap().to_owned());
-    }
+    let (s, event, customer, mut ids) = reserved(Duration::from_secs(60), Duration::from_millis(50), 10, 3).await;
     let fresh = ids.pop().unwrap();
     assert_eq!(remaining(&s, &event).await, 4);
 
@@ -123,19 +136,7 @@ async fn an_expired_reservation_cannot_be_paid_and_the_sweeper_releases_the_rest
 /// exactly one of the three outcomes, its answers agree with it, and the stock is right.
 #[tokio::test]
 async fn concurrent_cancel_pay_and_expiry_of_one_order_have_one_outcome() {
-    let s = stack_adjusted(|o| {
-        o.reservation_ttl = std::time::Duration::from_secs(1);
-        o.expiry_sweep_interval = std::time::Duration::from_millis(10);
-    })
-    .await;
-    let (event, tt) = s.event_with_stock("NA", 100).await;
-    let (_, customer) = s.user("CUSTOMER").await;
-    let mut ids = Vec::new();
-    for _ in 0..16 {
-        let (status, created) = s.order(&customer, None, &order(&event, &tt, 2)).await;
-        assert_eq!(status, 201, "{created}");
-        ids.push(created["orderId"].as_str().unwrap().to_owned());
-    }
+    let (s, event, customer, ids) = reserved(Duration::from_secs(1), Duration::from_millis(10), 100, 16).await;
     let races = ids.iter().enumerate().map(|(i, id)| {
         let (s, customer) = (&s, &customer);
         async move {

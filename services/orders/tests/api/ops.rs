@@ -1,7 +1,5 @@
 //! Ops endpoints of the orders service and the relay process.
 
-use std::collections::BTreeMap;
-
 use orders::{Application, Settings, relay};
 use testkit::{TestApp, TestKafka, TestRedis, TestShards};
 
@@ -30,8 +28,7 @@ async fn serves_ops_endpoints_with_a_check_per_shard() {
 #[tokio::test]
 async fn a_down_shard_is_named_by_readyz() {
     let (shards, redis) = (TestShards::create().await.unwrap(), TestRedis::new().unwrap());
-    let down = BTreeMap::from([("sa_1_url".to_owned(), "postgres://postgres@127.0.0.1:1/ticket_hub".to_owned())]);
-    let map = shards.map.clone().with_url_overrides(down).unwrap();
+    let map = shards.map_with_urls([("sa-1", testkit::db::DOWN_URL)]);
     let app = spawn(settings(&redis, &shards), map).await;
     app.assert_not_ready_because("postgres:sa-1").await;
     let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use super::helpers::{Stack, fields, stack};
+use test_stack::{Stack, TestUser};
+
+use super::helpers::fields;
 
 fn order(region: &str, event: &str, ticket_type: &str, quantity: i64) -> Value {
     json!({"region": region, "eventId": event, "ticketTypeId": ticket_type, "quantity": quantity})
@@ -17,9 +19,9 @@ async fn scalar(s: &Stack, shard: &str, sql: &str, id: &str) -> i64 {
 
 #[tokio::test]
 async fn an_order_takes_stock_and_writes_its_outbox_row_on_the_events_shard() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("SA", 10).await;
-    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
     let (status, body) = s.order(&customer, None, &order("SA", &event, &tt, 3)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!((body["totalPriceInCents"].as_i64(), body["region"].as_str()), (Some(7500), Some("SA")));
@@ -37,7 +39,7 @@ async fn an_order_takes_stock_and_writes_its_outbox_row_on_the_events_shard() {
             .unwrap();
     assert_eq!(kind, "OrderCreated");
     assert_eq!(payload["eventName"], "OrderCreated");
-    assert_eq!(payload["customerId"], customer_id);
+    assert_eq!(payload["customerId"], customer_id.to_string());
     assert_eq!((payload["quantity"].as_i64(), payload["totalPriceInCents"].as_i64()), (Some(3), Some(7500)));
     assert_eq!(payload["region"], "SA");
     let event: platform::events::OrderEvent = serde_json::from_value(payload).unwrap();
@@ -46,9 +48,9 @@ async fn an_order_takes_stock_and_writes_its_outbox_row_on_the_events_shard() {
 
 #[tokio::test]
 async fn a_wrong_region_tag_is_a_clear_422() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let (status, body) = s.order(&customer, None, &order("SA", &event, &tt, 1)).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "REGION_MISMATCH");
@@ -57,10 +59,10 @@ async fn a_wrong_region_tag_is_a_clear_422() {
 
 #[tokio::test]
 async fn bad_orders_name_the_field() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
     let (other_event, other_tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     for (q, ok) in [(0, false), (11, false), (10, true), (-1, false)] {
         let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, q)).await;
         assert_eq!(status == 201, ok, "quantity {q}: {body}");
@@ -86,43 +88,32 @@ async fn bad_orders_name_the_field() {
 
 #[tokio::test]
 async fn only_existing_customers_order_and_accounts_down_is_retryable() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, organizer) = s.user("ORGANIZER").await;
+    let organizer = s.user("ORGANIZER").await.token;
     let (status, body) = s.order(&organizer, None, &order("NA", &event, &tt, 1)).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("FORBIDDEN")), "{body}");
     let (status, _) = s.order("garbage", None, &order("NA", &event, &tt, 1)).await;
     assert_eq!(status, 401);
 
     // The same shards, but accounts' gRPC address points nowhere: 503, not 500.
-    let redis = testkit::TestRedis::new().unwrap();
-    let broken = super::helpers::orders(
-        s.shards.map.clone(),
-        &s.shards.placement.url,
-        &s.accounts,
-        "http://127.0.0.1:1",
-        (&redis.url, &redis.prefix),
-        2000,
-    )
-    .await;
-    let (_, customer) = s.user("CUSTOMER").await;
-    let res = broken
-        .client
-        .post(broken.url("/api/v1/orders"))
-        .bearer_auth(&customer)
-        .json(&order("NA", &event, &tt, 1))
-        .send()
-        .await
-        .unwrap();
+    let broken = s
+        .spawn_orders(s.shards.map.clone(), |o| {
+            o.accounts_grpc_url = "http://127.0.0.1:1".to_owned();
+            o.shard_acquire_timeout = std::time::Duration::from_millis(2000);
+        })
+        .await;
+    let customer = s.user("CUSTOMER").await.token;
+    let res = broken.post_json_as("/api/v1/orders", &customer, &order("NA", &event, &tt, 1)).await;
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
 }
 
 #[tokio::test]
 async fn sold_out_and_insufficient_stock() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 3).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     assert_eq!(s.order(&customer, None, &order("NA", &event, &tt, 2)).await.0, 201);
     let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, 2)).await;
     assert_eq!(
@@ -156,7 +147,7 @@ async fn rush(s: &Stack, customers: &[String], n: usize, event: &str, tt: &str) 
 }
 
 async fn customers(s: &Stack, n: usize) -> Vec<String> {
-    join_all((0..n).map(|_| s.user("CUSTOMER"))).await.into_iter().map(|(_, t)| t).collect()
+    join_all((0..n).map(|_| s.user("CUSTOMER"))).await.into_iter().map(|u| u.token).collect()
 }
 
 async fn assert_stock_consistent(s: &Stack, event: &str, tt: &str, sold: i64) {
@@ -180,31 +171,33 @@ async fn assert_stock_consistent(s: &Stack, event: &str, tt: &str, sold: i64) {
     assert_eq!(outbox, sold, "one outbox row per order");
 }
 
+/// `requests` orders of one ticket at once, from `customers` customers, for `stock` tickets:
+/// exactly `stock` are taken, every other answer is SOLD_OUT (never a retry answer), and the
+/// stock adds up.
+async fn assert_sells_exactly_the_stock(stock: usize, customers_n: usize, requests: usize) {
+    let s = Stack::start().await;
+    let (event, tt) = s.event_with_stock("NA", i64::try_from(stock).unwrap()).await;
+    let buyers = customers(&s, customers_n).await;
+    let counts = rush(&s, &buyers, requests, &event, &tt).await;
+    assert_eq!(counts, BTreeMap::from([("201".to_owned(), stock), ("409 SOLD_OUT".to_owned(), requests - stock)]));
+    assert_stock_consistent(&s, &event, &tt, i64::try_from(stock).unwrap()).await;
+}
+
 #[tokio::test]
 async fn two_hundred_buyers_for_fifty_tickets_make_exactly_fifty_orders() {
-    let s = stack().await;
-    let (event, tt) = s.event_with_stock("NA", 50).await;
-    let buyers = customers(&s, 8).await;
-    let counts = rush(&s, &buyers, 200, &event, &tt).await;
-    assert_eq!(counts, BTreeMap::from([("201".to_owned(), 50), ("409 SOLD_OUT".to_owned(), 150)]));
-    assert_stock_consistent(&s, &event, &tt, 50).await;
+    assert_sells_exactly_the_stock(50, 8, 200).await;
 }
 
 #[tokio::test]
 async fn flash_sale_500_buyers_100_tickets_no_retry_answers() {
-    let s = stack().await;
-    let (event, tt) = s.event_with_stock("NA", 100).await;
-    let buyers = customers(&s, 20).await;
-    let counts = rush(&s, &buyers, 500, &event, &tt).await;
-    assert_eq!(counts, BTreeMap::from([("201".to_owned(), 100), ("409 SOLD_OUT".to_owned(), 400)]));
-    assert_stock_consistent(&s, &event, &tt, 100).await;
+    assert_sells_exactly_the_stock(100, 20, 500).await;
 }
 
 #[tokio::test]
 async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 100).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let body = order("NA", &event, &tt, 2);
     let answers = join_all((0..50).map(|_| s.order(&customer, Some("checkout-42"), &body))).await;
     let first = answers[0].clone();
@@ -216,7 +209,7 @@ async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
     // The same key with another body is refused; another customer's same key is theirs.
     let (status, body2) = s.order(&customer, Some("checkout-42"), &order("NA", &event, &tt, 3)).await;
     assert_eq!((status, body2["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")));
-    let (_, other) = s.user("CUSTOMER").await;
+    let other = s.user("CUSTOMER").await.token;
     let (status, theirs) = s.order(&other, Some("checkout-42"), &body).await;
     assert_eq!(status, 201);
     assert_ne!(theirs["orderId"], first.1["orderId"]);
@@ -224,16 +217,19 @@ async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
 
 #[tokio::test]
 async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
     let (_, created) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
     let id = created["orderId"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/orders/{id}");
     let (status, got) = s.get_as(&path, &customer).await;
     assert_eq!(status, 200, "{got}");
-    assert_eq!((got["status"].as_str(), got["customerId"].as_str()), (Some("PENDING"), Some(customer_id.as_str())));
-    let (_, stranger) = s.user("CUSTOMER").await;
+    assert_eq!(
+        (got["status"].as_str(), got["customerId"].as_str()),
+        (Some("PENDING"), Some(customer_id.to_string().as_str()))
+    );
+    let stranger = s.user("CUSTOMER").await.token;
     assert_eq!(s.get_as(&path, &stranger).await.0, 403);
 
     assert_eq!(s.pay(&stranger, &id).await.0, 403);
@@ -268,9 +264,9 @@ async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() 
 
 #[tokio::test]
 async fn order_and_outbox_commit_together_or_not_at_all() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("SA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     // Inject a failure between the transaction's statements: the outbox insert of any order of
     // 7 tickets fails, after the stock update and the order insert have run.
     sqlx::raw_sql(
@@ -307,17 +303,15 @@ async fn a_stopped_shard_fails_fast_for_its_region_and_recovers_without_a_restar
     // `sa-1` is an instance of this test's own, so stopping it disturbs no other test.
     let private = testkit::PrivatePostgres::start().await.unwrap();
     let sa_db = testkit::TestDb::create_on(&private.url(), platform::db::Schema::Shard).await.unwrap();
-    let (accounts, grpc, keep) = super::helpers::accounts().await;
-    let shards = testkit::TestShards::create().await.unwrap();
-    let map =
-        shards.map.clone().with_url_overrides(BTreeMap::from([("sa_1_url".to_owned(), sa_db.url.clone())])).unwrap();
-    let orders =
-        super::helpers::orders(map, &shards.placement.url, &accounts, &grpc, (&keep.1.url, &keep.1.prefix), 500).await;
-    let s = Stack::from_parts(accounts, grpc, orders, shards, keep);
+    let s = Stack::builder()
+        .shard_url("sa-1", &sa_db.url)
+        .orders_settings(|o| o.shard_acquire_timeout = std::time::Duration::from_millis(500))
+        .start()
+        .await;
 
     let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
     let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     assert_eq!(s.order(&customer, None, &order("SA", &sa_event, &sa_tt, 1)).await.0, 201);
 
     private.stop().await.unwrap();
@@ -336,10 +330,10 @@ async fn a_stopped_shard_fails_fast_for_its_region_and_recovers_without_a_restar
 
 #[tokio::test]
 async fn one_key_for_two_orders_in_different_regions_is_refused() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
     let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     assert_eq!(s.order(&customer, Some("k-1"), &order("NA", &na_event, &na_tt, 1)).await.0, 201);
     let (status, body) = s.order(&customer, Some("k-1"), &order("SA", &sa_event, &sa_tt, 1)).await;
     assert_eq!((status, body["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{body}");
@@ -349,18 +343,15 @@ async fn one_key_for_two_orders_in_different_regions_is_refused() {
 
 #[tokio::test]
 async fn with_redis_down_orders_slow_down_but_never_oversell() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 30).await;
     // The same shards and accounts, but the lock's Redis points nowhere.
-    let lockless = super::helpers::orders(
-        s.shards.map.clone(),
-        &s.shards.placement.url,
-        &s.accounts,
-        &s.accounts_grpc,
-        ("redis://127.0.0.1:1", "dead:"),
-        10_000,
-    )
-    .await;
+    let lockless = s
+        .spawn_orders(s.shards.map.clone(), |o| {
+            o.redis_url = "redis://127.0.0.1:1".to_owned();
+            o.redis_key_prefix = "dead:".to_owned();
+        })
+        .await;
     let buyers = customers(&s, 5).await;
     let body = order("NA", &event, &tt, 1);
     let answers = join_all((0..100).map(|i| {

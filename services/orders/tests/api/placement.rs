@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use shard_router::ShardMap;
 use sqlx::PgPool;
 
-use super::helpers::{Stack, orders, orders_with, stack};
+use test_stack::{Stack, TestUser};
 
 fn order(event: &str, tt: &str) -> Value {
     json!({"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1})
@@ -97,8 +97,8 @@ async fn move_by_hand(
 
 #[tokio::test]
 async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied() {
-    let mut s = stack().await;
-    let (customer_id, customer) = s.user("CUSTOMER").await;
+    let mut s = Stack::start().await;
+    let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
     let mut placed = Vec::new();
     for _ in 0..20 {
         let (event, tt) = s.event_with_stock("NA", 5).await;
@@ -110,10 +110,7 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
     // The edit the file's comments invite, and orders started on it.
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let edited = map_with_na2(&s, &na2);
-    let redis = testkit::TestRedis::new().unwrap();
-    let restarted =
-        orders(edited, &s.shards.placement.url, &s.accounts, &s.accounts_grpc, (&redis.url, &redis.prefix), 10_000)
-            .await;
+    let restarted = s.spawn_orders(edited, |_| {}).await;
 
     let ready: Value = restarted.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
@@ -125,24 +122,11 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
     for (event, tt, order_id) in &placed {
         let res = restarted.get(&format!("/api/v1/events/{event}")).await;
         assert_eq!(res.status(), 200, "event {event} still readable");
-        let res = restarted
-            .client
-            .get(restarted.url(&format!("/api/v1/orders/{order_id}")))
-            .bearer_auth(&customer)
-            .send()
-            .await
-            .unwrap();
+        let res = restarted.get_as(&format!("/api/v1/orders/{order_id}"), &customer).await;
         assert_eq!(res.status(), 200, "order {order_id} still readable");
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["customerId"], customer_id.as_str());
-        let res = restarted
-            .client
-            .post(restarted.url("/api/v1/orders"))
-            .bearer_auth(&customer)
-            .json(&order(event, tt))
-            .send()
-            .await
-            .unwrap();
+        assert_eq!(body["customerId"], customer_id.to_string().as_str());
+        let res = restarted.post_json_as("/api/v1/orders", &customer, &order(event, tt)).await;
         assert_eq!(res.status(), 201, "a new order for {event} is taken");
     }
     let na2_pool = s.shards.pool("na-2").unwrap();
@@ -158,9 +142,9 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
 
 #[tokio::test]
 async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_one() {
-    let mut s = stack().await;
+    let mut s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     let (status, first) = s.order(&customer, Some("k-first"), &order(&event, &tt)).await;
     assert_eq!(status, 201, "{first}");
     let first_id = first["orderId"].as_str().unwrap().to_owned();
@@ -169,13 +153,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     // shard refusing it.
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let map = map_with_na2(&s, &na2);
-    let redis = testkit::TestRedis::new().unwrap();
-    let spawn = |follow: bool| {
-        let (map, redis) = (map.clone(), (redis.url.as_str(), redis.prefix.as_str()));
-        orders_with(map, &s.shards.placement.url, &s.accounts, &s.accounts_grpc, redis, 10_000, move |settings| {
-            settings.placement_follow = follow;
-        })
-    };
+    let spawn = |follow: bool| s.spawn_orders(map.clone(), move |settings| settings.placement_follow = follow);
     let stale = spawn(false).await;
     // And one that follows the map as it changes.
     let follower = spawn(true).await;
@@ -193,14 +171,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     );
 
     // The stale process's order lands on the new owner, through one retry.
-    let res = stale
-        .client
-        .post(stale.url("/api/v1/orders"))
-        .bearer_auth(&customer)
-        .json(&order(&event, &tt))
-        .send()
-        .await
-        .unwrap();
+    let res = stale.post_json_as("/api/v1/orders", &customer, &order(&event, &tt)).await;
     assert_eq!(res.status(), 201);
     let second: Value = res.json().await.unwrap();
     let second_id = second["orderId"].as_str().unwrap();
@@ -225,14 +196,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     assert_eq!(res.json::<Value>().await.unwrap()["orderId"], first_id.as_str(), "the same order, not a new one");
 
     // Paying goes to the new owner too; the old owner's copy is never written.
-    let res = stale
-        .client
-        .post(stale.url(&format!("/api/v1/orders/{first_id}/pay")))
-        .bearer_auth(&customer)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let res = stale.post_json_as(&format!("/api/v1/orders/{first_id}/pay"), &customer, &json!({})).await;
     assert_eq!(res.status(), 200);
     let status = "select status from orders where id = $1::uuid";
     let (old, new): (String, String) = (one(&na1, status, &first_id).await, one(&na2_pool, status, &first_id).await);
@@ -268,9 +232,9 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
 
 #[tokio::test]
 async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     // A freeze whose orchestrator is gone: its lease lapses in 1.5 s and writes go on.
     sqlx::query(
         "update partition_owner set state = 'FROZEN', frozen_until = now() + interval '1500 milliseconds' \
@@ -296,9 +260,9 @@ async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
 
 #[tokio::test]
 async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() {
-    let mut s = stack().await;
+    let mut s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 5).await;
-    let (_, customer) = s.user("CUSTOMER").await;
+    let customer = s.user("CUSTOMER").await.token;
     assert_eq!(s.order(&customer, Some("k"), &order(&event, &tt)).await.0, 201);
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let map = map_with_na2(&s, &na2);

@@ -16,26 +16,25 @@ use serde_json::{Value, json};
 use shard_router::{LiveStore, ShardMap, ShardPools};
 use sqlx::PgPool;
 use testkit::kafka::read_all;
-use testkit::{PrivatePostgres, TestApp, TestDb, TestKafka, TestRedis};
+use testkit::{PrivatePostgres, TestApp, TestDb, TestKafka};
 use tokio::sync::Mutex;
 
-use super::helpers::{self, Stack, orders_with};
+use test_stack::Stack;
 
 /// The accounts + orders stack of the other tests, plus an `na-2` on an instance of its own.
 struct Moving {
     s: Stack,
     na2: TestDb,
     _na2_instance: PrivatePostgres,
-    redis: TestRedis,
     dir: tempfile::TempDir,
 }
 
 impl Moving {
     async fn new() -> Self {
-        let s = helpers::stack().await;
+        let s = Stack::start().await;
         let instance = PrivatePostgres::start().await.unwrap();
         let na2 = TestDb::create_on(&instance.url(), Schema::Shard).await.unwrap();
-        Self { s, na2, _na2_instance: instance, redis: TestRedis::new().unwrap(), dir: tempfile::tempdir().unwrap() }
+        Self { s, na2, _na2_instance: instance, dir: tempfile::tempdir().unwrap() }
     }
 
     /// `shards.toml` with NA served by `na` (a list); na-2 is defined either way, and named
@@ -66,20 +65,12 @@ impl Moving {
     }
 
     async fn orders(&self, na: &[&str], follow: bool) -> TestApp {
-        let redis = (self.redis.url.as_str(), self.redis.prefix.as_str());
-        orders_with(
-            self.map(na),
-            &self.s.shards.placement.url,
-            &self.s.accounts,
-            &self.s.accounts_grpc,
-            redis,
-            10_000,
-            |st| {
+        self.s
+            .spawn_orders(self.map(na), |st| {
                 st.placement_follow = follow;
                 st.placement_poll = std::time::Duration::from_millis(200);
-            },
-        )
-        .await
+            })
+            .await
     }
 
     async fn mover(&self, na: &[&str], opts: Options) -> Mover {
@@ -208,14 +199,7 @@ async fn writers(
                 }
                 let mut paid = false;
                 if i % 2 == 0 {
-                    let res = app
-                        .client
-                        .post(app.url(&format!("/api/v1/orders/{id}/pay")))
-                        .bearer_auth(&token)
-                        .json(&json!({}))
-                        .send()
-                        .await
-                        .unwrap();
+                    let res = app.post_json_as(&format!("/api/v1/orders/{id}/pay"), &token, &json!({})).await;
                     match res.status().as_u16() {
                         200 => paid = true,
                         503 => {}
@@ -246,7 +230,7 @@ async fn audit_orders(
     stock: i64,
 ) {
     for a in acked {
-        let res = app.client.get(app.url(&format!("/api/v1/orders/{}", a.id))).bearer_auth(token).send().await.unwrap();
+        let res = app.get_as(&format!("/api/v1/orders/{}", a.id), token).await;
         assert_eq!(res.status(), 200, "acknowledged order {} readable", a.id);
         let body: Value = res.json().await.unwrap();
         if a.paid {
@@ -328,7 +312,7 @@ async fn adding_a_shard_under_load_moves_half_of_na_with_nothing_lost_oversold_o
     let kafka = TestKafka::new(3).await.unwrap();
     let stock = 40;
     let events = Arc::new(na_events(&m.s, 16, stock).await);
-    let (_, token) = m.s.user("CUSTOMER").await;
+    let token = m.s.user("CUSTOMER").await.token;
     // The restart on the edited shards.toml: everything still served from na-1.
     m.s.orders = m.orders(&BOTH, true).await;
     let app = Arc::new(m.orders(&BOTH, true).await);
@@ -377,7 +361,7 @@ async fn adding_a_shard_under_load_moves_half_of_na_with_nothing_lost_oversold_o
 async fn the_cli_killed_at_each_phase_resumes_or_aborts_cleanly() {
     let mut m = Moving::new().await;
     let events = na_events(&m.s, 12, 50).await;
-    let (_, token) = m.s.user("CUSTOMER").await;
+    let token = m.s.user("CUSTOMER").await.token;
     m.s.orders = m.orders(&BOTH, true).await;
     let mut acked = Vec::new();
     for (event, tt) in &events {
@@ -466,7 +450,7 @@ async fn decommissioning_na_2_moves_everything_back_online() {
     let kafka = TestKafka::new(3).await.unwrap();
     let stock = 40;
     let events = Arc::new(na_events(&m.s, 12, stock).await);
-    let (_, token) = m.s.user("CUSTOMER").await;
+    let token = m.s.user("CUSTOMER").await.token;
     m.s.orders = m.orders(&BOTH, true).await;
     let relay_both = relay(&m, &kafka, &BOTH).await;
     m.mover(&BOTH, Options { batch: 512, ..Options::default() }).await.apply().await.unwrap();

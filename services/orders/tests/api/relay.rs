@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use super::helpers;
+use test_stack::Stack;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -169,9 +169,9 @@ async fn relay_cli(shards: &TestShards, s: &Settings, args: &[&str]) -> (i32, St
 
 #[tokio::test]
 async fn every_committed_row_is_published_once_on_both_shards_keyed_by_order_id() {
-    let stack = helpers::stack().await;
+    let stack = Stack::start().await;
     let kafka = TestKafka::new(6).await.unwrap();
-    let (_, customer) = stack.user("CUSTOMER").await;
+    let customer = stack.user("CUSTOMER").await.token;
     for region in ["NA", "SA"] {
         let (event, tt) = stack.event_with_stock(region, 100).await;
         for i in 0..8 {
@@ -222,12 +222,12 @@ async fn every_committed_row_is_published_once_on_both_shards_keyed_by_order_id(
 
 #[tokio::test]
 async fn order_created_is_delivered_before_order_paid() {
-    let stack = helpers::stack().await;
+    let stack = Stack::start().await;
     let kafka = TestKafka::new(3).await.unwrap();
     let _relay = spawn(settings(&kafka), stack.shards.map.clone()).await;
 
     // Paid right after created, while the relay runs: the two rows race through it.
-    let (_, customer) = stack.user("CUSTOMER").await;
+    let customer = stack.user("CUSTOMER").await.token;
     for region in ["NA", "SA"] {
         let (event, tt) = stack.event_with_stock(region, 100).await;
         for _ in 0..10 {

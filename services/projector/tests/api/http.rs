@@ -3,108 +3,20 @@
 
 use platform::db::Schema;
 use serde_json::{Value, json};
-use testkit::{TestApp, TestDb, TestKafka, TestRedis, TestShards};
+use test_stack::{Stack, TestUser};
+use testkit::{TestApp, TestDb, TestKafka};
 use uuid::Uuid;
 
 use super::helpers::{Order, Producer, g, settings, spawn, wait_caught_up};
 
-/// Accounts and orders, started for real, and what must live as long as they do.
-struct Identity {
-    accounts: TestApp,
-    orders: TestApp,
-    accounts_db: TestDb,
-    _keep: (TestRedis, tempfile::TempDir, TestShards),
+/// An NA event of `organizer` with one ticket type, created at orders: its id and the ticket
+/// type's.
+async fn event(s: &Stack, organizer: &TestUser) -> (Uuid, Uuid) {
+    let (event, tt) = s.event_by(organizer, "NA", 100).await;
+    (event.parse().unwrap(), tt.parse().unwrap())
 }
 
-/// A logged-in user.
-struct User {
-    id: Uuid,
-    token: String,
-}
-
-impl Identity {
-    async fn start() -> Self {
-        let (db, redis) = (TestDb::global(Schema::Accounts).await.unwrap(), TestRedis::new().unwrap());
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("jwt.pem");
-        accounts::keys::generate_file(&key).unwrap();
-        let mut s = accounts::Settings {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            grpc_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: db.url.clone(),
-            redis_url: redis.url.clone(),
-            redis_key_prefix: redis.prefix.clone(),
-            argon2: accounts::settings::Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 },
-            ..Default::default()
-        };
-        s.jwt.private_key_file = Some(key);
-        let app = accounts::Application::build(s).await.unwrap();
-        let grpc = format!("http://127.0.0.1:{}", app.grpc_port());
-        let accounts = TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop));
-        let shards = TestShards::create().await.unwrap();
-        let settings = orders::Settings {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            redis_url: redis.url.clone(),
-            redis_key_prefix: redis.prefix.clone(),
-            accounts_jwks_url: accounts.url("/.well-known/jwks.json"),
-            accounts_grpc_url: grpc,
-            placement_url: shards.placement.url.clone(),
-            ..orders::Settings::default()
-        };
-        let app = orders::Application::build(settings, shards.map.clone()).await.unwrap();
-        let orders = TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop));
-        Self { accounts, orders, accounts_db: db, _keep: (redis, dir, shards) }
-    }
-
-    async fn user(&self, role: &str) -> User {
-        let email = format!("{}@example.org", testkit::unique_id());
-        // ADMIN is not a role one signs up for: promoted in the accounts database afterwards.
-        let signup_role = if role == "ADMIN" { "CUSTOMER" } else { role };
-        let body = json!({"email": email, "name": "U", "password": "password 123", "role": signup_role});
-        let res = self.accounts.post_json("/api/v1/signup", &body).await;
-        assert_eq!(res.status(), 201);
-        let id: Uuid = res.json::<Value>().await.unwrap()["userId"].as_str().unwrap().parse().unwrap();
-        if role == "ADMIN" {
-            sqlx::query("update users set role = 'ADMIN' where id = $1")
-                .bind(id)
-                .execute(&self.accounts_db.pool)
-                .await
-                .unwrap();
-        }
-        let login: Value = self
-            .accounts
-            .post_json("/api/v1/login", &json!({"email": email, "password": "password 123"}))
-            .await
-            .json()
-            .await
-            .unwrap();
-        User { id, token: login["accessToken"].as_str().unwrap().to_owned() }
-    }
-
-    /// An NA event of `organizer` with one ticket type: its id and the ticket type's.
-    async fn event(&self, organizer: &User) -> (Uuid, Uuid) {
-        let body = json!({
-            "region": "NA", "title": "Indie Night", "description": "Loud.", "venue": "Downtown",
-            "startsAt": "2026-01-20T20:00:00Z", "endsAt": "2026-01-20T23:00:00Z",
-            "ticketTypes": [{"name": "GA", "priceInCents": 2500, "totalQuantity": 100}]
-        });
-        let res = self
-            .orders
-            .client
-            .post(self.orders.url("/api/v1/events"))
-            .bearer_auth(&organizer.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
-        let id = res.json::<Value>().await.unwrap()["eventId"].as_str().unwrap().to_owned();
-        let got: Value = self.orders.get(&format!("/api/v1/events/{id}")).await.json().await.unwrap();
-        (id.parse().unwrap(), got["ticketTypes"][0]["id"].as_str().unwrap().parse().unwrap())
-    }
-}
-
-async fn get(app: &TestApp, path: &str, user: Option<&User>) -> (u16, Value) {
+async fn get(app: &TestApp, path: &str, user: Option<&TestUser>) -> (u16, Value) {
     let mut req = app.client.get(app.url(path));
     if let Some(u) = user {
         req = req.bearer_auth(&u.token);
@@ -119,22 +31,22 @@ fn field(body: &Value) -> &str {
 
 #[tokio::test]
 async fn reads_are_for_the_customer_the_organizer_or_an_admin() {
-    let id = Identity::start().await;
+    let s = Stack::start().await;
     let (db, kafka) = (TestDb::global(Schema::ReadModels).await.unwrap(), TestKafka::new(2).await.unwrap());
     let app = spawn(projector::Settings {
-        accounts_jwks_url: id.accounts.url("/.well-known/jwks.json"),
-        orders_url: id.orders.base_url.clone(),
+        accounts_jwks_url: s.accounts.url("/.well-known/jwks.json"),
+        orders_url: s.orders.base_url.clone(),
         ..settings(&db.url, &kafka)
     })
     .await;
     let (customer, other, organizer, rival, admin) = (
-        id.user("CUSTOMER").await,
-        id.user("CUSTOMER").await,
-        id.user("ORGANIZER").await,
-        id.user("ORGANIZER").await,
-        id.user("ADMIN").await,
+        s.user("CUSTOMER").await,
+        s.user("CUSTOMER").await,
+        s.user("ORGANIZER").await,
+        s.user("ORGANIZER").await,
+        s.admin().await,
     );
-    let (event, tt) = id.event(&organizer).await;
+    let (event, tt) = event(&s, &organizer).await;
 
     // Empty before anything is applied: asOf null.
     let (status, body) = get(&app, &format!("/api/v1/read/customers/{}/orders", customer.id), Some(&customer)).await;
