@@ -78,10 +78,10 @@ async fn a_nul_in_a_text_field_is_bad_user_input_naming_the_field() {
         assert_eq!(error["extensions"]["details"]["fields"][0]["field"], field, "{res}");
         assert!(error["message"].as_str().unwrap().contains("control characters"), "{res}");
     }
-    let (_, _, organizer) = s.user("ORGANIZER").await;
+    let organizer = s.user("ORGANIZER").await;
     let input = json!({"region": "NA", "title": "Indie\u{0}Night", "venue": "V", "startsAt": "2027-01-20T20:00:00Z",
         "endsAt": "2027-01-20T23:00:00Z", "ticketTypes": [{"name": "GA", "priceInCents": 100, "totalQuantity": 1}]});
-    let res = s.gql(Some(&organizer), super::helpers::CREATE_EVENT, json!({ "input": input })).await;
+    let res = s.gql(Some(&organizer.token), super::helpers::CREATE_EVENT, json!({ "input": input })).await;
     assert_eq!(code(&res), Some("BAD_USER_INPUT"), "{res}");
     assert_eq!(res["errors"][0]["extensions"]["details"]["fields"][0]["field"], "title", "{res}");
 }
@@ -117,11 +117,11 @@ async fn a_request_over_its_time_is_unavailable_and_dropped() {
 #[tokio::test]
 async fn unknown_paths_and_wrong_methods_are_json_errors() {
     let s = stack().await;
-    let res = s.gateway.get("/nope").await;
+    let res = s.gateway().get("/nope").await;
     assert_eq!(res.status(), 404);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "NOT_FOUND", "{body}");
-    let res = s.gateway.client.put(s.gateway.url("/graphql")).send().await.unwrap();
+    let res = s.gateway().client.put(s.gateway().url("/graphql")).send().await.unwrap();
     assert_eq!(res.status(), 405);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "METHOD_NOT_ALLOWED", "{body}");

@@ -3,12 +3,14 @@
 
 use serde_json::{Value, json};
 
-use super::helpers::{event, fields, stack};
+use test_stack::Stack;
+
+use super::helpers::{event, fields};
 
 #[tokio::test]
 async fn control_characters_in_event_text_are_400_naming_the_field() {
-    let s = stack().await;
-    let (_, organizer) = s.user("ORGANIZER").await;
+    let s = Stack::start().await;
+    let organizer = s.user("ORGANIZER").await.token;
     for (field, value) in [("title", "Indie\u{0}Night"), ("venue", "Down\u{1b}town"), ("description", "a\u{0}b")] {
         let mut body = event("NA");
         body[field] = json!(value);
@@ -29,7 +31,7 @@ async fn control_characters_in_event_text_are_400_naming_the_field() {
 
 #[tokio::test]
 async fn bad_paths_query_strings_and_methods_are_json_4xx() {
-    let s = stack().await;
+    let s = Stack::start().await;
     let (status, body) = s.get("/api/v1/events/%FF%FE").await;
     assert_eq!((status, fields(&body)), (400, vec!["id".to_owned()]), "{body}");
     let (status, body) = s.get("/api/v1/events?limit=1&limit=2").await;
@@ -44,8 +46,8 @@ async fn bad_paths_query_strings_and_methods_are_json_4xx() {
 
 #[tokio::test]
 async fn a_huge_value_gets_a_small_answer() {
-    let s = stack().await;
-    let (_, organizer) = s.user("ORGANIZER").await;
+    let s = Stack::start().await;
+    let organizer = s.user("ORGANIZER").await.token;
     let huge = "X".repeat(60 * 1024);
     let mut body = event("NA");
     body["region"] = json!(huge);
