@@ -39,3 +39,24 @@ pub fn serve_settings<T: Serialize + DeserializeOwned + Default>(service: &'stat
     let matches = Serve::command().name(service).about(format!("Ticket Hub {service} service")).get_matches();
     Serve::from_arg_matches(&matches)?.config.load(service)
 }
+
+/// The command line of a binary with subcommands of its own: `--config FILE` and `C`, where no
+/// subcommand means the binary's default (serving, for a service).
+/// `pub type Args = platform::cli::Cli<Command>;`, parsed with [`Cli::parse_as`].
+#[derive(Debug, clap::Parser)]
+pub struct Cli<C: clap::Subcommand> {
+    #[command(flatten)]
+    pub config: ConfigFile,
+    #[command(subcommand)]
+    pub command: Option<C>,
+}
+
+impl<C: clap::Subcommand> Cli<C> {
+    /// Parses the process's arguments for the binary `name`, which `--help` describes with
+    /// `about`; a bad argument exits with its usage, as clap does.
+    pub fn parse_as(name: &'static str, about: &'static str) -> Self {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Self::command().name(name).about(about).get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}

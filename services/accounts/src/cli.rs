@@ -3,20 +3,17 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use platform::auth::Role;
 
 use crate::domain::{Email, Password, UserName};
 use crate::{Application, SERVICE, Settings, keys, password, repo};
 
-#[derive(Debug, Parser)]
-#[command(name = "accounts", about = "Ticket Hub accounts service")]
-pub struct Cli {
-    #[command(flatten)]
-    pub config: platform::cli::ConfigFile,
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
+/// What `accounts --help` says the binary is.
+pub const ABOUT: &str = "Ticket Hub accounts service";
+
+/// `accounts [--config FILE] [COMMAND]`.
+pub type Cli = platform::cli::Cli<Command>;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -1,7 +1,6 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = accounts::cli::Cli::parse_as("accounts", accounts::cli::ABOUT);
     platform::telemetry::init(accounts::SERVICE);
-    accounts::cli::run(accounts::cli::Cli::parse()).await
+    accounts::cli::run(cli).await
 }

@@ -8,23 +8,17 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use sqlx::PgPool;
 
 use crate::generations::{self, Generation, State, SwitchOutcome};
 use crate::{Application, SERVICE, Settings};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "projector",
-    about = "Read models of orders.events, rebuilt in generations, and their operator commands"
-)]
-pub struct Args {
-    #[command(flatten)]
-    pub config: platform::cli::ConfigFile,
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
+/// What `projector --help` says the binary is.
+pub const ABOUT: &str = "Read models of orders.events, rebuilt in generations, and their operator commands";
+
+/// `projector [--config FILE] [COMMAND]`.
+pub type Args = platform::cli::Cli<Command>;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -7,20 +7,17 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use shard_router::ShardMap;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::{Relay, SERVICE, Settings, outbox, select_shards};
 
-#[derive(Debug, Parser)]
-#[command(name = "orders-relay", about = "Per-shard outbox relays into orders.events, and their operator commands")]
-pub struct Args {
-    #[command(flatten)]
-    pub config: platform::cli::ConfigFile,
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
+/// What `orders-relay --help` says the binary is.
+pub const ABOUT: &str = "Per-shard outbox relays into orders.events, and their operator commands";
+
+/// `orders-relay [--config FILE] [COMMAND]`.
+pub type Args = platform::cli::Cli<Command>;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
