@@ -20,7 +20,12 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// The settings of `service` (defaults, then the file, then the environment); an unknown
     /// key or a bad value is an error naming it.
+    /// A file named with `--config` must exist (a typo must not start the service on its
+    /// defaults); the default file is optional.
     pub fn load<T: Serialize + DeserializeOwned + Default>(&self, service: &str) -> anyhow::Result<T> {
+        if let Some(path) = &self.path {
+            anyhow::ensure!(path.is_file(), "--config: no settings file at {}", path.display());
+        }
         Ok(crate::settings::load(service, self.path.as_deref())?)
     }
 }
@@ -58,5 +63,23 @@ impl<C: clap::Subcommand> Cli<C> {
         use clap::{CommandFactory as _, FromArgMatches as _};
         let matches = Self::command().name(name).about(about).get_matches();
         Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, serde::Deserialize)]
+    struct Demo {
+        port: u16,
+    }
+
+    #[test]
+    fn a_named_file_must_exist_and_the_default_one_need_not() {
+        let missing = ConfigFile { path: Some(PathBuf::from("/nonexistent/ticket-hub.toml")) };
+        let err = missing.load::<Demo>("demo-cli").unwrap_err().to_string();
+        assert!(err.starts_with("--config: no settings file at /nonexistent/ticket-hub.toml"), "{err}");
+        assert_eq!(ConfigFile::default().load::<Demo>("demo-cli-absent").unwrap().port, 0);
     }
 }
