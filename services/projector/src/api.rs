@@ -112,7 +112,7 @@ fn db_error(e: sqlx::Error) -> ApiError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(event_id = %raw))]
+#[tracing::instrument(skip_all, fields(event_id = %platform::error::shown(&raw)))]
 async fn event_sales(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -173,7 +173,7 @@ fn decode_cursor(raw: &str) -> Result<After, String> {
     })
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw))]
+#[tracing::instrument(skip_all, fields(customer_id = %platform::error::shown(&raw)))]
 async fn customer_orders(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -197,7 +197,7 @@ async fn customer_orders(
     Ok(axum::Json(json!({ "customerId": customer_id, "asOf": rfc3339(as_of), "items": items, "nextCursor": next })))
 }
 
-#[tracing::instrument(skip_all, fields(order_id = %raw))]
+#[tracing::instrument(skip_all, fields(order_id = %platform::error::shown(&raw)))]
 async fn timeline(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,

@@ -116,7 +116,7 @@ async fn create(
 }
 
 /// `GET /api/v1/events/{id}`: the event with its ticket types and their stock.
-#[tracing::instrument(skip_all, fields(event_id = %raw))]
+#[tracing::instrument(skip_all, fields(event_id = %platform::error::shown(&raw)))]
 async fn by_id(State(state): State<AppState>, Path(raw): Path<String>) -> Result<axum::Json<Event>, ApiError> {
     let id = state.parse_id(&raw, "event")?;
     catalog::event(&state, id).await.map(axum::Json)

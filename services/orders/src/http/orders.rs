@@ -106,7 +106,7 @@ async fn create(
 }
 
 /// `GET /api/v1/orders/{id}`: an order, to its customer or an ADMIN.
-#[tracing::instrument(skip_all, fields(order_id = %raw))]
+#[tracing::instrument(skip_all, fields(order_id = %platform::error::shown(&raw)))]
 async fn by_id(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -116,7 +116,7 @@ async fn by_id(
 }
 
 /// `POST /api/v1/orders/{id}/pay`: see [`lifecycle::pay`].
-#[tracing::instrument(skip_all, fields(order_id = %raw))]
+#[tracing::instrument(skip_all, fields(order_id = %platform::error::shown(&raw)))]
 async fn pay(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -126,7 +126,7 @@ async fn pay(
 }
 
 /// `POST /api/v1/orders/{id}/cancel`: see [`lifecycle::cancel`].
-#[tracing::instrument(skip_all, fields(order_id = %raw))]
+#[tracing::instrument(skip_all, fields(order_id = %platform::error::shown(&raw)))]
 async fn cancel(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -153,7 +153,7 @@ async fn my_orders(
 
 /// `GET /api/v1/customers/{id}/orders`: the same listing for a named customer, to that
 /// customer or an ADMIN (the gateway's `ordersByCustomer` for admins).
-#[tracing::instrument(skip_all, fields(customer = %raw, caller = %claims.sub))]
+#[tracing::instrument(skip_all, fields(customer = %platform::error::shown(&raw), caller = %claims.sub))]
 async fn customer_orders(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
