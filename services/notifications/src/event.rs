@@ -323,15 +323,12 @@ fn canonical_uuid(s: &str) -> Result<Uuid, String> {
 
 /// Echoed input is cut, so a huge value cannot blow up a header or a log line.
 fn truncate(s: &str) -> String {
-    clip(s, 64)
+    platform::error::shown(s).into_owned()
 }
 
 /// `s` cut to `max` characters (serde's messages quote the offending value).
 fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
+    platform::error::clip(s, max).into_owned()
 }
 
 #[cfg(test)]
