@@ -187,8 +187,7 @@ impl Loader<String> for EventLoader {
         for (id, result) in futures::future::join_all(fetches).await {
             match result {
                 Ok(json) => {
-                    let event: Event = serde_json::from_value(json.clone())
-                        .map_err(|e| GatewayError::internal("orders GET /api/v1/events/{id}: unexpected body", e))?;
+                    let event: Event = decode("orders GET /api/v1/events/{id}: unexpected body", &json)?;
                     if let Some(generation) = lookup.generations.get(id) {
                         cache.put_event(id, generation, &json.to_string()).await;
                     }
@@ -232,8 +231,8 @@ async fn post<T: serde::de::DeserializeOwned>(
         .await?)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &str, json: Value) -> Result<T, GatewayError> {
-    serde_json::from_value(json).map_err(|e| GatewayError::internal(what, e))
+fn decode<T: serde::de::DeserializeOwned>(what: &str, json: &Value) -> Result<T, GatewayError> {
+    T::deserialize(json).map_err(|e| GatewayError::internal(what, e))
 }
 
 /// The schema with its limits; `gateway` is shared by every request.

@@ -47,7 +47,7 @@ impl Mutation {
         if matches!(result, Ok(_) | Err(GatewayError::Unavailable { .. })) {
             gw.cache.invalidate(&[&region], &[]).await;
         }
-        Ok(decode("orders create event: unexpected body", result?)?)
+        Ok(decode("orders create event: unexpected body", &result?)?)
     }
 
     /// An order (CUSTOMER) tagged with the event's region. The request's idempotency key, if
@@ -73,7 +73,7 @@ impl Mutation {
             }
             Err(_) => {}
         }
-        Ok(decode("orders create order: unexpected body", result?)?)
+        Ok(decode("orders create order: unexpected body", &result?)?)
     }
 
     /// Pays a PENDING order (its customer); paying a PAID one answers the same again, a

@@ -67,7 +67,7 @@ impl Query {
             path.push_str(&format!("&cursor={a}"));
         }
         let json: Value = gw.downstream.get(Service::Orders, "GET /api/v1/events", &path, &scope.caller).await?;
-        let page: Page<Event> = decode("orders GET /api/v1/events: unexpected body", json.clone())?;
+        let page: Page<Event> = decode("orders GET /api/v1/events: unexpected body", &json)?;
         if let Some(key) = key {
             gw.cache.put(&key, &json.to_string()).await;
         }
