@@ -40,9 +40,7 @@ struct Serve {
 /// Parses a serving binary's command line (exits with usage on a bad flag, as clap does) and
 /// loads the settings it names: `let settings: Settings = platform::cli::serve_settings(SERVICE)?`.
 pub fn serve_settings<T: Serialize + DeserializeOwned + Default>(service: &'static str) -> anyhow::Result<T> {
-    use clap::{CommandFactory as _, FromArgMatches as _};
-    let matches = Serve::command().name(service).about(format!("Ticket Hub {service} service")).get_matches();
-    Serve::from_arg_matches(&matches)?.config.load(service)
+    parse_as::<Serve>(service, format!("Ticket Hub {service} service")).config.load(service)
 }
 
 /// The command line of a binary with subcommands of its own: `--config FILE` and `C`, where no
@@ -60,10 +58,15 @@ impl<C: clap::Subcommand> Cli<C> {
     /// Parses the process's arguments for the binary `name`, which `--help` describes with
     /// `about`; a bad argument exits with its usage, as clap does.
     pub fn parse_as(name: &'static str, about: &'static str) -> Self {
-        use clap::{CommandFactory as _, FromArgMatches as _};
-        let matches = Self::command().name(name).about(about).get_matches();
-        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        parse_as(name, about)
     }
+}
+
+/// The process's arguments as `P`, for the binary `name` described by `about`; a bad argument
+/// exits with its usage.
+fn parse_as<P: clap::Parser>(name: &'static str, about: impl Into<clap::builder::StyledStr>) -> P {
+    let matches = P::command().name(name).about(about).get_matches();
+    P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 #[cfg(test)]
