@@ -85,7 +85,7 @@ impl Guard<'_> {
         mut stx: ShardTx,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, WorkError>,
     ) -> Result<Answer<T>, WorkError> {
-        let partition = stx.route.partition;
+        let partition = stx.partition;
         if let Some(key) = self.key
             && let Some(stored) = store::claim(stx.conn(), self.at(key), self.request_hash, partition).await?
         {

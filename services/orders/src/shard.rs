@@ -58,10 +58,11 @@ pub enum Key {
     Partition(shard_router::RegionName, shard_router::Partition),
 }
 
-/// A writing transaction on the shard owning `route`'s partition, fence passed.
+/// A writing transaction on the shard owning `partition`, fence passed.
 pub struct ShardTx {
     pub tx: Transaction<'static, Postgres>,
-    pub route: Route,
+    /// The partition the fence was passed for: what the idempotency record is keyed by.
+    pub partition: shard_router::Partition,
 }
 
 impl ShardTx {
@@ -93,7 +94,7 @@ impl AppState {
     pub async fn begin(&self, route: &Route) -> Result<ShardTx, WorkError> {
         let mut tx = self.pool(&route.shard)?.begin().await?;
         live::fence_write(&mut tx, &route.region, route.partition).await?;
-        Ok(ShardTx { tx, route: route.clone() })
+        Ok(ShardTx { tx, partition: route.partition })
     }
 
     /// Runs a write, `work`, on the shard owning `key`, retrying as the module says.
