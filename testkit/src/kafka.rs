@@ -21,11 +21,17 @@ use serde_json::Value;
 use crate::{TestDb, stack};
 
 /// The headers the relay puts on a record, as `(name, value)` pairs.
-pub fn relay_headers(event_type: &str, shard: &str, outbox_id: &str, correlation: &str) -> Vec<(String, String)> {
+pub fn relay_headers(
+    event_type: &str,
+    region: &str,
+    shard: &str,
+    outbox_id: &str,
+    correlation: &str,
+) -> Vec<(String, String)> {
     vec![
         (headers::TYPE.into(), event_type.into()),
         (headers::OUTBOX_ID.into(), outbox_id.into()),
-        (headers::REGION.into(), if shard.starts_with("sa") { "SA" } else { "NA" }.into()),
+        (headers::REGION.into(), region.into()),
         (headers::SHARD.into(), shard.into()),
         (headers::CORRELATION_ID.into(), correlation.into()),
     ]
@@ -84,7 +90,9 @@ impl RelayProducer {
         let name = event["eventName"].as_str().unwrap_or_default();
         let key = event["orderId"].as_str().unwrap_or_default().to_owned();
         let corr = format!("corr-{shard}-{outbox_id}");
-        let hs = relay_headers(name, shard, outbox_id, &corr);
+        // The relay's region header is its shard's region, which is the event's own.
+        let region = event["region"].as_str().unwrap_or_default();
+        let hs = relay_headers(name, region, shard, outbox_id, &corr);
         self.send_raw_to(&key, event.to_string().as_bytes(), &hs, partition).await
     }
 

@@ -25,7 +25,7 @@ async fn invalid_messages_go_to_the_dlq_and_the_next_valid_one_is_processed() {
         v[field] = value;
         v.to_string().into_bytes()
     };
-    let headers = |n: usize| relay_headers("OrderCreated", "na-1", &format!("bad-{n}"), &format!("corr-bad-{n}"));
+    let headers = |n: usize| relay_headers("OrderCreated", "NA", "na-1", &format!("bad-{n}"), &format!("corr-bad-{n}"));
     let mut no_outbox_id = headers(4);
     no_outbox_id.retain(|(k, _)| k != "outbox-id");
 
