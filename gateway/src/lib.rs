@@ -96,7 +96,6 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "gateway listening");
         self.http.run(shutdown).await?;
         Ok(())
     }

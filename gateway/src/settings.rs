@@ -68,30 +68,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
-            shards_file: PathBuf::from("shards.toml"),
-            accounts_url: "http://127.0.0.1:3001".into(),
-            orders_url: "http://127.0.0.1:3002".into(),
-            projector_url: "http://127.0.0.1:3020".into(),
-            downstream_timeout: Duration::from_millis(3000),
-            downstream_max_idle_per_host: 64,
-            redis_url: "redis://127.0.0.1:6379".into(),
-            redis_key_prefix: "gateway:".into(),
-            redis_pool_size: 32,
-            redis_timeout: Duration::from_millis(200),
-            redis_retry: Duration::from_millis(1000),
-            cache_ttl: Duration::from_secs(30),
-            max_query_depth: 10,
-            max_query_complexity: 5000,
-            max_mutation_fields: 5,
-            request_timeout: Duration::from_millis(10_000),
-            max_body_bytes: 64 * 1024,
-        }
-    }
-}
+platform::defaults_from!(Settings, "defaults/gateway.toml");
 
 impl Settings {
     /// Cross-field and range checks serde cannot express; each error names its key.

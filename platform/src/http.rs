@@ -174,9 +174,36 @@ impl Server {
         self.port
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests end.
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests end. Logs `listening`
+    /// with the port first: how a supervisor (or a test) started on port 0 learns it.
     pub async fn run(self, shutdown: CancellationToken) -> io::Result<()> {
+        tracing::info!(port = self.port, "listening");
         serve(self.listener, self.router, shutdown).await
+    }
+
+    /// Serves with `work` (a consumer, a supervisor) running beside until `shutdown`: either
+    /// one ending or failing stops the other, and both are awaited, so the work finishes what
+    /// it has at hand (a batch, a lease) before this returns.
+    pub async fn run_beside<F>(self, shutdown: CancellationToken, work: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(CancellationToken) -> futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    {
+        let stop = shutdown.child_token();
+        let working = work(stop.clone());
+        let worker = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let result = working.await;
+                stop.cancel();
+                result
+            })
+        };
+        let served = self.run(stop.clone()).await;
+        stop.cancel();
+        let worked = worker.await;
+        served?;
+        worked??;
+        Ok(())
     }
 }
 

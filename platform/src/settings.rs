@@ -1,7 +1,8 @@
 //! Service settings: defaults, then the service's TOML file, then the environment.
 //!
-//! Each service owns a `Settings` struct (serde, `deny_unknown_fields`, `Default` holding the
-//! local-stack values). The environment layer is namespaced per service so one shell can run
+//! Each service owns a `Settings` struct (serde, `deny_unknown_fields`) whose `Default` is its
+//! `defaults/<service>.toml`, embedded at build time by [`embedded`]: the local-stack values,
+//! written once, under the keys a file or variable uses. The environment layer is namespaced per service so one shell can run
 //! the whole stack: `TICKET_HUB_ORDERS__HTTP_ADDR=0.0.0.0:3002`, nested keys with `__`
 //! (`TICKET_HUB_ORDERS__REDIS__URL`).
 
@@ -40,6 +41,32 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
     file: Option<&Path>,
 ) -> Result<T, Box<figment::Error>> {
     figment::<T>(service, file).extract().map_err(Box::new)
+}
+
+/// `impl Default` for a settings type from a TOML file of its crate, compiled in:
+/// `platform::defaults_from!(Settings, "defaults/orders.toml");` (the path from the crate's
+/// root).
+///
+/// The file is the service's reference settings file (every key, with the value the local
+/// stack runs with), so defaults are read where users write settings, in the same words,
+/// rather than in a `Default` impl. It is part of the binary, so a mistake in it is a
+/// programming error: the test of the services' defaults (`testkit/stack/tests/defaults.rs`)
+/// parses every one of them, and [`embedded`] panics.
+#[macro_export]
+macro_rules! defaults_from {
+    ($settings:ty, $file:literal) => {
+        impl Default for $settings {
+            fn default() -> Self {
+                $crate::settings::embedded(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $file)))
+            }
+        }
+    };
+}
+
+/// The settings in `toml`, a file compiled in (see [`defaults_from!`]); panics naming the key
+/// that is wrong.
+pub fn embedded<T: DeserializeOwned>(toml: &str) -> T {
+    Figment::from(Toml::string(toml)).extract().unwrap_or_else(|e| panic!("embedded defaults: {e}"))
 }
 
 /// Refuses a duration under `min_ms`, naming `key` as files and the environment spell it

@@ -129,6 +129,25 @@ impl TestKafka {
         platform::kafka::ensure_topics(bootstrap, &[(&this.topic, partitions), (&this.dlq_topic, 1)]).await?;
         Ok(this)
     }
+
+    /// A consumer service's `[consumer]` settings on these topics, timed for tests: short
+    /// retries and lease attempts, lag measured every 200 ms and a stall after 2 s, so an
+    /// outage or a takeover is seen in a second or two. The other values are the defaults'.
+    pub fn consumer_config(&self) -> platform::consumer::Config {
+        platform::consumer::Config {
+            kafka_bootstrap: self.bootstrap.clone(),
+            topic: self.topic.clone(),
+            dlq_topic: self.dlq_topic.clone(),
+            topic_partitions: 6,
+            batch_max_records: 500,
+            retry_initial: Duration::from_millis(50),
+            retry_max: Duration::from_millis(500),
+            lease_retry: Duration::from_millis(200),
+            statement_timeout: Duration::from_millis(5000),
+            lag_interval: Duration::from_millis(200),
+            stall_after: Duration::from_millis(2000),
+        }
+    }
 }
 
 impl Drop for TestKafka {

@@ -410,7 +410,7 @@ export class TicketHubStack extends Stack {
       secrets: {
         RUST_LOG: fromParam(p.rustLog),
         TICKET_HUB_NOTIFICATIONS__DATABASE_URL: globalUrl('notifications'),
-        TICKET_HUB_NOTIFICATIONS__KAFKA_BOOTSTRAP: fromParam(p.kafkaBootstrap),
+        TICKET_HUB_NOTIFICATIONS__CONSUMER__KAFKA_BOOTSTRAP: fromParam(p.kafkaBootstrap),
       },
       initSteps: [migrate('stackctl migrate notifications', {}), topics],
       securityGroup: notificationsSg,
@@ -437,7 +437,7 @@ export class TicketHubStack extends Stack {
       secrets: {
         RUST_LOG: fromParam(p.rustLog),
         TICKET_HUB_PROJECTOR__DATABASE_URL: globalUrl('read_models'),
-        TICKET_HUB_PROJECTOR__KAFKA_BOOTSTRAP: fromParam(p.kafkaBootstrap),
+        TICKET_HUB_PROJECTOR__CONSUMER__KAFKA_BOOTSTRAP: fromParam(p.kafkaBootstrap),
         TICKET_HUB_PROJECTOR__ORDERS_URL: fromParam(p.ordersUrl),
         TICKET_HUB_PROJECTOR__ACCOUNTS_JWKS_URL: fromParam(p.accountsJwks),
         TICKET_HUB_PROJECTOR__TOKEN_ISSUER: fromParam(p.tokenIssuer),

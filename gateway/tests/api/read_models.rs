@@ -60,12 +60,7 @@ async fn with_pipeline(s: &Stack) -> Pipeline {
     let projector = projector::Application::build(projector::Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: db.url.clone(),
-        kafka_bootstrap: kafka.bootstrap.clone(),
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic.clone(),
-        lag_interval: Duration::from_millis(200),
-        stall_after: Duration::from_millis(2000),
-        lease_retry: Duration::from_millis(200),
+        consumer: kafka.consumer_config(),
         supervise_interval: Duration::from_millis(200),
         orders_url: s.orders.base_url.clone(),
         accounts_jwks_url: s.accounts.url("/.well-known/jwks.json"),

@@ -75,6 +75,14 @@ impl JwksVerifier {
         Self::with_options(url, client, policy, JwksOptions { min_refresh, ..JwksOptions::default() })
     }
 
+    /// The verifier a service runs with: tokens of `issuer` for `audience`, checked against
+    /// the JWKS at `url`, fetched over a client of its own whose calls give up after 3 s.
+    pub fn for_service(url: &str, issuer: &str, audience: &str, min_refresh: Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+        let policy = TokenPolicy { issuer: issuer.to_owned(), audience: audience.to_owned() };
+        Ok(Self::new(url, client, policy, min_refresh))
+    }
+
     pub fn with_options(
         url: impl Into<String>,
         client: reqwest::Client,

@@ -33,7 +33,7 @@
 //! rebuilds the Kafka client and seeks again from the checkpoints.
 //!
 //! # Layout
-//! - [`Settings`], [`Handler`] and the types it sees ([`Valid`], [`Rejection`], [`Applied`]).
+//! - [`Config`], [`Settings`], [`Handler`] and the types it sees ([`Valid`], [`Rejection`], [`Applied`]).
 //! - [`runtime`]: [`Consumer`]: lease, assignment, the batch loop, DLQ, shutdown.
 //! - [`watchdog`]: lag, progress and stall detection; the rebuild trigger.
 //! - [`status`]: what the runtime and the watchdog share, for readiness and metrics.
@@ -47,12 +47,83 @@ pub mod watchdog;
 use std::time::Duration;
 
 use rdkafka::message::OwnedMessage;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 pub use runtime::Consumer;
 pub use status::{Role, Status};
 
-/// How a consumer runs; each service maps its own settings (and their validation) onto this.
+/// What every consumer service's `[consumer]` settings table holds (the same keys in
+/// notifications and the projector: `TICKET_HUB_<SERVICE>__CONSUMER__BATCH_MAX_RECORDS`), with
+/// the rules they obey. The defaults are each service's `defaults/<service>.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kafka bootstrap servers.
+    pub kafka_bootstrap: String,
+    /// The topic consumed.
+    pub topic: String,
+    /// Where invalid records go, with a `dlq-reason` header.
+    pub dlq_topic: String,
+    /// Partitions of the two topics when this consumer is the first to create them; existing
+    /// topics are left as they are.
+    pub topic_partitions: i32,
+    /// Most records applied in one transaction.
+    pub batch_max_records: usize,
+    /// First and largest pause between retries while the database or the DLQ is failing, in
+    /// milliseconds; the pause doubles in between.
+    #[serde(rename = "retry_initial_ms", with = "crate::settings::millis")]
+    pub retry_initial: Duration,
+    #[serde(rename = "retry_max_ms", with = "crate::settings::millis")]
+    pub retry_max: Duration,
+    /// How often a standby process tries to take the consumer lease, in milliseconds: how
+    /// long consumption pauses after the active process dies.
+    #[serde(rename = "lease_retry_ms", with = "crate::settings::millis")]
+    pub lease_retry: Duration,
+    /// Bound on each statement of the lease session and on connecting it, in milliseconds; a
+    /// batch may take twice this. Past it the lease is given up and the batch read again.
+    #[serde(rename = "statement_timeout_ms", with = "crate::settings::millis")]
+    pub statement_timeout: Duration,
+    /// How often lag (partition ends against the stored checkpoints) and progress are
+    /// measured, in milliseconds.
+    #[serde(rename = "lag_interval_ms", with = "crate::settings::millis")]
+    pub lag_interval: Duration,
+    /// Lag with no checkpoint moving for this long, in milliseconds, is a stall: readiness
+    /// says so, `<service>_consumer_stalled` is 1, and the active process rebuilds its Kafka
+    /// client and seeks its checkpoints again.
+    #[serde(rename = "stall_after_ms", with = "crate::settings::millis")]
+    pub stall_after: Duration,
+}
+
+impl Config {
+    /// The rules every consumer's settings obey, checked once here for every consumer
+    /// service. Errors name the keys as files spell them (`consumer.batch_max_records`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use crate::settings::{at_least_ms, between_ms};
+        anyhow::ensure!(self.topic_partitions > 0, "consumer.topic_partitions: must be at least 1");
+        anyhow::ensure!(!self.topic.is_empty(), "consumer.topic: must not be empty");
+        anyhow::ensure!(self.topic != self.dlq_topic, "consumer.dlq_topic: must differ from consumer.topic");
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.batch_max_records),
+            "consumer.batch_max_records: must be between 1 and 10000"
+        );
+        at_least_ms("consumer.retry_initial_ms", self.retry_initial, 1)?;
+        anyhow::ensure!(
+            self.retry_max >= self.retry_initial,
+            "consumer.retry_max_ms: must be at least consumer.retry_initial_ms"
+        );
+        at_least_ms("consumer.lease_retry_ms", self.lease_retry, 1)?;
+        between_ms("consumer.statement_timeout_ms", self.statement_timeout, 100, 600_000)?;
+        at_least_ms("consumer.lag_interval_ms", self.lag_interval, 1)?;
+        anyhow::ensure!(
+            self.stall_after >= 2 * self.lag_interval,
+            "consumer.stall_after_ms: must be at least twice consumer.lag_interval_ms (a stall needs two measurements)"
+        );
+        Ok(())
+    }
+}
+
+/// How one consumer runs: its service's [`Config`] under a name.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The service name: prefix of the metrics (`notifications_consumer_lag`), `client.id`,
@@ -60,51 +131,7 @@ pub struct Settings {
     pub service: &'static str,
     /// The consumer's versioned name, key of its checkpoints and of its lease.
     pub name: String,
-    pub bootstrap: String,
-    pub topic: String,
-    pub dlq_topic: String,
-    /// Partitions of the topics when this consumer is the first to create them.
-    pub topic_partitions: i32,
-    /// Most records applied in one transaction.
-    pub batch_max_records: usize,
-    /// First and largest pause between retries during an outage (doubling in between).
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-    /// How often a standby tries the lease.
-    pub lease_retry: Duration,
-    /// Bound on each statement of the lease session and on connecting it; a batch that takes
-    /// longer ends the lease (and is read again).
-    pub statement_timeout: Duration,
-    /// How often lag and progress are measured.
-    pub lag_interval: Duration,
-    /// Lag with no progress for this long is a stall: reported, and the client rebuilt.
-    pub stall_after: Duration,
-}
-
-impl Settings {
-    /// The rules every consumer's settings obey. Errors name the keys the services expose
-    /// these under (`batch_max_records`, `retry_initial_ms`, …), the same in every consumer
-    /// service, so each checks them once through here rather than with a copy of its own.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        use crate::settings::{at_least_ms, between_ms};
-        anyhow::ensure!(self.topic_partitions > 0, "topic_partitions: must be at least 1");
-        anyhow::ensure!(!self.topic.is_empty(), "topic: must not be empty");
-        anyhow::ensure!(self.topic != self.dlq_topic, "dlq_topic: must differ from topic");
-        anyhow::ensure!(
-            (1..=10_000).contains(&self.batch_max_records),
-            "batch_max_records: must be between 1 and 10000"
-        );
-        at_least_ms("retry_initial_ms", self.retry_initial, 1)?;
-        anyhow::ensure!(self.retry_max >= self.retry_initial, "retry_max_ms: must be at least retry_initial_ms");
-        at_least_ms("lease_retry_ms", self.lease_retry, 1)?;
-        between_ms("statement_timeout_ms", self.statement_timeout, 100, 600_000)?;
-        at_least_ms("lag_interval_ms", self.lag_interval, 1)?;
-        anyhow::ensure!(
-            self.stall_after >= 2 * self.lag_interval,
-            "stall_after_ms: must be at least twice lag_interval_ms (a stall needs two measurements)"
-        );
-        Ok(())
-    }
+    pub config: Config,
 }
 
 /// A record that passed validation, with where it was read.
@@ -158,4 +185,47 @@ pub trait Handler: Send + Sync + 'static {
     /// Called after the batch's commit: where effects are reported (never before, so a line
     /// is never logged for an effect that was rolled back).
     fn committed(&self, detail: Self::Detail);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config {
+            kafka_bootstrap: "127.0.0.1:9092".into(),
+            topic: "orders.events".into(),
+            dlq_topic: "orders.events.dlq".into(),
+            topic_partitions: 6,
+            batch_max_records: 500,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_millis(5000),
+            lease_retry: Duration::from_millis(1000),
+            statement_timeout: Duration::from_millis(10_000),
+            lag_interval: Duration::from_millis(5000),
+            stall_after: Duration::from_millis(15_000),
+        }
+    }
+
+    #[test]
+    fn the_rules_of_every_consumer_name_their_keys() {
+        valid().validate().unwrap();
+        type Tweak = fn(&mut Config);
+        let cases: [(Tweak, &str); 8] = [
+            (|c| c.dlq_topic = c.topic.clone(), "consumer.dlq_topic"),
+            (|c| c.topic_partitions = 0, "consumer.topic_partitions"),
+            (|c| c.batch_max_records = 0, "consumer.batch_max_records"),
+            (|c| c.retry_max = Duration::from_millis(10), "consumer.retry_max_ms"),
+            (|c| c.lease_retry = Duration::ZERO, "consumer.lease_retry_ms"),
+            (|c| c.statement_timeout = Duration::from_millis(5), "consumer.statement_timeout_ms"),
+            (|c| c.lag_interval = Duration::ZERO, "consumer.lag_interval_ms"),
+            (|c| c.stall_after = c.lag_interval, "consumer.stall_after_ms"),
+        ];
+        for (tweak, key) in cases {
+            let mut bad = valid();
+            tweak(&mut bad);
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+    }
 }

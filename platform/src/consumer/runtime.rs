@@ -76,7 +76,11 @@ struct Backoff {
 
 impl Backoff {
     fn new(s: &Settings) -> Self {
-        Self { initial: s.retry_initial, max: s.retry_max, next: s.retry_initial.min(s.retry_max) }
+        Self {
+            initial: s.config.retry_initial,
+            max: s.config.retry_max,
+            next: s.config.retry_initial.min(s.config.retry_max),
+        }
     }
 
     fn step(&mut self) -> Duration {
@@ -115,7 +119,7 @@ pub struct Consumer<H: Handler> {
 impl<H: Handler> Consumer<H> {
     /// Creates the DLQ producer; connects to nothing yet.
     pub fn new(settings: Settings, pool: PgPool, handler: H) -> anyhow::Result<Self> {
-        let dlq: FutureProducer = crate::kafka::client_config(&settings.bootstrap)
+        let dlq: FutureProducer = crate::kafka::client_config(&settings.config.kafka_bootstrap)
             .set("client.id", format!("{}-dlq", settings.service))
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -123,7 +127,7 @@ impl<H: Handler> Consumer<H> {
             .set("message.timeout.ms", "10000")
             .create()?;
         Ok(Self {
-            status: Arc::new(Status::new(settings.stall_after)),
+            status: Arc::new(Status::new(settings.config.stall_after)),
             names: Arc::new(Names::new(settings.service)),
             settings,
             pool,
@@ -149,17 +153,20 @@ impl<H: Handler> Consumer<H> {
     /// Every metric of the runtime carries the topic and the consumer's name, so two consumers
     /// of one service (the projector's live and rebuilding generations) stay apart.
     fn labels(&self) -> [(&'static str, String); 2] {
-        [("topic", self.settings.topic.clone()), ("consumer", self.settings.name.clone())]
+        [("topic", self.settings.config.topic.clone()), ("consumer", self.settings.name.clone())]
     }
 
     /// Consumes until `stop`: campaigns for the lease, consumes while holding it, stands by
     /// otherwise. Returns once the lease is released and every client is closed.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let s = &self.settings;
-        let topics = [(s.topic.as_str(), s.topic_partitions), (s.dlq_topic.as_str(), s.topic_partitions)];
+        let topics = [
+            (s.config.topic.as_str(), s.config.topic_partitions),
+            (s.config.dlq_topic.as_str(), s.config.topic_partitions),
+        ];
         let mut backoff = Backoff::new(s);
         loop {
-            match crate::kafka::ensure_topics(&s.bootstrap, &topics).await {
+            match crate::kafka::ensure_topics(&s.config.kafka_bootstrap, &topics).await {
                 Ok(()) => break,
                 Err(e) => {
                     self.retried("broker", &e, backoff.next);
@@ -177,7 +184,7 @@ impl<H: Handler> Consumer<H> {
             self.names.clone(),
             watch_stop.clone(),
         ));
-        tracing::info!(topic = %s.topic, consumer = %s.name, "consumer started: campaigning for the lease");
+        tracing::info!(topic = %s.config.topic, consumer = %s.name, "consumer started: campaigning for the lease");
         backoff.reset();
         while !stop.is_cancelled() {
             let conn = match self.campaign(&stop).await {
@@ -190,14 +197,14 @@ impl<H: Handler> Consumer<H> {
                     continue;
                 }
             };
-            tracing::info!(topic = %s.topic, consumer = %s.name, "won the consumer lease: consuming");
+            tracing::info!(topic = %s.config.topic, consumer = %s.name, "won the consumer lease: consuming");
             let led_since = Instant::now();
             self.status.set_role(Role::Active);
             metrics::gauge!(self.names.active.clone(), &self.labels()).set(1.0);
             let led = self.lead(conn, &stop).await;
             metrics::gauge!(self.names.active.clone(), &self.labels()).set(0.0);
             self.status.set_role(Role::Standby);
-            if led_since.elapsed() > s.retry_max {
+            if led_since.elapsed() > s.config.retry_max {
                 // It worked for a while: this failure starts a new series of retries.
                 backoff.reset();
             }
@@ -227,7 +234,7 @@ impl<H: Handler> Consumer<H> {
     fn retried(&self, operation: &'static str, error: &dyn Display, next: Duration) {
         metrics::counter!(
             self.names.retries.clone(),
-            "topic" => self.settings.topic.clone(),
+            "topic" => self.settings.config.topic.clone(),
             "consumer" => self.settings.name.clone(),
             "operation" => operation
         )
@@ -247,14 +254,14 @@ impl<H: Handler> Consumer<H> {
             .clone()
             .application_name(&format!("{} consumer pid {}", self.settings.service, std::process::id()))
             .options([
-                ("statement_timeout", ms(self.settings.statement_timeout)),
-                ("idle_in_transaction_session_timeout", ms(self.settings.statement_timeout)),
+                ("statement_timeout", ms(self.settings.config.statement_timeout)),
+                ("idle_in_transaction_session_timeout", ms(self.settings.config.statement_timeout)),
                 ("idle_session_timeout", ms(self.idle_limit())),
             ])
             .log_statements(tracing::log::LevelFilter::Trace);
-        match tokio::time::timeout(self.settings.statement_timeout, opts.connect()).await {
+        match tokio::time::timeout(self.settings.config.statement_timeout, opts.connect()).await {
             Ok(conn) => Ok(conn?),
-            Err(_) => Err(Stepped::Timeout(self.settings.statement_timeout)),
+            Err(_) => Err(Stepped::Timeout(self.settings.config.statement_timeout)),
         }
     }
 
@@ -265,7 +272,7 @@ impl<H: Handler> Consumer<H> {
     /// comes back. Without this, a frozen process would hold the lease forever, since its
     /// kernel still answers the socket.
     fn idle_limit(&self) -> Duration {
-        (self.settings.lag_interval * 3).max(self.settings.statement_timeout).max(Duration::from_secs(1))
+        (self.settings.config.lag_interval * 3).max(self.settings.config.statement_timeout).max(Duration::from_secs(1))
     }
 
     /// The session holding the lease, or `None` when stopped first.
@@ -278,18 +285,18 @@ impl<H: Handler> Consumer<H> {
                 let _ = conn.close().await;
                 return Ok(None);
             }
-            let won = self.bounded(checkpoint::try_lease(&mut conn, &s.name, &s.topic)).await?;
+            let won = self.bounded(checkpoint::try_lease(&mut conn, &s.name, &s.config.topic)).await?;
             // The database answers: whatever paused us is over.
             self.pause(None);
             if won {
                 return Ok(Some(conn));
             }
             if !announced {
-                tracing::info!(topic = %s.topic, consumer = %s.name, "another process holds the consumer lease: standing by");
+                tracing::info!(topic = %s.config.topic, consumer = %s.name, "another process holds the consumer lease: standing by");
                 announced = true;
             }
             self.status.set_role(Role::Standby);
-            if !sleep_or_stop(s.lease_retry, stop).await {
+            if !sleep_or_stop(s.config.lease_retry, stop).await {
                 let _ = conn.close().await;
                 return Ok(None);
             }
@@ -299,7 +306,7 @@ impl<H: Handler> Consumer<H> {
     /// A database step bounded by the statement timeout (also when the server does not answer
     /// at all, which its own `statement_timeout` cannot catch).
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, Stepped> {
-        let limit = self.settings.statement_timeout;
+        let limit = self.settings.config.statement_timeout;
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => Ok(r?),
             Err(_) => Err(Stepped::Timeout(limit)),
@@ -310,7 +317,9 @@ impl<H: Handler> Consumer<H> {
     async fn partition_count(&self, stop: &CancellationToken) -> Option<usize> {
         let mut backoff = Backoff::new(&self.settings);
         loop {
-            match crate::kafka::partition_count(&self.settings.bootstrap, &self.settings.topic).await {
+            match crate::kafka::partition_count(&self.settings.config.kafka_bootstrap, &self.settings.config.topic)
+                .await
+            {
                 Ok(Some(n)) if n > 0 => return Some(n),
                 Ok(_) => self.retried("broker", &"the topic does not exist", backoff.next),
                 Err(e) => self.retried("broker", &e, backoff.next),
@@ -325,13 +334,13 @@ impl<H: Handler> Consumer<H> {
     /// is stored yet).
     fn client(&self, positions: &Positions, partitions: usize) -> Result<StreamConsumer, KafkaError> {
         let client: StreamConsumer =
-            crate::kafka::assigned_consumer_config(&self.settings.bootstrap, &self.settings.name)
+            crate::kafka::assigned_consumer_config(&self.settings.config.kafka_bootstrap, &self.settings.name)
                 .set("client.id", self.settings.service)
                 .create()?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
             let at = positions.get(&p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
-            tpl.add_partition_offset(&self.settings.topic, p, at)?;
+            tpl.add_partition_offset(&self.settings.config.topic, p, at)?;
         }
         client.assign(&tpl)?;
         self.status.fetched();
@@ -341,7 +350,7 @@ impl<H: Handler> Consumer<H> {
     /// Consumes while holding the lease on `conn`; `Ok` only when stopped (lease released).
     async fn lead(&self, mut conn: PgConnection, stop: &CancellationToken) -> Result<(), Stepped> {
         let s = &self.settings;
-        let mut positions = self.bounded(checkpoint::load(&mut conn, &s.name, &s.topic)).await?;
+        let mut positions = self.bounded(checkpoint::load(&mut conn, &s.name, &s.config.topic)).await?;
         let Some(mut partitions) = self.partition_count(stop).await else {
             return self.release(conn, None).await;
         };
@@ -356,21 +365,21 @@ impl<H: Handler> Consumer<H> {
             let grew = watched.is_some_and(|n| n != partitions);
             if self.status.take_rebuild() || grew {
                 // The truth is in the database, not in the old client's positions.
-                positions = self.bounded(checkpoint::load(&mut conn, &s.name, &s.topic)).await?;
+                positions = self.bounded(checkpoint::load(&mut conn, &s.name, &s.config.topic)).await?;
                 partitions = watched.unwrap_or(partitions);
                 close(client).await;
                 client = self.client(&positions, partitions)?;
                 metrics::counter!(self.names.rebuilds.clone(), &self.labels()).increment(1);
                 tracing::warn!(partitions, checkpoints = ?positions, "rebuilt the Kafka client and sought the checkpoints again");
             }
-            let Some(batch) = next_batch(&client, s.batch_max_records, stop).await else {
+            let Some(batch) = next_batch(&client, s.config.batch_max_records, stop).await else {
                 return self.release(conn, Some(client)).await;
             };
             if !batch.is_empty() {
                 self.status.fetched();
             }
             if batch.is_empty() {
-                if last_session_check.elapsed() >= s.lag_interval {
+                if last_session_check.elapsed() >= s.config.lag_interval {
                     // Idle: make sure the lease session is still there, so a lost lease is
                     // noticed (and said) now rather than at the next record.
                     self.bounded(sqlx::query("select 1").execute(&mut conn)).await?;
@@ -388,8 +397,11 @@ impl<H: Handler> Consumer<H> {
     /// Gives the lease back and closes the clients (shutdown).
     async fn release(&self, mut conn: PgConnection, client: Option<StreamConsumer>) -> Result<(), Stepped> {
         let s = &self.settings;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), checkpoint::release_lease(&mut conn, &s.name, &s.topic)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            checkpoint::release_lease(&mut conn, &s.name, &s.config.topic),
+        )
+        .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
         if let Some(c) = client {
             close(c).await;
@@ -434,12 +446,12 @@ impl<H: Handler> Consumer<H> {
         let work = async {
             let mut tx = conn.begin().await?;
             let applied = if valid.is_empty() { None } else { Some(handler.apply_batch(&mut tx, &valid).await?) };
-            checkpoint::advance(&mut tx, &s.name, &s.topic, &next).await?;
+            checkpoint::advance(&mut tx, &s.name, &s.config.topic, &next).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(applied)
         };
         // A whole batch may take a few statements' time, not more.
-        let limit = s.statement_timeout * 2;
+        let limit = s.config.statement_timeout * 2;
         let applied = match tokio::time::timeout(limit, work).await {
             Ok(r) => r?,
             Err(_) => return Err(Stepped::Timeout(limit)),
@@ -452,7 +464,7 @@ impl<H: Handler> Consumer<H> {
         self.pause(None);
         #[allow(clippy::cast_precision_loss, reason = "a histogram of small counts")]
         metrics::histogram!(self.names.batch.clone(), &self.labels()).record(batch.len() as f64);
-        let (topic, name) = (s.topic.clone(), s.name.clone());
+        let (topic, name) = (s.config.topic.clone(), s.name.clone());
         if let Some(Applied { applied, duplicates, detail }) = applied {
             let c = &self.names.consumed;
             metrics::counter!(c.clone(), "topic" => topic.clone(), "consumer" => name.clone(), "outcome" => "sent")
@@ -497,7 +509,7 @@ impl<H: Handler> Consumer<H> {
                         );
                         metrics::counter!(
                             self.names.dead_lettered.clone(),
-                            "topic" => self.settings.topic.clone(),
+                            "topic" => self.settings.config.topic.clone(),
                             "consumer" => self.settings.name.clone(),
                             "reason" => rejection.code
                         )
@@ -535,7 +547,7 @@ impl<H: Handler> Consumer<H> {
             .insert(Header { key: "dlq-topic", value: Some(msg.topic()) })
             .insert(Header { key: "dlq-partition", value: Some(partition.as_str()) })
             .insert(Header { key: "dlq-offset", value: Some(offset.as_str()) });
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.settings.dlq_topic).headers(hs);
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.settings.config.dlq_topic).headers(hs);
         if let Some(key) = msg.key() {
             record = record.key(key);
         }

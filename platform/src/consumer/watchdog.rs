@@ -22,7 +22,7 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: Arc<Names>, stop: CancellationToken) {
     let mut client: Option<Arc<BaseConsumer>> = None;
     let mut reported: Vec<i32> = Vec::new();
-    let mut tick = tokio::time::interval(settings.lag_interval);
+    let mut tick = tokio::time::interval(settings.config.lag_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -30,7 +30,9 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
             _ = tick.tick() => {}
         }
         let checkpoints =
-            match tokio::time::timeout(ASK_TIMEOUT, checkpoint::load(&pool, &settings.name, &settings.topic)).await {
+            match tokio::time::timeout(ASK_TIMEOUT, checkpoint::load(&pool, &settings.name, &settings.config.topic))
+                .await
+            {
                 Ok(Ok(cps)) => Some(cps),
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "checkpoints not read");
@@ -52,7 +54,7 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
                 }
             },
         };
-        let topic = settings.topic.clone();
+        let topic = settings.config.topic.clone();
         let marks = match tokio::task::spawn_blocking(move || watermarks(&c, &topic)).await {
             Ok(Ok(marks)) => Some(marks),
             Ok(Err(e)) => {
@@ -74,14 +76,14 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
             #[allow(clippy::cast_precision_loss, reason = "a gauge; lags far below 2^52")]
             metrics::gauge!(
                 names.lag.clone(),
-                "topic" => settings.topic.clone(),
+                "topic" => settings.config.topic.clone(),
                 "consumer" => settings.name.clone(),
                 "partition" => partition.to_string()
             )
             .set(lag as f64);
         }
         let snapshot = status.snapshot();
-        metrics::gauge!(names.stalled.clone(), "topic" => settings.topic.clone(), "consumer" => settings.name.clone())
+        metrics::gauge!(names.stalled.clone(), "topic" => settings.config.topic.clone(), "consumer" => settings.name.clone())
             .set(if snapshot.stalled { 1.0 } else { 0.0 });
         if snapshot.stalled {
             tracing::warn!(
@@ -97,13 +99,13 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
     for partition in reported {
         metrics::gauge!(
             names.lag.clone(),
-            "topic" => settings.topic.clone(),
+            "topic" => settings.config.topic.clone(),
             "consumer" => settings.name.clone(),
             "partition" => partition.to_string()
         )
         .set(0.0);
     }
-    metrics::gauge!(names.stalled.clone(), "topic" => settings.topic.clone(), "consumer" => settings.name.clone())
+    metrics::gauge!(names.stalled.clone(), "topic" => settings.config.topic.clone(), "consumer" => settings.name.clone())
         .set(0.0);
     if let Some(c) = client {
         // Dropping a client may wait for its broker threads.
@@ -112,7 +114,7 @@ pub async fn run(settings: Settings, pool: PgPool, status: Arc<Status>, names: A
 }
 
 fn watch_client(settings: &Settings) -> rdkafka::error::KafkaResult<BaseConsumer> {
-    crate::kafka::assigned_consumer_config(&settings.bootstrap, &settings.name)
+    crate::kafka::assigned_consumer_config(&settings.config.kafka_bootstrap, &settings.name)
         .set("client.id", format!("{}-watchdog", settings.service))
         .create()
 }

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use accounts::settings::{Argon2Settings, Settings};
+use accounts::settings::Settings;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use proto::accounts::v1::GetUserByIdRequest;
@@ -30,7 +30,7 @@ async fn setup() -> Bench {
     let key = test_stack::services::key_file(dir.path());
     // The production argon2 parameters: their cost is what the login figure measures.
     let settings = Settings {
-        argon2: Argon2Settings::default(),
+        argon2: Settings::default().argon2,
         ..test_stack::services::accounts_settings(&db, &redis, &redis.prefix, key)
     };
     let (app, grpc_port) = test_stack::services::spawn_accounts(settings).await;

@@ -88,7 +88,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter.set_serving::<AccountsServiceServer<grpc::Accounts>>().await;
-        tracing::info!(port = self.port(), grpc_port = self.grpc_port, "accounts listening");
+        tracing::info!(grpc_port = self.grpc_port, "gRPC listening");
         let grpc_shutdown = shutdown.clone();
         let grpc = tonic::transport::Server::builder()
             .add_service(health)

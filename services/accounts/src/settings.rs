@@ -63,21 +63,7 @@ impl Settings {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
-            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            database_url: "postgres://postgres@127.0.0.1:5440/accounts".into(),
-            db_acquire_timeout: Duration::from_millis(2000),
-            redis_url: "redis://127.0.0.1:6379".into(),
-            redis_key_prefix: "accounts:".into(),
-            jwt: JwtSettings::default(),
-            login_throttle: ThrottleSettings::default(),
-            argon2: Argon2Settings::default(),
-        }
-    }
-}
+platform::defaults_from!(Settings, "defaults/accounts.toml");
 
 /// Token signing. The private key is required: from `private_key_file` (PKCS#8 PEM, as
 /// `accounts gen-key` writes it) or inline in `private_key_pem` (for secret stores that inject
@@ -99,20 +85,6 @@ pub struct JwtSettings {
     /// Lifetime of an access token, in seconds (default one hour).
     #[serde(rename = "ttl_secs", with = "secs")]
     pub ttl: Duration,
-}
-
-impl Default for JwtSettings {
-    fn default() -> Self {
-        let policy = TokenPolicy::default();
-        Self {
-            private_key_file: None,
-            private_key_pem: None,
-            key_id: None,
-            issuer: policy.issuer,
-            audience: policy.audience,
-            ttl: Duration::from_secs(3600),
-        }
-    }
 }
 
 impl JwtSettings {
@@ -145,12 +117,6 @@ pub struct ThrottleSettings {
     pub window: Duration,
 }
 
-impl Default for ThrottleSettings {
-    fn default() -> Self {
-        Self { max_failures: 10, window: Duration::from_secs(300) }
-    }
-}
-
 /// argon2id cost. The default is OWASP's first recommended setting (19 MiB, 2 passes, 1 lane):
 /// about 20 ms a hash here, so a login costs far more to brute-force than to serve, while two
 /// cores still serve tens of logins a second.
@@ -163,12 +129,6 @@ pub struct Argon2Settings {
     pub iterations: u32,
     /// Lanes (default 1: one core per hash, so concurrent logins use the other cores).
     pub parallelism: u32,
-}
-
-impl Default for Argon2Settings {
-    fn default() -> Self {
-        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
-    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::{JwksVerifier, TokenPolicy};
+use platform::auth::JwksVerifier;
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
 use proto::accounts::v1::accounts_service_client::AccountsServiceClient;
@@ -91,13 +91,12 @@ impl Application {
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
-        let policy = TokenPolicy { issuer: settings.token_issuer.clone(), audience: settings.token_audience.clone() };
-        let verifier = JwksVerifier::new(
-            settings.accounts_jwks_url.clone(),
-            reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
-            policy,
+        let verifier = JwksVerifier::for_service(
+            &settings.accounts_jwks_url,
+            &settings.token_issuer,
+            &settings.token_audience,
             settings.jwks_min_refresh,
-        );
+        )?;
         let state = AppState {
             shards,
             placement: placement.clone(),
@@ -130,7 +129,6 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "orders listening");
         tokio::spawn(state::report_pool_usage(self.pools, shutdown.clone()));
         tokio::spawn(lifecycle::sweep(
             self.state,

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use platform::auth::TokenPolicy;
 use platform::settings::{at_least_ms, millis, secs};
 use serde::{Deserialize, Serialize};
 
@@ -72,33 +71,7 @@ pub struct Settings {
     pub expiry_sweep_batch: i64,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 3002)),
-            shards_file: PathBuf::from("shards.toml"),
-            redis_url: "redis://127.0.0.1:6379".into(),
-            shard_acquire_timeout: Duration::from_millis(1500),
-            accounts_jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
-            jwks_min_refresh: Duration::from_secs(10),
-            token_issuer: TokenPolicy::default().issuer,
-            token_audience: TokenPolicy::default().audience,
-            accounts_grpc_url: "http://127.0.0.1:50051".into(),
-            accounts_timeout: Duration::from_secs(1),
-            max_quantity_per_order: 10,
-            redis_key_prefix: "orders:".into(),
-            lock_ttl: Duration::from_secs(2),
-            lock_wait: Duration::from_millis(300),
-            request_timeout: Duration::from_secs(5),
-            placement_url: "postgres://postgres@127.0.0.1:5440/placement".into(),
-            placement_follow: true,
-            placement_poll: Duration::from_secs(5),
-            reservation_ttl: Duration::from_secs(900),
-            expiry_sweep_interval: Duration::from_secs(5),
-            expiry_sweep_batch: 200,
-        }
-    }
-}
+platform::defaults_from!(Settings, "defaults/orders.toml");
 
 impl Settings {
     /// Refuses values the service cannot run with, naming the key as files and the environment

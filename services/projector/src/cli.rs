@@ -63,7 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Switch => {
             let pool = settings.pool()?;
-            switch(&pool, &settings.topic, &mut std::io::stdout().lock()).await
+            switch(&pool, &settings.consumer.topic, &mut std::io::stdout().lock()).await
         }
         Command::Status => {
             let pool = settings.pool()?;
@@ -83,8 +83,8 @@ async fn follow(settings: &Settings, pool: &PgPool, g: Generation, hold: bool) -
             println!("generation {} is {} now", g.get(), row.state.as_str());
             return Ok(ExitCode::SUCCESS);
         }
-        let cps = generations::checkpoints(pool, &settings.topic).await?;
-        match generations::watermarks(&settings.kafka_bootstrap, &settings.topic).await {
+        let cps = generations::checkpoints(pool, &settings.consumer.topic).await?;
+        match generations::watermarks(&settings.consumer.kafka_bootstrap, &settings.consumer.topic).await {
             Ok(marks) => {
                 let p = generations::progress(&cps.get(&g).cloned().unwrap_or_default(), &marks);
                 println!(
@@ -138,8 +138,8 @@ fn at(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 /// `projector status`: exit code 1 when the broker or the database cannot be read.
 pub async fn status(settings: &Settings, pool: &PgPool, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let rows = generations::list(pool, false).await?;
-    let cps = generations::checkpoints(pool, &settings.topic).await?;
-    let marks = generations::watermarks(&settings.kafka_bootstrap, &settings.topic).await;
+    let cps = generations::checkpoints(pool, &settings.consumer.topic).await?;
+    let marks = generations::watermarks(&settings.consumer.kafka_bootstrap, &settings.consumer.topic).await;
     writeln!(
         out,
         "{:<4} {:<9} {:>10} {:>10} {:>9}  {:<21} {:<21}",

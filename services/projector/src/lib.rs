@@ -33,8 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::{JwksVerifier, TokenPolicy};
-use platform::events::{ORDERS_DLQ_TOPIC, ORDERS_TOPIC};
+use platform::auth::JwksVerifier;
 use platform::http::Server;
 use platform::ops::{Check, Readiness};
 use platform::settings::{at_least_ms, between_ms, millis};
@@ -56,37 +55,10 @@ pub struct Settings {
     /// How long a query waits for a database connection, in milliseconds (default 2000).
     #[serde(rename = "db_acquire_timeout_ms", with = "millis")]
     pub db_acquire_timeout: Duration,
-    /// Kafka bootstrap servers (default `127.0.0.1:9092`).
-    pub kafka_bootstrap: String,
-    /// The topic projected (default `orders.events`).
-    pub topic: String,
-    /// Where invalid records go, with a `dlq-reason` header (default `orders.events.dlq`).
-    /// A rebuild reads invalid records again and copies them there again (`dlq-source:
-    /// projector`).
-    pub dlq_topic: String,
-    /// Partitions of the topics when this service is the first to create them (default 6).
-    pub topic_partitions: i32,
-    /// Most records applied in one transaction (default 500).
-    pub batch_max_records: usize,
-    /// First and largest pause between retries while the database or the DLQ is failing, in
-    /// milliseconds (defaults 200 and 5000).
-    #[serde(rename = "retry_initial_ms", with = "millis")]
-    pub retry_initial: Duration,
-    #[serde(rename = "retry_max_ms", with = "millis")]
-    pub retry_max: Duration,
-    /// How often a standby process tries to take a generation's consumer lease, in
-    /// milliseconds (default 1000).
-    #[serde(rename = "lease_retry_ms", with = "millis")]
-    pub lease_retry: Duration,
-    /// Bound on each statement of a consumer's lease session, in milliseconds (default 10000).
-    #[serde(rename = "statement_timeout_ms", with = "millis")]
-    pub statement_timeout: Duration,
-    /// How often lag and rebuild progress are measured, in milliseconds (default 5000).
-    #[serde(rename = "lag_interval_ms", with = "millis")]
-    pub lag_interval: Duration,
-    /// Lag with no checkpoint moving for this long is a stall, in milliseconds (default 15000).
-    #[serde(rename = "stall_after_ms", with = "millis")]
-    pub stall_after: Duration,
+    /// The broker, the topics and the runtime's timing (`[consumer]`, the same keys in every
+    /// consumer service; see `platform::consumer::Config`). A rebuild reads invalid records
+    /// again and copies them to `consumer.dlq_topic` again (`dlq-source: projector`).
+    pub consumer: platform::consumer::Config,
     /// How often the supervisor reads the generations (start/stop consumers, switch), in
     /// milliseconds (default 1000).
     #[serde(rename = "supervise_interval_ms", with = "millis")]
@@ -108,40 +80,12 @@ pub struct Settings {
     pub token_audience: String,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 3020)),
-            database_url: "postgres://postgres@127.0.0.1:5440/read_models".into(),
-            db_acquire_timeout: Duration::from_millis(2000),
-            kafka_bootstrap: "127.0.0.1:9092".into(),
-            topic: ORDERS_TOPIC.into(),
-            dlq_topic: ORDERS_DLQ_TOPIC.into(),
-            topic_partitions: 6,
-            batch_max_records: 500,
-            retry_initial: Duration::from_millis(200),
-            retry_max: Duration::from_millis(5000),
-            lease_retry: Duration::from_millis(1000),
-            statement_timeout: Duration::from_millis(10_000),
-            lag_interval: Duration::from_millis(5000),
-            stall_after: Duration::from_millis(15_000),
-            supervise_interval: Duration::from_millis(1000),
-            max_lag_records: 10_000,
-            orders_url: "http://127.0.0.1:3002".into(),
-            orders_timeout: Duration::from_millis(2000),
-            accounts_jwks_url: "http://127.0.0.1:3001/.well-known/jwks.json".into(),
-            jwks_min_refresh: Duration::from_millis(10_000),
-            token_issuer: TokenPolicy::default().issuer,
-            token_audience: TokenPolicy::default().audience,
-        }
-    }
-}
+platform::defaults_from!(Settings, "defaults/projector.toml");
 
 impl Settings {
     /// Cross-field rules serde cannot express; fails at start naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        // The generation only names the consumer; the rules are the runtime's.
-        self.consumer(Generation::FIRST).validate()?;
+        self.consumer.validate()?;
         between_ms("supervise_interval_ms", self.supervise_interval, 10, 60_000)?;
         anyhow::ensure!(self.max_lag_records >= 0, "max_lag_records: must not be negative");
         anyhow::ensure!(
@@ -155,22 +99,8 @@ impl Settings {
 
     /// The runtime's view of these settings for generation `g`'s consumer. Its metrics carry
     /// `consumer="projector.g<N>"`, which is what keeps two generations' lag apart.
-    pub fn consumer(&self, g: Generation) -> platform::consumer::Settings {
-        platform::consumer::Settings {
-            service: SERVICE,
-            name: g.consumer_name(),
-            bootstrap: self.kafka_bootstrap.clone(),
-            topic: self.topic.clone(),
-            dlq_topic: self.dlq_topic.clone(),
-            topic_partitions: self.topic_partitions,
-            batch_max_records: self.batch_max_records,
-            retry_initial: self.retry_initial,
-            retry_max: self.retry_max,
-            lease_retry: self.lease_retry,
-            statement_timeout: self.statement_timeout,
-            lag_interval: self.lag_interval,
-            stall_after: self.stall_after,
-        }
+    pub fn runtime(&self, g: Generation) -> platform::consumer::Settings {
+        platform::consumer::Settings { service: SERVICE, name: g.consumer_name(), config: self.consumer.clone() }
     }
 
     /// A pool on the `read_models` database that connects on first use.
@@ -196,13 +126,12 @@ impl Application {
         settings.validate()?;
         let pool = settings.pool()?;
         let live = LiveConsumer::default();
-        let policy = TokenPolicy { issuer: settings.token_issuer.clone(), audience: settings.token_audience.clone() };
-        let verifier = JwksVerifier::new(
-            settings.accounts_jwks_url.clone(),
-            reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
-            policy,
+        let verifier = JwksVerifier::for_service(
+            &settings.accounts_jwks_url,
+            &settings.token_issuer,
+            &settings.token_audience,
             settings.jwks_min_refresh,
-        );
+        )?;
         let orders = api::OrdersClient {
             client: reqwest::Client::builder().timeout(settings.orders_timeout).build()?,
             base_url: settings.orders_url.clone(),
@@ -217,7 +146,7 @@ impl Application {
         };
         let readiness = Readiness::new(vec![
             Check::postgres("postgres", pool.clone()),
-            platform::kafka::check("kafka", &settings.kafka_bootstrap),
+            platform::kafka::check("kafka", &settings.consumer.kafka_bootstrap),
             projection,
         ]);
         let state = api::AppState { pool: pool.clone(), verifier: Arc::new(verifier), orders: Arc::new(orders) };
@@ -233,22 +162,6 @@ impl Application {
     /// Serves HTTP and supervises the consumers until `shutdown`; each consumer then finishes
     /// the batch at hand and gives its lease back. Either part failing stops the other.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "projector listening");
-        let stop = shutdown.child_token();
-        let supervisor = {
-            let stop = stop.clone();
-            let supervisor = self.supervisor;
-            tokio::spawn(async move {
-                let result = supervisor.run(stop.clone()).await;
-                stop.cancel();
-                result
-            })
-        };
-        let http = self.http.run(stop.clone()).await;
-        stop.cancel();
-        let supervised = supervisor.await;
-        http?;
-        supervised??;
-        Ok(())
+        self.http.run_beside(shutdown, move |stop| Box::pin(self.supervisor.run(stop))).await
     }
 }

@@ -135,7 +135,7 @@ impl Supervisor {
             if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(r.generation) {
                 let token = stop.child_token();
                 let consumer = Consumer::new(
-                    self.settings.consumer(r.generation),
+                    self.settings.runtime(r.generation),
                     self.pool.clone(),
                     Projector::new(r.generation),
                 )?;
@@ -176,7 +176,7 @@ impl Supervisor {
         if building.hold_switch {
             return Ok(false);
         }
-        match generations::try_switch(&self.pool, &self.settings.topic, true).await? {
+        match generations::try_switch(&self.pool, &self.settings.consumer.topic, true).await? {
             SwitchOutcome::Switched { from, to } => {
                 tracing::info!(%from, %to, "rebuild caught up: switched");
                 metrics::gauge!("projector_rebuild_progress_ratio", "generation" => to.get().to_string()).set(1.0);
@@ -190,15 +190,15 @@ impl Supervisor {
     async fn report_progress(&self, g: Generation) {
         {
             let mut at = self.progress_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let every = self.settings.lag_interval;
+            let every = self.settings.consumer.lag_interval;
             if at.is_some_and(|t| t.elapsed() < every) {
                 return;
             }
             *at = Some(std::time::Instant::now());
         }
         let (marks, cps) = tokio::join!(
-            generations::watermarks(&self.settings.kafka_bootstrap, &self.settings.topic),
-            generations::checkpoints(&self.pool, &self.settings.topic)
+            generations::watermarks(&self.settings.consumer.kafka_bootstrap, &self.settings.consumer.topic),
+            generations::checkpoints(&self.pool, &self.settings.consumer.topic)
         );
         if let (Ok(marks), Ok(cps)) = (marks, cps) {
             let p = generations::progress(&cps.get(&g).cloned().unwrap_or_default(), &marks);

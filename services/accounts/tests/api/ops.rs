@@ -179,12 +179,16 @@ async fn logs_carry_grpc_correlation_ids_and_never_secrets() {
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
+    // The gRPC port and the HTTP one are logged on lines of their own.
+    let (mut port, mut grpc_port) = (None, None);
     let (port, grpc_port) = loop {
         let mut line = String::new();
         assert!(stdout.read_line(&mut line).await.unwrap() > 0, "exited early: {seen}");
         seen.push_str(&line);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if let (Some(p), Some(g)) = (v["port"].as_u64(), v["grpc_port"].as_u64()) {
+        port = port.or(v["port"].as_u64());
+        grpc_port = grpc_port.or(v["grpc_port"].as_u64());
+        if let (Some(p), Some(g)) = (port, grpc_port) {
             break (u16::try_from(p).unwrap(), g);
         }
     };

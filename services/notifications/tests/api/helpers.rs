@@ -22,19 +22,17 @@ pub fn settings(database_url: &str, kafka: &TestKafka) -> Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
         db_acquire_timeout: Duration::from_millis(1000),
-        kafka_bootstrap: kafka.bootstrap.clone(),
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic.clone(),
         consumer_name: kafka.group.clone(),
-        retry_initial: Duration::from_millis(50),
-        retry_max: Duration::from_millis(500),
-        lease_retry: Duration::from_millis(200),
-        statement_timeout: Duration::from_millis(5000),
-        lag_interval: Duration::from_millis(200),
-        stall_after: Duration::from_millis(2000),
+        consumer: kafka.consumer_config(),
         shards_file: testkit::stack::shards_file(),
         ..Settings::default()
     }
+}
+
+/// `settings` with its `[consumer]` table changed by `tweak`.
+pub fn with_consumer(mut settings: Settings, tweak: impl FnOnce(&mut platform::consumer::Config)) -> Settings {
+    tweak(&mut settings.consumer);
+    settings
 }
 
 pub async fn spawn(settings: Settings) -> TestApp {
@@ -47,18 +45,19 @@ pub async fn spawn(settings: Settings) -> TestApp {
 /// The same settings as environment variables, for the real binary.
 pub fn binary_env(database_url: &str, kafka: &TestKafka) -> Vec<(&'static str, String)> {
     let s = settings(database_url, kafka);
+    let c = s.consumer;
     vec![
         ("TICKET_HUB_NOTIFICATIONS__HTTP_ADDR", "127.0.0.1:0".into()),
         ("TICKET_HUB_NOTIFICATIONS__DATABASE_URL", s.database_url),
-        ("TICKET_HUB_NOTIFICATIONS__KAFKA_BOOTSTRAP", s.kafka_bootstrap),
-        ("TICKET_HUB_NOTIFICATIONS__TOPIC", s.topic),
-        ("TICKET_HUB_NOTIFICATIONS__DLQ_TOPIC", s.dlq_topic),
         ("TICKET_HUB_NOTIFICATIONS__CONSUMER_NAME", s.consumer_name),
-        ("TICKET_HUB_NOTIFICATIONS__RETRY_INITIAL_MS", s.retry_initial.as_millis().to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__RETRY_MAX_MS", s.retry_max.as_millis().to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__LEASE_RETRY_MS", s.lease_retry.as_millis().to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__LAG_INTERVAL_MS", s.lag_interval.as_millis().to_string()),
-        ("TICKET_HUB_NOTIFICATIONS__STALL_AFTER_MS", s.stall_after.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__KAFKA_BOOTSTRAP", c.kafka_bootstrap),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__TOPIC", c.topic),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__DLQ_TOPIC", c.dlq_topic),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__RETRY_INITIAL_MS", c.retry_initial.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__RETRY_MAX_MS", c.retry_max.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__LEASE_RETRY_MS", c.lease_retry.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__LAG_INTERVAL_MS", c.lag_interval.as_millis().to_string()),
+        ("TICKET_HUB_NOTIFICATIONS__CONSUMER__STALL_AFTER_MS", c.stall_after.as_millis().to_string()),
     ]
 }
 
@@ -111,12 +110,15 @@ pub async fn count(pool: &PgPool, table: &str) -> i64 {
 
 /// Notifications per order id, from the database.
 pub async fn per_order(pool: &PgPool) -> BTreeMap<Uuid, i64> {
-    sqlx::query_as::<_, (Uuid, i64)>("select order_id, count(*) from notifications group by order_id")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
+    keyed(pool, "select order_id, count(*) from notifications group by order_id").await
+}
+
+/// The rows of a two-column `sql` as a map from the first column to the second.
+async fn keyed<K>(pool: &PgPool, sql: &'static str) -> BTreeMap<K, i64>
+where
+    K: Ord + Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    sqlx::query_as::<_, (K, i64)>(sql).fetch_all(pool).await.unwrap().into_iter().collect()
 }
 
 fn watermark_client(kafka: &TestKafka) -> BaseConsumer {
@@ -126,12 +128,7 @@ fn watermark_client(kafka: &TestKafka) -> BaseConsumer {
 /// The consumer's stored checkpoint (next offset to apply) per partition (absent: nothing
 /// applied there yet).
 pub async fn checkpoints(pool: &PgPool) -> BTreeMap<i32, i64> {
-    sqlx::query_as::<_, (i32, i64)>("select kafka_partition, next_offset from consumer_checkpoint")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
+    keyed(pool, "select kafka_partition, next_offset from consumer_checkpoint").await
 }
 
 /// The end offset of each partition of the topic that has records.

@@ -9,7 +9,7 @@ use testkit::{PrivatePostgres, TestDb, TestKafka};
 
 use super::helpers::{
     Producer, assert_exactly_once, assert_no_checkpoint_before_its_effect, produce, progress, settings, spawn,
-    wait_all_checkpointed, wait_metric, wait_progress,
+    wait_all_checkpointed, wait_metric, wait_progress, with_consumer,
 };
 
 #[tokio::test]
@@ -21,7 +21,7 @@ async fn with_the_database_stopped_mid_batch_no_event_is_lost_or_doubled_once_it
     let p = Producer::new(&kafka);
     let mut orders = produce(&p, 0, 3000).await;
     // Small batches, so the stop lands while batches are in flight.
-    let app = spawn(notifications::Settings { batch_max_records: 50, ..settings(&db.url, &kafka) }).await;
+    let app = spawn(with_consumer(settings(&db.url, &kafka), |c| c.batch_max_records = 50)).await;
     wait_progress(&db.pool, 200).await;
     pg.stop().await.unwrap();
     let stopped_at = progress(&db.pool).await;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::helpers::{
     Producer, WAIT, assert_exactly_once, assert_no_checkpoint_before_its_effect, created, ends, produce, progress,
-    settings, spawn, wait_progress,
+    settings, spawn, wait_progress, with_consumer,
 };
 
 /// Longer than the old design's session timeout (10 s by default, 6 s in its tests).
@@ -32,7 +32,7 @@ async fn a_broker_frozen_past_the_session_timeout_stalls_nothing_for_good() {
     let kafka = TestKafka::on(&broker.bootstrap, 6).await.unwrap();
     let p = Arc::new(Producer::new(&kafka));
     let mut orders = produce(&p, 0, 2000).await;
-    let app = spawn(notifications::Settings { batch_max_records: 100, ..settings(&db.url, &kafka) }).await;
+    let app = spawn(with_consumer(settings(&db.url, &kafka), |c| c.batch_max_records = 100)).await;
 
     // A steady trickle of new events for the whole test, also while the broker is frozen
     // (those sends wait, and land when it is let go).

@@ -88,7 +88,7 @@ async fn a_process_sigkilled_mid_batch_and_started_again_loses_and_doubles_nothi
     let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(6).await.unwrap());
     let p = Producer::new(&kafka);
     let orders = produce(&p, 0, 4000).await;
-    let batches = [("TICKET_HUB_NOTIFICATIONS__BATCH_MAX_RECORDS", "50")];
+    let batches = [("TICKET_HUB_NOTIFICATIONS__CONSUMER__BATCH_MAX_RECORDS", "50")];
     // Killed a few times at different points of the drain.
     for at in [200, 1200, 2500] {
         let process = spawn_binary(&db.url, &kafka, &batches).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use platform::db::Schema;
 use testkit::{TestDb, TestKafka};
 
-use super::helpers::{Producer, assert_exactly_once, produce, settings, spawn, wait_all_checkpointed};
+use super::helpers::{Producer, assert_exactly_once, produce, settings, spawn, wait_all_checkpointed, with_consumer};
 
 #[tokio::test]
 #[ignore = "a measurement, not a check: run by hand"]
@@ -20,9 +20,7 @@ async fn drains_a_backlog() {
     println!("produced {N} records in {:.1} s", produced.elapsed().as_secs_f64());
     let started = Instant::now();
     // The deployed watchdog pace, not the tests' quick one.
-    let app =
-        spawn(notifications::Settings { stall_after: Duration::from_millis(15_000), ..settings(&db.url, &kafka) })
-            .await;
+    let app = spawn(with_consumer(settings(&db.url, &kafka), |c| c.stall_after = Duration::from_millis(15_000))).await;
     wait_all_checkpointed(&db.pool, &kafka).await;
     let elapsed = started.elapsed();
     assert_exactly_once(&db.pool, &orders).await;

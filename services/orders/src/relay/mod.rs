@@ -33,7 +33,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use platform::events::{ORDERS_DLQ_TOPIC, ORDERS_TOPIC};
 use platform::http::Server;
 use platform::ops::Readiness;
 use platform::settings::millis;
@@ -93,29 +92,7 @@ pub struct Settings {
     pub statement_timeout: Duration,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 3003)),
-            shards_file: PathBuf::from("shards.toml"),
-            kafka_bootstrap: "127.0.0.1:9092".into(),
-            shards: Vec::new(),
-            topic: ORDERS_TOPIC.into(),
-            dlq_topic: ORDERS_DLQ_TOPIC.into(),
-            topic_partitions: 6,
-            batch_size: 500,
-            poll_interval: Duration::from_millis(1000),
-            lease_retry: Duration::from_millis(1000),
-            max_attempts: 10,
-            retry_base: Duration::from_millis(500),
-            retry_max: Duration::from_millis(60_000),
-            message_timeout: Duration::from_millis(30_000),
-            linger: Duration::from_millis(5),
-            connect_timeout: Duration::from_millis(3000),
-            statement_timeout: Duration::from_millis(10_000),
-        }
-    }
-}
+platform::defaults_from!(Settings, "defaults/orders-relay.toml");
 
 impl Settings {
     /// Refuses values the relay cannot run with, naming the key (nothing is clamped silently).
@@ -305,7 +282,7 @@ impl Relay {
     /// batch, flush and release their lease before this returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let shards: Vec<&str> = self.workers.iter().map(|w| w.shard.as_str()).collect();
-        tracing::info!(port = self.port(), ?shards, "orders-relay listening");
+        tracing::info!(?shards, "relaying");
         let tasks: Vec<_> = self.workers.into_iter().map(|w| tokio::spawn(w.run(shutdown.clone()))).collect();
         self.http.run(shutdown).await?;
         if tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(tasks)).await.is_err() {

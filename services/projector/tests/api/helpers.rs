@@ -19,15 +19,7 @@ pub fn settings(database_url: &str, kafka: &TestKafka) -> Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
         db_acquire_timeout: Duration::from_millis(1000),
-        kafka_bootstrap: kafka.bootstrap.clone(),
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic.clone(),
-        retry_initial: Duration::from_millis(50),
-        retry_max: Duration::from_millis(500),
-        lease_retry: Duration::from_millis(200),
-        statement_timeout: Duration::from_millis(5000),
-        lag_interval: Duration::from_millis(200),
-        stall_after: Duration::from_millis(2000),
+        consumer: kafka.consumer_config(),
         supervise_interval: Duration::from_millis(200),
         ..Settings::default()
     }
