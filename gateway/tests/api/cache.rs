@@ -35,8 +35,7 @@ async fn hits(s: &Stack, cache: &str) -> f64 {
 #[tokio::test]
 async fn the_second_events_query_is_a_cache_hit_and_stock_is_fresh_after_an_order() {
     let s = stack().await;
-    let organizer = s.user("ORGANIZER").await.token;
-    let customer = s.user("CUSTOMER").await.token;
+    let (organizer, customer) = s.organizer_and_customer().await;
     let (event, tt) = s.event(&organizer, "NA", 10).await;
 
     let before = hits(&s, "events").await;
@@ -80,8 +79,7 @@ async fn the_second_events_query_is_a_cache_hit_and_stock_is_fresh_after_an_orde
 #[tokio::test]
 async fn a_sold_out_answer_drops_the_cached_event() {
     let s = stack().await;
-    let organizer = s.user("ORGANIZER").await.token;
-    let customer = s.user("CUSTOMER").await.token;
+    let (organizer, customer) = s.organizer_and_customer().await;
     let (event, tt) = s.event(&organizer, "SA", 2).await;
     assert_eq!(s.remaining(&event).await, 2);
     // Stock taken behind the gateway's back (straight at orders): the cache cannot know...
@@ -166,8 +164,7 @@ async fn queries_still_answer_when_redis_stops() {
         g.redis_retry = Duration::from_millis(60_000);
     })
     .await;
-    let organizer = s.user("ORGANIZER").await.token;
-    let customer = s.user("CUSTOMER").await.token;
+    let (organizer, customer) = s.organizer_and_customer().await;
     let (event, _) = s.event(&organizer, "NA", 5).await;
     s.gql(None, EVENTS_NA, json!({})).await;
     let res = s.gql(None, EVENTS_NA, json!({})).await;
@@ -192,8 +189,7 @@ async fn without_any_redis() {
         g.redis_retry = Duration::from_millis(60_000);
     })
     .await;
-    let organizer = s.user("ORGANIZER").await.token;
-    let customer = s.user("CUSTOMER").await.token;
+    let (organizer, customer) = s.organizer_and_customer().await;
     assert_everything_answers(&s, &organizer, &customer).await;
 }
 
@@ -202,8 +198,7 @@ async fn an_unanswered_order_still_drops_the_event_it_may_have_sold() {
     // orders behind an address that accepts connections and never answers: the order may have
     // been placed, so the stock the cache holds can no longer be trusted.
     let s = stack().await;
-    let organizer = s.user("ORGANIZER").await.token;
-    let customer = s.user("CUSTOMER").await.token;
+    let (organizer, customer) = s.organizer_and_customer().await;
     let (event, tt) = s.event(&organizer, "NA", 5).await;
     assert_eq!(s.redis_keys(&format!("event:{event}")).await.len(), 1, "cached by the read after creation");
 

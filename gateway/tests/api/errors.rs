@@ -8,8 +8,7 @@ use super::helpers::{CREATE_EVENT, Req, code, data, post_gql, stack, stack_with,
 #[tokio::test]
 async fn bad_input_is_refused_with_codes_and_field_details() {
     let s = stack().await;
-    let organizer = s.user("ORGANIZER").await.token;
-    let customer = s.user("CUSTOMER").await.token;
+    let (organizer, customer) = s.organizer_and_customer().await;
     let event = |region: &str, starts: &str| {
         json!({"input": {"region": region, "title": "T", "venue": "V", "startsAt": starts,
             "endsAt": "2027-01-20T23:00:00Z", "ticketTypes": [{"name": "GA", "priceInCents": 100, "totalQuantity": 1}]}})

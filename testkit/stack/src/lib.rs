@@ -21,4 +21,4 @@
 pub mod services;
 pub mod stack;
 
-pub use stack::{Stack, StackBuilder, TestUser, event_body};
+pub use stack::{Stack, StackBuilder, TestUser, event_body, order_body};

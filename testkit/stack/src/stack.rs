@@ -183,6 +183,19 @@ impl Stack {
         services::spawn_gateway(settings, self.shards.map.clone()).await
     }
 
+    /// A stack with one event in `region` whose first ticket type has `stock` tickets, and the
+    /// ids of both: most order tests' starting point.
+    pub async fn with_stock(region: &str, stock: i64) -> (Self, String, String) {
+        let s = Self::start().await;
+        let (event, tt) = s.event_with_stock(region, stock).await;
+        (s, event, tt)
+    }
+
+    /// An event with `stock` tickets in NA and one in SA: `((na_event, na_tt), (sa_event, sa_tt))`.
+    pub async fn stock_in_na_and_sa(&self, stock: i64) -> ((String, String), (String, String)) {
+        (self.event_with_stock("NA", stock).await, self.event_with_stock("SA", stock).await)
+    }
+
     /// A new user with `role`, signed up and logged in at accounts.
     pub async fn user(&self, role: &str) -> TestUser {
         let email = format!("{}@example.org", testkit::unique_id());
@@ -192,6 +205,11 @@ impl Stack {
         let id = res.json::<Value>().await.unwrap()["userId"].as_str().unwrap().parse().unwrap();
         let token = self.login(&email).await;
         TestUser { id, email, token }
+    }
+
+    /// The tokens of a new ORGANIZER and a new CUSTOMER, the two roles most tests act as.
+    pub async fn organizer_and_customer(&self) -> (String, String) {
+        (self.user("ORGANIZER").await.token, self.user("CUSTOMER").await.token)
     }
 
     /// An access token for `email` (password [`PASSWORD`]).
@@ -285,6 +303,11 @@ impl Stack {
         let (status, body, _) = self.post(&format!("/api/v1/orders/{id}/pay"), Some(token), &json!({})).await;
         (status, body)
     }
+}
+
+/// An order body: `quantity` tickets of `ticket_type` of `event`, placed in `region`.
+pub fn order_body(region: &str, event: &str, ticket_type: &str, quantity: i64) -> Value {
+    json!({"region": region, "eventId": event, "ticketTypeId": ticket_type, "quantity": quantity})
 }
 
 /// A valid event body in `region`: two ticket types, Standard (100 at 5000 cents) and VIP

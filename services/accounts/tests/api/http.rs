@@ -109,13 +109,18 @@ async fn unknown_email_and_wrong_password_answer_alike() {
     assert_eq!(ctx.login("KNOWN@example.org", "correct horse battery").await.0, 200);
 }
 
-#[tokio::test]
-async fn repeated_failures_are_throttled_across_instances_via_redis() {
-    let ctx = spawn_with(|s| {
+/// Accounts letting 3 failed logins per email through in a 2-minute window.
+async fn spawn_throttled_at_3() -> super::helpers::Ctx {
+    spawn_with(|s| {
         s.login_throttle.max_failures = 3;
         s.login_throttle.window = Duration::from_secs(120);
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_across_instances_via_redis() {
+    let ctx = spawn_throttled_at_3().await;
     ctx.user("victim@example.org", None).await;
     for _ in 0..3 {
         assert_eq!(ctx.login("victim@example.org", "guess").await.0, 401);
@@ -140,11 +145,7 @@ async fn repeated_failures_are_throttled_across_instances_via_redis() {
 
 #[tokio::test]
 async fn a_burst_of_parallel_guesses_gets_no_more_than_the_limit() {
-    let ctx = spawn_with(|s| {
-        s.login_throttle.max_failures = 3;
-        s.login_throttle.window = Duration::from_secs(120);
-    })
-    .await;
+    let ctx = spawn_throttled_at_3().await;
     ctx.user("burst@example.org", None).await;
     let ctx = &ctx;
     let statuses = futures::future::join_all(

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use test_stack::{Stack, TestUser};
+use test_stack::{Stack, TestUser, order_body};
 
 use super::helpers::{event, fields};
 
@@ -188,13 +188,11 @@ async fn a_fan_out_over_a_down_shard_is_a_clear_503_while_the_other_region_lists
 #[tokio::test]
 async fn a_customer_lists_their_orders_across_regions_newest_first() {
     let s = Stack::start().await;
-    let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
-    let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
+    let ((na_event, na_tt), (sa_event, sa_tt)) = s.stock_in_na_and_sa(10).await;
     let customer = s.user("CUSTOMER").await.token;
     let mut placed = Vec::new();
     for (region, e, t) in [("NA", &na_event, &na_tt), ("SA", &sa_event, &sa_tt), ("NA", &na_event, &na_tt)] {
-        let (status, body) =
-            s.order(&customer, None, &json!({"region": region, "eventId": e, "ticketTypeId": t, "quantity": 1})).await;
+        let (status, body) = s.order(&customer, None, &order_body(region, e, t, 1)).await;
         assert_eq!(status, 201);
         placed.push(body["orderId"].as_str().unwrap().to_owned());
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -249,12 +247,10 @@ async fn creating_an_event_is_idempotent_by_key() {
 #[tokio::test]
 async fn a_customers_orders_are_listed_to_them_and_to_admins_only() {
     let s = Stack::start().await;
-    let (na_event, na_tt) = s.event_with_stock("NA", 5).await;
-    let (sa_event, sa_tt) = s.event_with_stock("SA", 5).await;
+    let ((na_event, na_tt), (sa_event, sa_tt)) = s.stock_in_na_and_sa(5).await;
     let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
     for (region, event, tt) in [("NA", &na_event, &na_tt), ("SA", &sa_event, &sa_tt)] {
-        let body = json!({"region": region, "eventId": event, "ticketTypeId": tt, "quantity": 1});
-        assert_eq!(s.order(&customer, None, &body).await.0, 201);
+        assert_eq!(s.order(&customer, None, &order_body(region, event, tt, 1)).await.0, 201);
     }
     let path = format!("/api/v1/customers/{customer_id}/orders");
     let regions = |p: &serde_json::Value| {

@@ -3,13 +3,9 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use test_stack::Stack;
-
-fn order(event: &str, ticket_type: &str, quantity: i64) -> Value {
-    json!({"region": "NA", "eventId": event, "ticketTypeId": ticket_type, "quantity": quantity})
-}
+use test_stack::{Stack, order_body};
 
 async fn remaining(s: &Stack, event: &str) -> i64 {
     let (_, got) = s.get(&format!("/api/v1/events/{event}")).await;
@@ -42,7 +38,7 @@ async fn reserved(ttl: Duration, sweep: Duration, stock: i64, n: usize) -> (Stac
     let customer = s.user("CUSTOMER").await.token;
     let mut ids = Vec::new();
     for _ in 0..n {
-        let (status, created) = s.order(&customer, None, &order(&event, &tt, 2)).await;
+        let (status, created) = s.order(&customer, None, &order_body("NA", &event, &tt, 2)).await;
         assert_eq!(status, 201, "{created}");
         ids.push(created["orderId"].as_str().unwrap().to_owned());
     }
@@ -60,11 +56,10 @@ async fn backdate(s: &Stack, id: &str) {
 
 #[tokio::test]
 async fn cancel_returns_the_stock_once_and_a_second_cancel_answers_the_same() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (s, event, tt) = Stack::with_stock("NA", 10).await;
     let customer = s.user("CUSTOMER").await.token;
     let stranger = s.user("CUSTOMER").await.token;
-    let (_, created) = s.order(&customer, None, &order(&event, &tt, 3)).await;
+    let (_, created) = s.order(&customer, None, &order_body("NA", &event, &tt, 3)).await;
     let id = created["orderId"].as_str().unwrap().to_owned();
     assert_eq!(remaining(&s, &event).await, 7);
 
@@ -89,7 +84,7 @@ async fn cancel_returns_the_stock_once_and_a_second_cancel_answers_the_same() {
     assert_eq!(got["cancelReason"], "CUSTOMER");
 
     // A paid order stays paid.
-    let (_, paid) = s.order(&customer, None, &order(&event, &tt, 1)).await;
+    let (_, paid) = s.order(&customer, None, &order_body("NA", &event, &tt, 1)).await;
     let paid = paid["orderId"].as_str().unwrap().to_owned();
     assert_eq!(s.pay(&customer, &paid).await.0, 200);
     let (status, body) = s.cancel(&customer, &paid).await;

@@ -5,13 +5,9 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use test_stack::{Stack, TestUser};
+use test_stack::{Stack, TestUser, order_body};
 
 use super::helpers::fields;
-
-fn order(region: &str, event: &str, ticket_type: &str, quantity: i64) -> Value {
-    json!({"region": region, "eventId": event, "ticketTypeId": ticket_type, "quantity": quantity})
-}
 
 async fn scalar(s: &Stack, shard: &str, sql: &str, id: &str) -> i64 {
     sqlx::query_scalar(sql).bind(id).fetch_one(s.shards.pool(shard).unwrap()).await.unwrap()
@@ -19,10 +15,9 @@ async fn scalar(s: &Stack, shard: &str, sql: &str, id: &str) -> i64 {
 
 #[tokio::test]
 async fn an_order_takes_stock_and_writes_its_outbox_row_on_the_events_shard() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("SA", 10).await;
+    let (s, event, tt) = Stack::with_stock("SA", 10).await;
     let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
-    let (status, body) = s.order(&customer, None, &order("SA", &event, &tt, 3)).await;
+    let (status, body) = s.order(&customer, None, &order_body("SA", &event, &tt, 3)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!((body["totalPriceInCents"].as_i64(), body["region"].as_str()), (Some(7500), Some("SA")));
     let order_id = body["orderId"].as_str().unwrap();
@@ -48,10 +43,9 @@ async fn an_order_takes_stock_and_writes_its_outbox_row_on_the_events_shard() {
 
 #[tokio::test]
 async fn a_wrong_region_tag_is_a_clear_422() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (s, event, tt) = Stack::with_stock("NA", 10).await;
     let customer = s.user("CUSTOMER").await.token;
-    let (status, body) = s.order(&customer, None, &order("SA", &event, &tt, 1)).await;
+    let (status, body) = s.order(&customer, None, &order_body("SA", &event, &tt, 1)).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "REGION_MISMATCH");
     assert_eq!(body["details"], json!({"requestedRegion": "SA", "eventRegion": "NA"}));
@@ -59,12 +53,11 @@ async fn a_wrong_region_tag_is_a_clear_422() {
 
 #[tokio::test]
 async fn bad_orders_name_the_field() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (s, event, tt) = Stack::with_stock("NA", 10).await;
     let (other_event, other_tt) = s.event_with_stock("NA", 10).await;
     let customer = s.user("CUSTOMER").await.token;
     for (q, ok) in [(0, false), (11, false), (10, true), (-1, false)] {
-        let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, q)).await;
+        let (status, body) = s.order(&customer, None, &order_body("NA", &event, &tt, q)).await;
         assert_eq!(status == 201, ok, "quantity {q}: {body}");
         if !ok {
             assert_eq!(fields(&body), ["quantity"], "{body}");
@@ -75,25 +68,24 @@ async fn bad_orders_name_the_field() {
         (status, fields(&body)),
         (400, vec!["region".into(), "eventId".into(), "ticketTypeId".into(), "quantity".into()])
     );
-    let (status, body) = s.order(&customer, None, &order("NA", "nope", &tt, 1)).await;
+    let (status, body) = s.order(&customer, None, &order_body("NA", "nope", &tt, 1)).await;
     assert_eq!((status, fields(&body)), (400, vec!["eventId".to_owned()]));
     // A ticket type of another event: on another partition it is refused by its id alone, on
     // the same one by the database.
-    let (status, body) = s.order(&customer, None, &order("NA", &event, &other_tt, 1)).await;
+    let (status, body) = s.order(&customer, None, &order_body("NA", &event, &other_tt, 1)).await;
     assert!(matches!(status, 400 | 404), "{status} {body}");
     let _ = other_event;
-    let (status, body) = s.order(&customer, Some("has space"), &order("NA", &event, &tt, 1)).await;
+    let (status, body) = s.order(&customer, Some("has space"), &order_body("NA", &event, &tt, 1)).await;
     assert_eq!((status, fields(&body)), (400, vec!["Idempotency-Key".to_owned()]));
 }
 
 #[tokio::test]
 async fn only_existing_customers_order_and_accounts_down_is_retryable() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (s, event, tt) = Stack::with_stock("NA", 10).await;
     let organizer = s.user("ORGANIZER").await.token;
-    let (status, body) = s.order(&organizer, None, &order("NA", &event, &tt, 1)).await;
+    let (status, body) = s.order(&organizer, None, &order_body("NA", &event, &tt, 1)).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("FORBIDDEN")), "{body}");
-    let (status, _) = s.order("garbage", None, &order("NA", &event, &tt, 1)).await;
+    let (status, _) = s.order("garbage", None, &order_body("NA", &event, &tt, 1)).await;
     assert_eq!(status, 401);
 
     // The same shards, but accounts' gRPC address points nowhere: 503, not 500.
@@ -104,30 +96,29 @@ async fn only_existing_customers_order_and_accounts_down_is_retryable() {
         })
         .await;
     let customer = s.user("CUSTOMER").await.token;
-    let res = broken.post_json_as("/api/v1/orders", &customer, &order("NA", &event, &tt, 1)).await;
+    let res = broken.post_json_as("/api/v1/orders", &customer, &order_body("NA", &event, &tt, 1)).await;
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
 }
 
 #[tokio::test]
 async fn sold_out_and_insufficient_stock() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 3).await;
+    let (s, event, tt) = Stack::with_stock("NA", 3).await;
     let customer = s.user("CUSTOMER").await.token;
-    assert_eq!(s.order(&customer, None, &order("NA", &event, &tt, 2)).await.0, 201);
-    let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, 2)).await;
+    assert_eq!(s.order(&customer, None, &order_body("NA", &event, &tt, 2)).await.0, 201);
+    let (status, body) = s.order(&customer, None, &order_body("NA", &event, &tt, 2)).await;
     assert_eq!(
         (status, body["error"].as_str(), body["details"]["remaining"].as_i64()),
         (409, Some("INSUFFICIENT_STOCK"), Some(1))
     );
-    assert_eq!(s.order(&customer, None, &order("NA", &event, &tt, 1)).await.0, 201);
-    let (status, body) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
+    assert_eq!(s.order(&customer, None, &order_body("NA", &event, &tt, 1)).await.0, 201);
+    let (status, body) = s.order(&customer, None, &order_body("NA", &event, &tt, 1)).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("SOLD_OUT")));
 }
 
 /// Fires `n` orders of 1 at once from `customers` (round robin); returns counts by status/code.
 async fn rush(s: &Stack, customers: &[String], n: usize, event: &str, tt: &str) -> BTreeMap<String, usize> {
-    let body = order("NA", event, tt, 1);
+    let body = order_body("NA", event, tt, 1);
     let answers = join_all((0..n).map(|i| {
         let token = customers[i % customers.len()].clone();
         let body = body.clone();
@@ -175,8 +166,7 @@ async fn assert_stock_consistent(s: &Stack, event: &str, tt: &str, sold: i64) {
 /// exactly `stock` are taken, every other answer is SOLD_OUT (never a retry answer), and the
 /// stock adds up.
 async fn assert_sells_exactly_the_stock(stock: usize, customers_n: usize, requests: usize) {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", i64::try_from(stock).unwrap()).await;
+    let (s, event, tt) = Stack::with_stock("NA", i64::try_from(stock).unwrap()).await;
     let buyers = customers(&s, customers_n).await;
     let counts = rush(&s, &buyers, requests, &event, &tt).await;
     assert_eq!(counts, BTreeMap::from([("201".to_owned(), stock), ("409 SOLD_OUT".to_owned(), requests - stock)]));
@@ -195,10 +185,9 @@ async fn flash_sale_500_buyers_100_tickets_no_retry_answers() {
 
 #[tokio::test]
 async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 100).await;
+    let (s, event, tt) = Stack::with_stock("NA", 100).await;
     let customer = s.user("CUSTOMER").await.token;
-    let body = order("NA", &event, &tt, 2);
+    let body = order_body("NA", &event, &tt, 2);
     let answers = join_all((0..50).map(|_| s.order(&customer, Some("checkout-42"), &body))).await;
     let first = answers[0].clone();
     assert_eq!(first.0, 201, "{}", first.1);
@@ -207,7 +196,7 @@ async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
     assert_eq!(got["ticketTypes"][0]["remainingQuantity"], 98);
 
     // The same key with another body is refused; another customer's same key is theirs.
-    let (status, body2) = s.order(&customer, Some("checkout-42"), &order("NA", &event, &tt, 3)).await;
+    let (status, body2) = s.order(&customer, Some("checkout-42"), &order_body("NA", &event, &tt, 3)).await;
     assert_eq!((status, body2["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")));
     let other = s.user("CUSTOMER").await.token;
     let (status, theirs) = s.order(&other, Some("checkout-42"), &body).await;
@@ -217,10 +206,9 @@ async fn fifty_concurrent_duplicates_of_one_key_make_one_order() {
 
 #[tokio::test]
 async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (s, event, tt) = Stack::with_stock("NA", 10).await;
     let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
-    let (_, created) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
+    let (_, created) = s.order(&customer, None, &order_body("NA", &event, &tt, 1)).await;
     let id = created["orderId"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/orders/{id}");
     let (status, got) = s.get_as(&path, &customer).await;
@@ -249,7 +237,7 @@ async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() 
     assert_eq!(kinds, ["OrderCreated", "OrderPaid"]);
 
     // A cancelled order cannot be paid; unknown and malformed ids are 404 and 400.
-    let (_, other) = s.order(&customer, None, &order("NA", &event, &tt, 1)).await;
+    let (_, other) = s.order(&customer, None, &order_body("NA", &event, &tt, 1)).await;
     let other = other["orderId"].as_str().unwrap().to_owned();
     assert_eq!(s.cancel(&customer, &other).await.0, 200);
     let (status, body) = s.pay(&customer, &other).await;
@@ -264,8 +252,7 @@ async fn pay_is_pending_to_paid_once_with_an_outbox_row_after_the_created_one() 
 
 #[tokio::test]
 async fn order_and_outbox_commit_together_or_not_at_all() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("SA", 10).await;
+    let (s, event, tt) = Stack::with_stock("SA", 10).await;
     let customer = s.user("CUSTOMER").await.token;
     // Inject a failure between the transaction's statements: the outbox insert of any order of
     // 7 tickets fails, after the stock update and the order insert have run.
@@ -278,7 +265,7 @@ async fn order_and_outbox_commit_together_or_not_at_all() {
     .await
     .unwrap();
 
-    let (status, body) = s.order(&customer, Some("seven"), &order("SA", &event, &tt, 7)).await;
+    let (status, body) = s.order(&customer, Some("seven"), &order_body("SA", &event, &tt, 7)).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body, json!({"error": "INTERNAL", "message": "internal error"}), "no internals leak");
     let pool = s.shards.pool("sa-1").unwrap();
@@ -295,7 +282,7 @@ async fn order_and_outbox_commit_together_or_not_at_all() {
 
     // The same key works once the fault is gone: nothing half-done blocks it.
     sqlx::raw_sql("drop trigger fail_sevens on outbox").execute(pool).await.unwrap();
-    assert_eq!(s.order(&customer, Some("seven"), &order("SA", &event, &tt, 7)).await.0, 201);
+    assert_eq!(s.order(&customer, Some("seven"), &order_body("SA", &event, &tt, 7)).await.0, 201);
 }
 
 #[tokio::test]
@@ -309,21 +296,20 @@ async fn a_stopped_shard_fails_fast_for_its_region_and_recovers_without_a_restar
         .start()
         .await;
 
-    let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
-    let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
+    let ((na_event, na_tt), (sa_event, sa_tt)) = s.stock_in_na_and_sa(10).await;
     let customer = s.user("CUSTOMER").await.token;
-    assert_eq!(s.order(&customer, None, &order("SA", &sa_event, &sa_tt, 1)).await.0, 201);
+    assert_eq!(s.order(&customer, None, &order_body("SA", &sa_event, &sa_tt, 1)).await.0, 201);
 
     private.stop().await.unwrap();
     let started = std::time::Instant::now();
-    let (status, body) = s.order(&customer, None, &order("SA", &sa_event, &sa_tt, 1)).await;
+    let (status, body) = s.order(&customer, None, &order_body("SA", &sa_event, &sa_tt, 1)).await;
     assert_eq!(status, 503, "{body}");
     assert!(body["message"].as_str().unwrap().contains("region SA"), "{body}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "503 within {:?}", started.elapsed());
-    assert_eq!(s.order(&customer, None, &order("NA", &na_event, &na_tt, 1)).await.0, 201, "NA keeps selling");
+    assert_eq!(s.order(&customer, None, &order_body("NA", &na_event, &na_tt, 1)).await.0, 201, "NA keeps selling");
 
     private.resume().await.unwrap();
-    let (status, body) = s.order(&customer, None, &order("SA", &sa_event, &sa_tt, 1)).await;
+    let (status, body) = s.order(&customer, None, &order_body("SA", &sa_event, &sa_tt, 1)).await;
     assert_eq!(status, 201, "SA recovers without restarting orders: {body}");
     drop(sa_db);
 }
@@ -331,11 +317,10 @@ async fn a_stopped_shard_fails_fast_for_its_region_and_recovers_without_a_restar
 #[tokio::test]
 async fn one_key_for_two_orders_in_different_regions_is_refused() {
     let s = Stack::start().await;
-    let (na_event, na_tt) = s.event_with_stock("NA", 10).await;
-    let (sa_event, sa_tt) = s.event_with_stock("SA", 10).await;
+    let ((na_event, na_tt), (sa_event, sa_tt)) = s.stock_in_na_and_sa(10).await;
     let customer = s.user("CUSTOMER").await.token;
-    assert_eq!(s.order(&customer, Some("k-1"), &order("NA", &na_event, &na_tt, 1)).await.0, 201);
-    let (status, body) = s.order(&customer, Some("k-1"), &order("SA", &sa_event, &sa_tt, 1)).await;
+    assert_eq!(s.order(&customer, Some("k-1"), &order_body("NA", &na_event, &na_tt, 1)).await.0, 201);
+    let (status, body) = s.order(&customer, Some("k-1"), &order_body("SA", &sa_event, &sa_tt, 1)).await;
     assert_eq!((status, body["error"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{body}");
     let (_, sa) = s.get(&format!("/api/v1/events/{sa_event}")).await;
     assert_eq!(sa["ticketTypes"][0]["remainingQuantity"], 10, "no SA order was made");
@@ -343,8 +328,7 @@ async fn one_key_for_two_orders_in_different_regions_is_refused() {
 
 #[tokio::test]
 async fn with_redis_down_orders_slow_down_but_never_oversell() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 30).await;
+    let (s, event, tt) = Stack::with_stock("NA", 30).await;
     // The same shards and accounts, but the lock's Redis points nowhere.
     let lockless = s
         .spawn_orders(s.shards.map.clone(), |o| {
@@ -353,7 +337,7 @@ async fn with_redis_down_orders_slow_down_but_never_oversell() {
         })
         .await;
     let buyers = customers(&s, 5).await;
-    let body = order("NA", &event, &tt, 1);
+    let body = order_body("NA", &event, &tt, 1);
     let answers = join_all((0..100).map(|i| {
         let req = lockless.client.post(lockless.url("/api/v1/orders")).bearer_auth(&buyers[i % 5]).json(&body);
         async move { req.send().await.unwrap().status().as_u16() }

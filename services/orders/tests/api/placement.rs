@@ -5,11 +5,7 @@ use serde_json::{Value, json};
 use shard_router::ShardMap;
 use sqlx::PgPool;
 
-use test_stack::{Stack, TestUser};
-
-fn order(event: &str, tt: &str) -> Value {
-    json!({"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1})
-}
+use test_stack::{Stack, TestUser, order_body};
 
 /// The repository's map with `na-2` added to region NA, every shard at this test's databases.
 fn map_with_na2(s: &Stack, na2_url: &str) -> ShardMap {
@@ -102,7 +98,7 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
     let mut placed = Vec::new();
     for _ in 0..20 {
         let (event, tt) = s.event_with_stock("NA", 5).await;
-        let (status, body) = s.order(&customer, None, &order(&event, &tt)).await;
+        let (status, body) = s.order(&customer, None, &order_body("NA", &event, &tt, 1)).await;
         assert_eq!(status, 201, "{body}");
         placed.push((event, tt, body["orderId"].as_str().unwrap().to_owned()));
     }
@@ -126,7 +122,7 @@ async fn adding_a_shard_to_shards_toml_reroutes_nothing_until_a_plan_is_applied(
         assert_eq!(res.status(), 200, "order {order_id} still readable");
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["customerId"], customer_id.to_string().as_str());
-        let res = restarted.post_json_as("/api/v1/orders", &customer, &order(event, tt)).await;
+        let res = restarted.post_json_as("/api/v1/orders", &customer, &order_body("NA", event, tt, 1)).await;
         assert_eq!(res.status(), 201, "a new order for {event} is taken");
     }
     let na2_pool = s.shards.pool("na-2").unwrap();
@@ -145,7 +141,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     let mut s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 10).await;
     let customer = s.user("CUSTOMER").await.token;
-    let (status, first) = s.order(&customer, Some("k-first"), &order(&event, &tt)).await;
+    let (status, first) = s.order(&customer, Some("k-first"), &order_body("NA", &event, &tt, 1)).await;
     assert_eq!(status, 201, "{first}");
     let first_id = first["orderId"].as_str().unwrap().to_owned();
 
@@ -171,7 +167,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
     );
 
     // The stale process's order lands on the new owner, through one retry.
-    let res = stale.post_json_as("/api/v1/orders", &customer, &order(&event, &tt)).await;
+    let res = stale.post_json_as("/api/v1/orders", &customer, &order_body("NA", &event, &tt, 1)).await;
     assert_eq!(res.status(), 201);
     let second: Value = res.json().await.unwrap();
     let second_id = second["orderId"].as_str().unwrap();
@@ -188,7 +184,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
         .post(stale.url("/api/v1/orders"))
         .bearer_auth(&customer)
         .header("Idempotency-Key", "k-first")
-        .json(&order(&event, &tt))
+        .json(&order_body("NA", &event, &tt, 1))
         .send()
         .await
         .unwrap();
@@ -232,8 +228,7 @@ async fn a_stale_process_cannot_write_on_the_old_owner_and_retries_on_the_new_on
 
 #[tokio::test]
 async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
-    let s = Stack::start().await;
-    let (event, tt) = s.event_with_stock("NA", 10).await;
+    let (s, event, tt) = Stack::with_stock("NA", 10).await;
     let customer = s.user("CUSTOMER").await.token;
     // A freeze whose orchestrator is gone: its lease lapses in 1.5 s and writes go on.
     sqlx::query(
@@ -245,7 +240,7 @@ async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
     .await
     .unwrap();
     let started = std::time::Instant::now();
-    let (status, body) = s.order(&customer, None, &order(&event, &tt)).await;
+    let (status, body) = s.order(&customer, None, &order_body("NA", &event, &tt, 1)).await;
     assert_eq!(status, 201, "{body}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(1000), "the write waited for the freeze");
     // Other partitions were never held up.
@@ -255,7 +250,7 @@ async fn a_write_waits_out_a_freeze_and_a_lapsed_lease_unfreezes() {
             break (e, t);
         }
     };
-    assert_eq!(s.order(&customer, None, &order(&other, &other_tt)).await.0, 201);
+    assert_eq!(s.order(&customer, None, &order_body("NA", &other, &other_tt, 1)).await.0, 201);
 }
 
 #[tokio::test]
@@ -263,7 +258,7 @@ async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() 
     let mut s = Stack::start().await;
     let (event, tt) = s.event_with_stock("NA", 5).await;
     let customer = s.user("CUSTOMER").await.token;
-    assert_eq!(s.order(&customer, Some("k"), &order(&event, &tt)).await.0, 201);
+    assert_eq!(s.order(&customer, Some("k"), &order_body("NA", &event, &tt, 1)).await.0, 201);
     let na2 = s.shards.add_db("na-2", "na-1").await.unwrap();
     let map = map_with_na2(&s, &na2);
     let store =
@@ -293,7 +288,7 @@ async fn the_plan_moves_about_half_of_na_to_the_new_shard_and_changes_nothing() 
     let key = loop {
         let (e, t) = s.event_with_stock("NA", 5).await;
         let key = format!("kc-{}", testkit::unique_id());
-        assert_eq!(s.order(&customer, Some(&key), &order(&e, &t)).await.0, 201);
+        assert_eq!(s.order(&customer, Some(&key), &order_body("NA", &e, &t, 1)).await.0, 201);
         if step.partitions.contains(&partition_of(&e)) {
             break key;
         }

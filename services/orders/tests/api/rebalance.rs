@@ -19,7 +19,7 @@ use testkit::kafka::read_all;
 use testkit::{PrivatePostgres, TestApp, TestDb, TestKafka};
 use tokio::sync::Mutex;
 
-use test_stack::Stack;
+use test_stack::{Stack, order_body};
 
 /// The accounts + orders stack of the other tests, plus an `na-2` on an instance of its own.
 struct Moving {
@@ -90,6 +90,20 @@ impl Moving {
     }
 
     /// Runs the CLI as a process: its exit status and output.
+    /// `orders-rebalance <args>` on both NA shards, which must succeed; what it printed.
+    async fn cli_ok(&self, args: &[&str]) -> String {
+        let (code, out) = self.cli(&BOTH, args).await;
+        assert_eq!(code, Some(0), "{out}");
+        out
+    }
+
+    /// `orders-rebalance <args> --crash-at <point>`: the process exits abruptly there, as a
+    /// crash would.
+    async fn crash_at(&self, args: &[&str], point: &str) {
+        let (code, out) = self.cli(&BOTH, &[args, &["--crash-at", point]].concat()).await;
+        assert_ne!(code, Some(0), "killed at {point}: {out}");
+    }
+
     async fn cli(&self, na: &[&str], args: &[&str]) -> (Option<i32>, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_orders-rebalance"))
             .args(args)
@@ -132,10 +146,6 @@ impl Moving {
     }
 }
 
-fn order(event: &str, tt: &str) -> Value {
-    json!({"region": "NA", "eventId": event, "ticketTypeId": tt, "quantity": 1})
-}
-
 /// An order the service acknowledged (201), and whether its payment was acknowledged too.
 #[derive(Debug, Clone)]
 struct Acked {
@@ -172,7 +182,7 @@ async fn writers(
                         .post(app.url("/api/v1/orders"))
                         .bearer_auth(&token)
                         .header("Idempotency-Key", &key)
-                        .json(&order(event, tt))
+                        .json(&order_body("NA", event, tt, 1))
                         .send()
                 };
                 let res = post().await.unwrap();
@@ -306,15 +316,25 @@ async fn na_events(s: &Stack, n: usize, stock: i64) -> Vec<(String, String)> {
 
 const BOTH: [&str; 2] = ["na-1", "na-2"];
 
+/// Tickets per ticket type in the tests under load: few, so sell-outs happen during moves.
+const STOCK: i64 = 40;
+
+impl Moving {
+    /// `n` NA events of [`STOCK`] tickets, a customer's token to buy them, and orders restarted
+    /// on the edited `shards.toml` (NA on na-1 and na-2; nothing moved yet, so all on na-1).
+    async fn stocked_on_both(&mut self, n: usize) -> (Arc<Vec<(String, String)>>, String) {
+        let events = Arc::new(na_events(&self.s, n, STOCK).await);
+        let token = self.s.user("CUSTOMER").await.token;
+        self.s.orders = self.orders(&BOTH, true).await;
+        (events, token)
+    }
+}
+
 #[tokio::test]
 async fn adding_a_shard_under_load_moves_half_of_na_with_nothing_lost_oversold_or_reordered() {
     let mut m = Moving::new().await;
     let kafka = TestKafka::new(3).await.unwrap();
-    let stock = 40;
-    let events = Arc::new(na_events(&m.s, 16, stock).await);
-    let token = m.s.user("CUSTOMER").await.token;
-    // The restart on the edited shards.toml: everything still served from na-1.
-    m.s.orders = m.orders(&BOTH, true).await;
+    let (events, token) = m.stocked_on_both(16).await;
     let app = Arc::new(m.orders(&BOTH, true).await);
     let stale = Arc::new(m.orders(&BOTH, false).await);
     let _relay = relay(&m, &kafka, &BOTH).await;
@@ -351,7 +371,7 @@ async fn adding_a_shard_under_load_moves_half_of_na_with_nothing_lost_oversold_o
 
     let acked = acked.lock().await.clone();
     assert!(acked.len() > 50, "the load ran: {} orders", acked.len());
-    audit_orders(&m, &app, &token, &events, &acked, stock).await;
+    audit_orders(&m, &app, &token, &events, &acked, STOCK).await;
     // The process that never followed the map wrote through the fence's answers.
     assert!(stale.metric("orders_stale_route_retries_total", &[("operation", "create_order")]).await >= 1.0);
     audit_topic(&m, &kafka).await;
@@ -360,12 +380,10 @@ async fn adding_a_shard_under_load_moves_half_of_na_with_nothing_lost_oversold_o
 #[tokio::test]
 async fn the_cli_killed_at_each_phase_resumes_or_aborts_cleanly() {
     let mut m = Moving::new().await;
-    let events = na_events(&m.s, 12, 50).await;
-    let token = m.s.user("CUSTOMER").await.token;
-    m.s.orders = m.orders(&BOTH, true).await;
+    let (events, token) = m.stocked_on_both(12).await;
     let mut acked = Vec::new();
-    for (event, tt) in &events {
-        let (status, body) = m.s.order(&token, None, &order(event, tt)).await;
+    for (event, tt) in events.iter() {
+        let (status, body) = m.s.order(&token, None, &order_body("NA", event, tt, 1)).await;
         assert_eq!(status, 201, "{body}");
         acked.push(Acked { id: body["orderId"].as_str().unwrap().to_owned(), ticket_type: tt.clone(), paid: false });
     }
@@ -383,57 +401,48 @@ async fn the_cli_killed_at_each_phase_resumes_or_aborts_cleanly() {
     };
 
     // Killed during the copy: `abort` undoes it, and the partitions never stopped serving.
-    let (code, out) = m.cli(&BOTH, &[&one_batch[..], &["--crash-at", "copy"]].concat()).await;
-    assert_ne!(code, Some(0), "{out}");
+    m.crash_at(&one_batch, "copy").await;
     assert_eq!(phase(1).await, "COPYING");
-    let (code, out) = m.cli(&BOTH, &["abort"]).await;
-    assert_eq!(code, Some(0), "{out}");
+    let out = m.cli_ok(&["abort"]).await;
     assert!(out.contains("aborted move 1"), "{out}");
     assert_eq!(phase(1).await, "ABORTED");
     m.assert_nothing_left().await;
     assert_eq!(m.partitions_on("na-2").await, 0);
 
     // Killed while frozen: the lease lapses by itself, and a rerun completes the move.
-    let (code, out) = m.cli(&BOTH, &[&one_batch[..], &["--crash-at", "freeze"]].concat()).await;
-    assert_ne!(code, Some(0), "{out}");
+    m.crash_at(&one_batch, "freeze").await;
     assert_eq!(phase(2).await, "CATCHING_UP");
     let (event, tt) = &events[0];
-    let (status, body) = m.s.order(&token, None, &order(event, tt)).await;
+    let (status, body) = m.s.order(&token, None, &order_body("NA", event, tt, 1)).await;
     assert_eq!(status, 201, "writes go on once the dead orchestrator's lease lapses: {body}");
     acked.push(Acked { id: body["orderId"].as_str().unwrap().to_owned(), ticket_type: tt.clone(), paid: false });
-    let (code, out) = m.cli(&BOTH, &one_batch).await;
-    assert_eq!(code, Some(0), "{out}");
+    let out = m.cli_ok(&one_batch).await;
     assert!(out.contains("resuming move 2"), "{out}");
     assert_eq!(phase(2).await, "DONE");
 
     // Killed between the source's half of the switch and the destination's: nobody owns the
     // partitions, and no lease will end that, so `abort` rolls the switch back (and `apply`
     // would have finished it instead).
-    let (code, out) = m.cli(&BOTH, &[&one_batch[..], &["--crash-at", "switch"]].concat()).await;
-    assert_ne!(code, Some(0), "{out}");
+    m.crash_at(&one_batch, "switch").await;
     let moved: i64 = sqlx::query_scalar("select count(*) from partition_owner where state = 'MOVED'")
         .fetch_one(m.pool("na-1"))
         .await
         .unwrap();
     assert_eq!(moved, 32 + 32, "move 2's partitions and this one's are MOVED on na-1");
-    let (code, out) = m.cli(&BOTH, &["abort"]).await;
-    assert_eq!(code, Some(0), "{out}");
+    m.cli_ok(&["abort"]).await;
     assert_eq!(phase(3).await, "ABORTED");
     m.assert_nothing_left().await;
     assert_eq!(m.partitions_on("na-2").await, 32);
 
     // Killed right after the switch: the rerun cleans up.
-    let (code, out) = m.cli(&BOTH, &[&one_batch[..], &["--crash-at", "switched"]].concat()).await;
-    assert_ne!(code, Some(0), "{out}");
+    m.crash_at(&one_batch, "switched").await;
     assert_eq!(phase(4).await, "SWITCHED");
-    let (code, out) = m.cli(&BOTH, &one_batch).await;
-    assert_eq!(code, Some(0), "{out}");
+    m.cli_ok(&one_batch).await;
     assert_eq!(phase(4).await, "DONE");
 
     m.assert_nothing_left().await;
     assert_eq!(m.partitions_on("na-2").await, 64, "two batches of 32 moved");
-    let (code, out) = m.cli(&BOTH, &["verify"]).await;
-    assert_eq!(code, Some(0), "{out}");
+    let out = m.cli_ok(&["verify"]).await;
     assert!(!out.contains("FAIL"), "{out}");
     let (_, status) = m.cli(&BOTH, &["status"]).await;
     assert!(status.contains("#4 NA na-1 -> na-2, 32 partitions: DONE"), "{status}");
@@ -441,17 +450,14 @@ async fn the_cli_killed_at_each_phase_resumes_or_aborts_cleanly() {
     assert!(status.contains("#3 NA na-1 -> na-2, 32 partitions: ABORTED"), "{status}");
     assert!(status.contains("epoch"), "{status}");
     let app = m.orders(&BOTH, true).await;
-    audit_orders(&m, &app, &token, &events, &acked, 50).await;
+    audit_orders(&m, &app, &token, &events, &acked, STOCK).await;
 }
 
 #[tokio::test]
 async fn decommissioning_na_2_moves_everything_back_online() {
     let mut m = Moving::new().await;
     let kafka = TestKafka::new(3).await.unwrap();
-    let stock = 40;
-    let events = Arc::new(na_events(&m.s, 12, stock).await);
-    let token = m.s.user("CUSTOMER").await.token;
-    m.s.orders = m.orders(&BOTH, true).await;
+    let (events, token) = m.stocked_on_both(12).await;
     let relay_both = relay(&m, &kafka, &BOTH).await;
     m.mover(&BOTH, Options { batch: 512, ..Options::default() }).await.apply().await.unwrap();
     assert!(m.partitions_on("na-2").await > 300);
@@ -478,7 +484,7 @@ async fn decommissioning_na_2_moves_everything_back_online() {
     m.assert_nothing_left().await;
     let acked = acked.lock().await.clone();
     assert!(acked.len() > 30, "the load ran: {} orders", acked.len());
-    audit_orders(&m, &app, &token, &events, &acked, stock).await;
+    audit_orders(&m, &app, &token, &events, &acked, STOCK).await;
     audit_topic(&m, &kafka).await;
     drop(relay_both);
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use test_stack::Stack;
+use test_stack::{Stack, order_body};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -115,6 +115,18 @@ impl RelayProcess {
         Self { child, base: format!("http://127.0.0.1:{port}") }
     }
 
+    /// A relay of na-1 only.
+    async fn of_na(shards: &TestShards, s: &Settings) -> Self {
+        Self::start(shards, s, &["run", "--shard", "na-1"]).await
+    }
+
+    /// A relay of na-1 only, once it holds na-1's lease.
+    async fn leading_na(shards: &TestShards, s: &Settings) -> Self {
+        let relay = Self::of_na(shards, s).await;
+        wait_until("the relay leads na-1", || async { relay.role("na-1").await == "leader" }).await;
+        relay
+    }
+
     async fn role(&self, shard: &str) -> String {
         let v: Value = reqwest::get(format!("{}/api/v1/relay", self.base)).await.unwrap().json().await.unwrap();
         v["shards"][shard]["role"].as_str().unwrap_or_default().to_owned()
@@ -129,6 +141,14 @@ impl RelayProcess {
     async fn sigkill(mut self) {
         self.child.kill().await.unwrap();
     }
+}
+
+/// Fresh topics of `partitions`, fresh shards, and relay settings on them.
+async fn fresh(partitions: i32) -> (TestKafka, TestShards, Settings) {
+    let kafka = TestKafka::new(partitions).await.unwrap();
+    let shards = TestShards::create().await.unwrap();
+    let s = settings(&kafka);
+    (kafka, shards, s)
 }
 
 /// The environment that points the relay binary at the test's shard databases and topics.
@@ -167,23 +187,27 @@ async fn relay_cli(shards: &TestShards, s: &Settings, args: &[&str]) -> (i32, St
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// In each region, `n` one-ticket orders by `customer`, every `pay_every`th one paid at once.
+async fn order_in_both_regions(stack: &Stack, customer: &str, n: usize, pay_every: usize) {
+    for region in ["NA", "SA"] {
+        let (event, tt) = stack.event_with_stock(region, 100).await;
+        for i in 0..n {
+            let (status, created) = stack.order(customer, None, &order_body(region, &event, &tt, 1)).await;
+            assert_eq!(status, 201, "{created}");
+            if i % pay_every == 0 {
+                let (status, paid) = stack.pay(customer, created["orderId"].as_str().unwrap()).await;
+                assert_eq!(status, 200, "{paid}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_committed_row_is_published_once_on_both_shards_keyed_by_order_id() {
     let stack = Stack::start().await;
     let kafka = TestKafka::new(6).await.unwrap();
     let customer = stack.user("CUSTOMER").await.token;
-    for region in ["NA", "SA"] {
-        let (event, tt) = stack.event_with_stock(region, 100).await;
-        for i in 0..8 {
-            let body = json!({"region": region, "eventId": event, "ticketTypeId": tt, "quantity": 1});
-            let (status, created) = stack.order(&customer, None, &body).await;
-            assert_eq!(status, 201, "{created}");
-            if i % 2 == 0 {
-                let (status, paid) = stack.pay(&customer, created["orderId"].as_str().unwrap()).await;
-                assert_eq!(status, 200, "{paid}");
-            }
-        }
-    }
+    order_in_both_regions(&stack, &customer, 8, 2).await;
     // What the order transactions committed, per shard: (shard, outbox id) → (order id, type).
     let mut expected: BTreeMap<(String, i64), (String, String)> = BTreeMap::new();
     for (shard, db) in &stack.shards.dbs {
@@ -228,16 +252,7 @@ async fn order_created_is_delivered_before_order_paid() {
 
     // Paid right after created, while the relay runs: the two rows race through it.
     let customer = stack.user("CUSTOMER").await.token;
-    for region in ["NA", "SA"] {
-        let (event, tt) = stack.event_with_stock(region, 100).await;
-        for _ in 0..10 {
-            let body = json!({"region": region, "eventId": event, "ticketTypeId": tt, "quantity": 1});
-            let (status, created) = stack.order(&customer, None, &body).await;
-            assert_eq!(status, 201, "{created}");
-            let (status, paid) = stack.pay(&customer, created["orderId"].as_str().unwrap()).await;
-            assert_eq!(status, 200, "{paid}");
-        }
-    }
+    order_in_both_regions(&stack, &customer, 10, 1).await;
     // And the hard case: OrderCreated is backing off after a failure while OrderPaid is ready.
     let na = stack.shards.pool("na-1").unwrap();
     let order = Uuid::now_v7();
@@ -306,17 +321,15 @@ async fn with_the_broker_stopped_rows_stay_pending_and_all_publish_after_it_retu
 
 #[tokio::test]
 async fn sigkill_mid_batch_loses_nothing_and_redeliveries_are_counted() {
-    let kafka = TestKafka::new(6).await.unwrap();
-    let shards = TestShards::create().await.unwrap();
-    let na = shards.pool("na-1").unwrap();
-    let s = Settings { batch_size: 250, ..settings(&kafka) };
+    let (kafka, shards, s) = fresh(6).await;
+    let (na, s) = (shards.pool("na-1").unwrap(), Settings { batch_size: 250, ..s });
     let ids: BTreeSet<i64> = insert_created(na, "NA", 6000).await.into_iter().collect();
 
     // Kill a relay while it has rows in flight (handed to the broker, outcome not recorded).
     // A kill can land between two batches; then the round is repeated with a new relay.
     let mut in_flight_at_kill = 0;
     for _ in 0..5 {
-        let relay = RelayProcess::start(&shards, &s, &["run", "--shard", "na-1"]).await;
+        let relay = RelayProcess::of_na(&shards, &s).await;
         wait_until("a batch in flight", || async { count(na, "in_flight").await > 0 }).await;
         relay.sigkill().await;
         in_flight_at_kill = count(na, "in_flight").await;
@@ -328,7 +341,7 @@ async fn sigkill_mid_batch_loses_nothing_and_redeliveries_are_counted() {
     let sent_at_kill = count(na, "status = 'SENT'").await;
     assert!(sent_at_kill < 6000, "the kill came before the end");
 
-    let relay = RelayProcess::start(&shards, &s, &["run", "--shard", "na-1"]).await;
+    let relay = RelayProcess::of_na(&shards, &s).await;
     wait_until("all 6000 SENT", || async { count(na, "status = 'SENT'").await == 6000 }).await;
     assert_eq!(count(na, "in_flight").await, 0);
     let redelivered = relay.counter("orders_relay_redelivered_total", "na-1").await;
@@ -343,14 +356,10 @@ async fn sigkill_mid_batch_loses_nothing_and_redeliveries_are_counted() {
 
 #[tokio::test]
 async fn a_second_relay_stands_by_while_the_first_holds_the_lease_and_takes_over_when_it_dies() {
-    let kafka = TestKafka::new(3).await.unwrap();
-    let shards = TestShards::create().await.unwrap();
+    let (kafka, shards, s) = fresh(3).await;
     let na = shards.pool("na-1").unwrap();
-    let s = settings(&kafka);
-
-    let first = RelayProcess::start(&shards, &s, &["run", "--shard", "na-1"]).await;
-    wait_until("the first relay leads na-1", || async { first.role("na-1").await == "leader" }).await;
-    let second = RelayProcess::start(&shards, &s, &["run", "--shard", "na-1"]).await;
+    let first = RelayProcess::leading_na(&shards, &s).await;
+    let second = RelayProcess::of_na(&shards, &s).await;
     wait_until("the second relay stands by", || async { second.role("na-1").await == "standby" }).await;
 
     insert_created(na, "NA", 100).await;
@@ -369,12 +378,9 @@ async fn a_second_relay_stands_by_while_the_first_holds_the_lease_and_takes_over
 
 #[tokio::test]
 async fn a_leader_that_loses_its_connection_steps_down_and_the_lease_moves_on() {
-    let kafka = TestKafka::new(1).await.unwrap();
-    let shards = TestShards::create().await.unwrap();
+    let (_kafka, shards, s) = fresh(1).await;
     let na = shards.pool("na-1").unwrap();
-    let s = settings(&kafka);
-    let relay = RelayProcess::start(&shards, &s, &["run", "--shard", "na-1"]).await;
-    wait_until("leader", || async { relay.role("na-1").await == "leader" }).await;
+    let relay = RelayProcess::leading_na(&shards, &s).await;
 
     // The server ends the leader's session, as a failover or an admin would.
     let cut: i64 = sqlx::query_scalar(
@@ -393,10 +399,8 @@ async fn a_leader_that_loses_its_connection_steps_down_and_the_lease_moves_on() 
 
 #[tokio::test]
 async fn a_row_that_keeps_failing_is_dead_lettered_and_reprocess_publishes_it_again() {
-    let kafka = TestKafka::new(3).await.unwrap();
-    let shards = TestShards::create().await.unwrap();
-    let na = shards.pool("na-1").unwrap();
-    let s = Settings { max_attempts: 3, ..settings(&kafka) };
+    let (kafka, shards, s) = fresh(3).await;
+    let (na, s) = (shards.pool("na-1").unwrap(), Settings { max_attempts: 3, ..s });
     let _relay = spawn(s.clone(), shards.map.clone()).await;
 
     // An event this relay cannot vouch for (written by a newer orders, say).
