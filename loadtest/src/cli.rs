@@ -160,6 +160,16 @@ pub struct Args {
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5440/notifications")]
     pub notifications_url: String,
 
+    /// Faults to inject during the measured window through `./dev chaos`, e.g.
+    /// `at=10s stop-shard sa-1; at=20s start-shard sa-1; at=30s pause-broker 40; at=50s kill-relay`.
+    /// They are marked on the chart, and the report gives the errors per region during each and
+    /// the time to recover.
+    #[arg(long, value_parser = crate::chaos::parse)]
+    pub chaos: Option<Vec<crate::chaos::Fault>>,
+    /// The `dev` script `--chaos` runs.
+    #[arg(long, default_value = "./dev")]
+    pub dev: PathBuf,
+
     /// Write the report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -14,8 +14,9 @@
 //! - [`engine`]: closed and open loops, warm-up, progress line; [`schedule`]: the open-loop
 //!   arrival times. [`stats`]: histograms, rows and the per-second timeline.
 //! - [`pgbench`]: the reference. [`relay`]: outbox publication after the load. [`rss`]: memory.
-//! - [`report`]: table, JSON, SVG chart.
+//! - [`report`]: table, JSON, SVG chart. [`chaos`]: `--chaos` faults and what they did.
 
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod engine;
@@ -104,6 +105,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         relay: Vec::new(),
         usage: rss::Usage::default(),
         rebalance: None,
+        chaos: Vec::new(),
+        region_timeline: Vec::new(),
     };
     let rss_dir = args.rss_from.clone().unwrap_or_default();
     let sample = || rss::Sampler::start(rss_dir.clone(), Duration::from_millis(250));
@@ -179,6 +182,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 plan.duration.as_secs_f64()
             );
             let sampler = sample();
+            let faults = args.chaos.clone().map(|faults| {
+                let origin = tokio::time::Instant::now() + plan.warmup;
+                tokio::spawn(chaos::drive(faults, origin, args.dev.clone()))
+            });
             let measured = match args.scenario {
                 Scenario::Browse => engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await,
                 Scenario::Mixed => engine::run(Arc::new(workload::Mixed::new(common)), plan).await,
@@ -219,6 +226,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             report.usage = sampler.finish().await;
             report.rows = measured.recorder.rows(measured.window);
             report.timeline = measured.recorder.timeline();
+            report.region_timeline = measured.recorder.region_timeline();
+            if let Some(faults) = faults {
+                eprintln!("chaos: waiting for the faults still running");
+                report.chaos = faults.await?;
+                chaos::assess(&mut report.chaos, &report.region_timeline, measured.window.as_secs_f64());
+            }
             report.requests = measured.recorder.series().values().map(stats::Series::requests).sum();
             report.warmup_requests = measured.recorder.warmup_requests;
             report.late_sends = measured.late_sends;

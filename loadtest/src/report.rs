@@ -43,6 +43,10 @@ pub struct Report {
     pub usage: Usage,
     /// `rebalance`: what the apply did while the load ran, and the audit afterwards.
     pub rebalance: Option<RebalanceReport>,
+    /// `--chaos`: each fault, the errors per region while it lasted and the time to recover.
+    pub chaos: Vec<crate::chaos::Mark>,
+    /// Answers and error codes per region per second (what the chaos figures are made of).
+    pub region_timeline: Vec<crate::stats::RegionPoint>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,6 +279,31 @@ impl Report {
                     .map_or("not drained in time".into(), |ms| format!("drained {ms:.0} ms after the load"))
             );
         }
+        for m in &self.chaos {
+            let errors: Vec<String> = m
+                .errors
+                .iter()
+                .filter(|(_, codes)| !codes.is_empty())
+                .map(|(region, codes)| {
+                    let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+                    format!("{region} {}", codes.join(" "))
+                })
+                .collect();
+            let recovered = match (m.restores, m.recovered_after_s) {
+                (false, _) => String::new(),
+                (true, Some(s)) => format!("; clean again {s:.1} s after it ended"),
+                (true, None) => "; not clean again within the window".into(),
+            };
+            let _ = writeln!(
+                out,
+                "chaos {:>5.1}–{:<5.1} s {}{}: errors until the next fault: {}{recovered}",
+                m.started_s,
+                m.ended_s,
+                m.fault,
+                if m.succeeded { String::new() } else { format!(" (FAILED: {})", m.said) },
+                if errors.is_empty() { "none".into() } else { errors.join("; ") },
+            );
+        }
         let u = &self.usage;
         if !u.peak_rss_mb.is_empty() {
             let rss: Vec<String> = u.peak_rss_mb.iter().map(|(n, mb)| format!("{n} {mb:.1} MB")).collect();
@@ -339,11 +368,16 @@ impl Report {
         let max_p99 = self.timeline.iter().map(|p| p.p99_ms).fold(1.0, f64::max) * 1.15;
         let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
 
-        let root = SVGBackend::new(path, (1000, 720)).into_drawing_area();
+        let height = if self.chaos.is_empty() { 720 } else { 1060 };
+        let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let title = format!("loadtest {} — {}", serde_plain(&self.scenario), self.mode_line());
         let root = root.titled(&title, ("sans-serif", 20)).map_err(|e| err(&e))?;
-        let (upper, lower) = root.split_vertically(340);
+        let (upper, rest) = root.split_vertically(340);
+        let (lower, errors) = rest.split_vertically(if self.chaos.is_empty() { height } else { 340 });
+        if !self.chaos.is_empty() {
+            self.draw_errors(&errors, window).map_err(|e| err(&e))?;
+        }
         for (area, is_rate) in [(upper, true), (lower, false)] {
             let (ymax, ydesc) = if is_rate { (max_rate, "ok requests / s") } else { (max_p99, "p99 latency (ms)") };
             let mut chart = ChartBuilder::on(&area)
@@ -382,6 +416,14 @@ impl Report {
                         .map_err(|e| err(&e))?;
                 }
             }
+            for m in &self.chaos {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(m.started_s, 0.0), (m.started_s, ymax)],
+                        RGBColor(230, 120, 0).stroke_width(2),
+                    )))
+                    .map_err(|e| err(&e))?;
+            }
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::LowerRight)
@@ -391,6 +433,59 @@ impl Report {
                 .map_err(|e| err(&e))?;
         }
         root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
+impl Report {
+    /// The chaos panel: error answers per second per region, each fault marked (orange) and
+    /// named at its start.
+    fn draw_errors<DB: plotters::prelude::DrawingBackend>(
+        &self,
+        area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+        window: u64,
+    ) -> Result<(), plotters::drawing::DrawingAreaErrorKind<DB::ErrorType>> {
+        use plotters::prelude::*;
+
+        let mut regions: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+        for p in self.region_timeline.iter().filter(|p| p.second < window) {
+            let errors: u64 = p.errors.values().sum();
+            regions.entry(p.region.as_str()).or_default().push((p.second as f64 + 0.5, errors as f64));
+        }
+        let ymax = regions.values().flatten().map(|(_, e)| *e).fold(1.0, f64::max) * 1.25;
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(34)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..window.max(1) as f64, 0f64..ymax)?;
+        chart.configure_mesh().x_desc("second of the measured window").y_desc("error answers / s").draw()?;
+        for (i, (region, points)) in regions.iter().enumerate() {
+            let color = Palette99::pick(i + 5).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+                .label(format!("{region} errors"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        let orange = RGBColor(230, 120, 0);
+        for (i, m) in self.chaos.iter().enumerate() {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(m.started_s, 0.0), (m.started_s, ymax)],
+                orange.stroke_width(2),
+            )))?;
+            // Staggered so the names of faults close together do not overlap.
+            let y = ymax * (0.95 - 0.07 * (i % 4) as f64);
+            chart.draw_series(std::iter::once(Text::new(
+                m.fault.clone(),
+                (m.started_s + 0.3, y),
+                ("sans-serif", 13).into_font().color(&orange),
+            )))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
         Ok(())
     }
 }

@@ -110,12 +110,21 @@ struct Bucket {
     latency: Histogram<u64>,
 }
 
+/// One second of one region: answers, and the errors by code (what a fault shows as).
+#[derive(Debug, Clone, Default)]
+struct RegionBucket {
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+}
+
 /// Everything measured after warm-up.
 #[derive(Debug)]
 pub struct Recorder {
     series: BTreeMap<Key, Series>,
     /// `timeline[shard][second]`: what completed in that second of the measured window.
     timeline: BTreeMap<Arc<str>, Vec<Bucket>>,
+    /// `regions[region][second]`: the same by region, with error codes.
+    regions: BTreeMap<Arc<str>, Vec<RegionBucket>>,
     /// Requests sent during warm-up, not counted anywhere else.
     pub warmup_requests: u64,
 }
@@ -128,7 +137,7 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Self {
-        Self { series: BTreeMap::new(), timeline: BTreeMap::new(), warmup_requests: 0 }
+        Self { series: BTreeMap::new(), timeline: BTreeMap::new(), regions: BTreeMap::new(), warmup_requests: 0 }
     }
 
     /// Records a request that completed `at` into the measured window (0 = its start) after
@@ -154,6 +163,27 @@ impl Recorder {
             Ok(()) => b.ok += 1,
             Err(_) => b.errors += 1,
         }
+        let seconds = self.regions.entry(key.region.clone()).or_default();
+        if seconds.len() <= second {
+            seconds.resize_with(second + 1, RegionBucket::default);
+        }
+        let r = &mut seconds[second];
+        match outcome {
+            Ok(()) => r.ok += 1,
+            Err(code) => *r.errors.entry(code.clone()).or_default() += 1,
+        }
+    }
+
+    /// The per-second answers of every region, with error codes: the chaos report.
+    pub fn region_timeline(&self) -> Vec<RegionPoint> {
+        let mut out = Vec::new();
+        for (region, seconds) in &self.regions {
+            for (second, b) in seconds.iter().enumerate() {
+                let (ok, errors) = (b.ok, b.errors.clone());
+                out.push(RegionPoint { region: region.to_string(), second: second as u64, ok, errors });
+            }
+        }
+        out
     }
 
     pub fn series(&self) -> &BTreeMap<Key, Series> {
@@ -256,6 +286,15 @@ impl Row {
             latency: Percentiles::of(&s.latency),
         }
     }
+}
+
+/// One second of one region in the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionPoint {
+    pub region: String,
+    pub second: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// One second of one shard in the measured window.
