@@ -26,6 +26,9 @@ use crate::schema::{Gateway, GatewaySchema, Scope};
 #[derive(Clone)]
 pub struct AppState {
     pub schema: GatewaySchema,
+    /// For documents of introspection fields only: no depth limit (see
+    /// [`crate::schema::build_introspection`]).
+    pub introspection: GatewaySchema,
     pub gateway: Arc<Gateway>,
     /// The body limit, to name it when a request exceeds it.
     pub max_body_bytes: usize,
@@ -85,9 +88,12 @@ async fn graphql(
     let tally = caller.tally.clone();
     // Parsed here (the engine reuses it) to bound its cost before the engine's validation,
     // which walks every fragment spread inlined, synchronously, where nothing can interrupt it.
-    let refused = match request.parsed_query() {
-        Ok(doc) => state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None)),
-        Err(e) => Some(e),
+    let (refused, introspection) = match request.parsed_query() {
+        Ok(doc) => (
+            state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None)),
+            crate::limits::is_introspection(doc),
+        ),
+        Err(e) => (Some(e), false),
     };
     let mut response = match refused {
         Some(error) => async_graphql::Response::from_errors(vec![error]),
@@ -95,7 +101,12 @@ async fn graphql(
         // the tasks its loader spawned go with its scope.
         None => {
             let request = request.data(Scope::new(state.gateway.clone(), caller));
-            match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
+            let (schema, request) = if introspection {
+                (&state.introspection, request.only_introspection())
+            } else {
+                (&state.schema, request)
+            };
+            match tokio::time::timeout(state.request_timeout, schema.execute(request)).await {
                 Ok(response) => response,
                 Err(_) => {
                     metrics::counter!("gateway_request_timeouts_total").increment(1);

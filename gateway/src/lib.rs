@@ -80,8 +80,10 @@ impl Application {
             max_fields: settings.max_query_complexity,
             max_mutation_fields: settings.max_mutation_fields,
         };
+        let introspection = schema::build_introspection(gateway.clone(), settings.max_query_complexity);
         let routes = http::router(http::AppState {
             schema,
+            introspection,
             gateway,
             max_body_bytes: settings.max_body_bytes,
             limits,

@@ -22,6 +22,18 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection,
 /// async-graphql's recursion check): the engine's own limit, also set on the schema.
 pub const MAX_NESTING: usize = 32;
 
+/// Whether every operation of `doc` selects introspection fields only (`__schema`, `__type`,
+/// `__typename`) at its root: such a document is answered by the introspection schema.
+pub fn is_introspection(doc: &ExecutableDocument) -> bool {
+    doc.operations.iter().all(|(_, op)| {
+        op.node.ty == OperationType::Query
+            && op.node.selection_set.node.items.iter().all(|s| match &s.node {
+                Selection::Field(f) => f.node.name.node.starts_with("__"),
+                Selection::FragmentSpread(_) | Selection::InlineFragment(_) => false,
+            })
+    })
+}
+
 /// The gateway's bounds on one document.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -237,15 +237,29 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, json: &Value) -> Result<T,
 
 /// The schema with its limits; `gateway` is shared by every request.
 pub fn build(gateway: Arc<Gateway>, max_depth: usize, max_complexity: usize) -> GatewaySchema {
+    limited(gateway, max_complexity).limit_depth(max_depth).finish()
+}
+
+/// The schema that answers introspection documents only (`__schema`, `__type`): the standard
+/// introspection query, which GraphiQL and schema tools send, nests `ofType` about 13 levels
+/// deep, past any depth limit sensible for data. Without the depth limit, then, but with every
+/// other one; its requests run in `introspection_only` mode, so the engine itself refuses any
+/// data field should one slip through [`crate::limits::is_introspection`].
+pub fn build_introspection(gateway: Arc<Gateway>, max_complexity: usize) -> GatewaySchema {
+    limited(gateway, max_complexity).finish()
+}
+
+fn limited(
+    gateway: Arc<Gateway>,
+    max_complexity: usize,
+) -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query, Mutation, EmptySubscription)
         .data(gateway)
-        .limit_depth(max_depth)
         .limit_complexity(max_complexity)
         // Its default, said here as `limits` counts nesting the same way.
         .limit_recursive_depth(crate::limits::MAX_NESTING)
         // `@include` and `@skip` are the only directives; a field never needs more than both.
         .limit_directives(2)
-        .finish()
 }
 
 /// The schema in SDL, for clients and for `gateway/schema.graphql`.

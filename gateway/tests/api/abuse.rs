@@ -126,3 +126,27 @@ async fn unknown_paths_and_wrong_methods_are_json_errors() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "METHOD_NOT_ALLOWED", "{body}");
 }
+
+/// The introspection query GraphiQL, codegen and schemathesis send (graphql-js's
+/// `getIntrospectionQuery`): `ofType` nested seven times under `type`, 13 levels in all.
+const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name } \
+    types { ...FullType } directives { name locations args { ...InputValue } } } }
+    fragment FullType on __Type { kind name description fields(includeDeprecated: true) { name args { ...InputValue } \
+    type { ...TypeRef } isDeprecated deprecationReason } inputFields { ...InputValue } interfaces { ...TypeRef } \
+    enumValues(includeDeprecated: true) { name isDeprecated } possibleTypes { ...TypeRef } }
+    fragment InputValue on __InputValue { name type { ...TypeRef } defaultValue }
+    fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name \
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
+
+#[tokio::test]
+async fn the_standard_introspection_query_answers_while_data_stays_depth_limited() {
+    let s = stack().await;
+    // Found by `./dev fuzz`: the depth limit refused it, so no tool could load the schema.
+    let res = s.gql(None, INTROSPECTION, json!({})).await;
+    assert_eq!(data(&res)["__schema"]["queryType"]["name"], "Query", "{res}");
+    // Beside a data field, the same depth is refused as before.
+    let mixed = INTROSPECTION.replacen("__schema {", "regions { name } __schema {", 1);
+    let res = s.gql(None, &mixed, json!({})).await;
+    assert_eq!(code(&res), Some("BAD_USER_INPUT"), "{res}");
+    assert!(res["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{res}");
+}
