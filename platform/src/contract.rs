@@ -12,6 +12,9 @@
 //! description. So only the descriptions the schema has are doc comments here; notes for Rust
 //! readers are plain comments. The order statuses and cancel reasons are also the database's
 //! spelling (text columns), so they decode straight from rows.
+//!
+//! [`read_models`] is the same for the projector's read API (sales, a customer's orders, an
+//! order's timeline), which the gateway serves and the audit checks.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +26,8 @@ pub use crate::events::CancelReason;
 
 #[cfg(feature = "graphql")]
 use async_graphql::ID;
+
+pub mod read_models;
 
 // What a user may do. No doc comment: it would become `UserRole`'s description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -15,7 +15,8 @@
 //! - [`http`]: serving with graceful shutdown, and a JSON extractor with clear 4xx errors.
 //! - [`events`]: the Kafka event contracts of `orders.events`. [`contract`]: the HTTP contract
 //!   of the orders API (bodies, order status, cursors) and the user [`contract::Role`], shared by
-//!   orders and the gateway (GraphQL types with feature `graphql`).
+//!   orders and the gateway (GraphQL types with feature `graphql`); [`contract::read_models`]:
+//!   the projector's read API, shared by the projector, the gateway and the audit.
 //! - [`db`]: database creation and migrations. [`redis`]: the Redis pool. [`kafka`]: admin
 //!   and readiness for the broker (feature `kafka`).
 //! - [`consumer`]: the one Kafka consumer runtime: lease, checkpoints with the effects,

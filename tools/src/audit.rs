@@ -4,7 +4,7 @@
 //! has caught up. Checked, for every ticket type on every shard (rows of partitions the shard
 //! serves only, so a partition's leftovers after a move are not counted twice):
 //! - the stock invariant: `remaining = total − tickets of orders not cancelled`, never negative;
-//! - `event_sales` equals the shard's count of orders, paid and cancelled orders, tickets sold,
+//! - `event_sales` equals the shard's region and count of orders, paid and cancelled orders, tickets sold,
 //!   paid and cancelled, and the paid revenue;
 //!
 //! and for every order:
@@ -18,39 +18,34 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use platform::contract::read_models::TicketTypeSales;
 use shard_router::ShardMap;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-/// Sales of one ticket type, as either side counts them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
-pub struct Sales {
-    pub orders: i64,
-    pub orders_paid: i64,
-    pub orders_cancelled: i64,
-    pub tickets_sold: i64,
-    pub tickets_paid: i64,
-    pub tickets_cancelled: i64,
-    pub revenue_in_cents: i64,
-}
-
-/// One ticket type on its shard.
+/// One ticket type on its shard: its stock, and its sales counted from the shard's orders as
+/// the projector's `event_sales` counts them.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct Stock {
-    ticket_type_id: Uuid,
     total_quantity: i32,
     remaining_quantity: i32,
     #[sqlx(flatten)]
-    sales: Sales,
+    sales: TicketTypeSales,
 }
 
-/// One `event_sales` row.
-#[derive(Debug, sqlx::FromRow)]
-struct Projected {
-    ticket_type_id: Uuid,
-    #[sqlx(flatten)]
-    sales: Sales,
+/// What `event_sales` says of a ticket type without a row: nobody ordered it.
+fn unsold(truth: &TicketTypeSales) -> TicketTypeSales {
+    TicketTypeSales {
+        orders: 0,
+        orders_paid: 0,
+        orders_cancelled: 0,
+        tickets_sold: 0,
+        tickets_paid: 0,
+        tickets_cancelled: 0,
+        revenue_in_cents: 0,
+        ..truth.clone()
+    }
 }
 
 /// What the audit looked at, and what it found wrong.
@@ -69,7 +64,7 @@ impl Report {
     }
 }
 
-const SHARD_STOCK: &str = "select tt.id as ticket_type_id, tt.total_quantity, tt.remaining_quantity,
+const SHARD_STOCK: &str = "select tt.id as ticket_type_id, e.region, tt.total_quantity, tt.remaining_quantity,
         count(o.id) as orders,
         count(o.id) filter (where o.status = 'PAID') as orders_paid,
         count(o.id) filter (where o.status = 'CANCELLED') as orders_cancelled,
@@ -79,15 +74,16 @@ const SHARD_STOCK: &str = "select tt.id as ticket_type_id, tt.total_quantity, tt
         coalesce(sum(o.total_price_in_cents) filter (where o.status = 'PAID'), 0)::bigint as revenue_in_cents
      from ticket_types tt join events e on e.id = tt.event_id left join orders o on o.ticket_type_id = tt.id
      where partition_readable(e.region, tt.partition)
-     group by tt.id";
+     group by tt.id, e.region";
 
-const READ_SALES: &str = "select ticket_type_id, orders, orders_paid, orders_cancelled, tickets_sold, tickets_paid,
+const READ_SALES: &str =
+    "select ticket_type_id, region, orders, orders_paid, orders_cancelled, tickets_sold, tickets_paid,
         tickets_cancelled, revenue_in_cents from event_sales";
 
 /// One comparison of the shards in `map` with the read models at `read_models`.
 pub async fn audit_once(shards: &[(String, PgPool)], read_models: &PgPool) -> Result<Report, sqlx::Error> {
     let mut report = Report { shards: shards.len(), ..Report::default() };
-    let mut truth: BTreeMap<Uuid, Sales> = BTreeMap::new();
+    let mut truth: BTreeMap<Uuid, TicketTypeSales> = BTreeMap::new();
     let mut orders: BTreeMap<Uuid, (String, i32)> = BTreeMap::new();
     for (name, pool) in shards {
         let stock: Vec<Stock> = sqlx::query_as(SHARD_STOCK).fetch_all(pool).await?;
@@ -96,10 +92,10 @@ pub async fn audit_once(shards: &[(String, PgPool)], read_models: &PgPool) -> Re
             if s.remaining_quantity != remaining || s.remaining_quantity < 0 {
                 report.violations.push(format!(
                     "{name}: ticket type {}: remaining {} but total {} − sold {} = {remaining}",
-                    s.ticket_type_id, s.remaining_quantity, s.total_quantity, s.sales.tickets_sold
+                    s.sales.ticket_type_id, s.remaining_quantity, s.total_quantity, s.sales.tickets_sold
                 ));
             }
-            truth.insert(s.ticket_type_id, s.sales);
+            truth.insert(s.sales.ticket_type_id.0, s.sales);
         }
         let rows: Vec<(Uuid, String, i32)> =
             sqlx::query_as("select id, status, version from orders where partition_readable(region, partition)")
@@ -112,10 +108,10 @@ pub async fn audit_once(shards: &[(String, PgPool)], read_models: &PgPool) -> Re
     report.ticket_types = truth.len();
     report.orders = orders.len();
 
-    let projected: Vec<Projected> = sqlx::query_as(READ_SALES).fetch_all(read_models).await?;
-    let seen: BTreeMap<Uuid, Sales> = projected.into_iter().map(|p| (p.ticket_type_id, p.sales)).collect();
+    let projected: Vec<TicketTypeSales> = sqlx::query_as(READ_SALES).fetch_all(read_models).await?;
+    let seen: BTreeMap<Uuid, TicketTypeSales> = projected.into_iter().map(|p| (p.ticket_type_id.0, p)).collect();
     for (tt, want) in &truth {
-        let got = seen.get(tt).cloned().unwrap_or_default();
+        let got = seen.get(tt).cloned().unwrap_or_else(|| unsold(want));
         if &got != want {
             report.violations.push(format!("event_sales of ticket type {tt}: {got:?}, the shard says {want:?}"));
         }

@@ -1,8 +1,9 @@
-//! The GraphQL types. What orders answers is served as it is: the [`platform::contract`] types
-//! (feature `graphql`) are the output types for events, ticket types, order payloads, roles,
-//! statuses and regions, so a body decodes straight into what the schema shows and nothing is
-//! declared twice. Here are the types only the gateway has: its inputs, the region list, the
-//! projector's read models, and [`Order`], the contract's order plus its event.
+//! The GraphQL types. What orders and the projector answer is served as it is: the
+//! [`platform::contract`] types (feature `graphql`) are the output types for events, ticket
+//! types, order payloads, roles, statuses and regions, and [`platform::contract::read_models`]'
+//! for the projector's read models, so a body decodes straight into what the schema shows and
+//! nothing is declared twice. Here are the types only the gateway has: its inputs, the region
+//! list, and [`Order`], the contract's order plus its event.
 
 use async_graphql::{ComplexObject, Context, InputObject, MergedObject, Object, Result, SimpleObject};
 use platform::contract;
@@ -11,9 +12,10 @@ use uuid::Uuid;
 
 use crate::schema::scope;
 
+pub use platform::contract::read_models::{CustomerOrders, EventSales, OrderTimeline};
 pub use platform::contract::{
-    CancelOrderPayload, CancelReason, CreateEventPayload, CreateOrderPayload, Event, OrderStatus, Page,
-    PayOrderPayload, Region, Role, ShardPlacement,
+    CancelOrderPayload, CreateEventPayload, CreateOrderPayload, Event, Page, PayOrderPayload, Region, Role,
+    ShardPlacement,
 };
 
 /// A region and the shards serving it.
@@ -150,87 +152,4 @@ pub struct CreateOrderInput {
     pub event_id: async_graphql::ID,
     pub ticket_type_id: async_graphql::ID,
     pub quantity: i32,
-}
-
-/// Sales of one ticket type, from the read model (eventually consistent; see `asOf`).
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TicketTypeSales {
-    pub ticket_type_id: async_graphql::ID,
-    pub region: Region,
-    /// Orders placed, whatever became of them.
-    pub orders: i64,
-    pub orders_paid: i64,
-    pub orders_cancelled: i64,
-    /// Tickets held by orders not cancelled (pending or paid).
-    pub tickets_sold: i64,
-    pub tickets_paid: i64,
-    pub tickets_cancelled: i64,
-    /// Totals of the paid orders, in cents.
-    pub revenue_in_cents: i64,
-}
-
-/// An event's sales per ticket type, as the projector last saw them.
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventSales {
-    pub event_id: async_graphql::ID,
-    /// When the last event the read model applied happened (RFC 3339); null before any.
-    pub as_of: Option<String>,
-    pub ticket_types: Vec<TicketTypeSales>,
-}
-
-/// One order in a customer's read model.
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomerOrder {
-    pub order_id: async_graphql::ID,
-    /// Null while only a later event of the order has been seen.
-    pub event_id: Option<async_graphql::ID>,
-    pub ticket_type_id: Option<async_graphql::ID>,
-    pub quantity: Option<i32>,
-    pub total_price_in_cents: Option<i64>,
-    pub status: OrderStatus,
-    pub region: Region,
-    pub created_at: Option<String>,
-    pub paid_at: Option<String>,
-    pub cancelled_at: Option<String>,
-    pub cancel_reason: Option<CancelReason>,
-    pub version: i32,
-}
-
-/// A page of a customer's orders from the read model, newest first.
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomerOrders {
-    pub customer_id: async_graphql::ID,
-    pub as_of: Option<String>,
-    pub items: Vec<CustomerOrder>,
-    /// Pass as `after` for the next page; null on the last.
-    pub next_cursor: Option<String>,
-}
-
-/// One event in an order's timeline, with where it came from.
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TimelineEvent {
-    pub version: i32,
-    pub event_name: String,
-    pub occurred_at: String,
-    /// The shard whose outbox published it.
-    pub source: String,
-    pub outbox_id: String,
-    pub correlation_id: Option<String>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
-
-/// An order's events in version order.
-#[derive(Debug, Clone, SimpleObject, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderTimeline {
-    pub order_id: async_graphql::ID,
-    pub customer_id: Option<async_graphql::ID>,
-    pub as_of: Option<String>,
-    pub events: Vec<TimelineEvent>,
 }

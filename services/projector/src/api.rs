@@ -8,7 +8,8 @@
 //!   projector has not seen the order's OrderCreated); 404 for an order never seen.
 //!
 //! Every answer carries `asOf`, the newest event time the LIVE generation applied; reads never
-//! wait for the consumer.
+//! wait for the consumer. The answers are [`platform::contract::read_models`]' types, the ones
+//! the gateway decodes.
 
 use std::sync::Arc;
 
@@ -19,9 +20,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use platform::auth::{Authenticated, Claims, Role, Verifier};
+use platform::contract::read_models::{CustomerOrders, EventSales, Id, OrderTimeline};
 use platform::error::{ApiError, FieldErrors};
 use platform::http::Path;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -95,10 +97,6 @@ fn is_admin(claims: &Claims) -> bool {
     claims.role == Role::Admin
 }
 
-fn rfc3339(at: Option<DateTime<Utc>>) -> Value {
-    at.map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
-}
-
 /// A database that cannot be reached is a retryable 503; anything else is internal.
 fn db_error(e: sqlx::Error) -> ApiError {
     match e {
@@ -117,7 +115,7 @@ async fn event_sales(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
     Path(raw): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<EventSales>, ApiError> {
     let event_id = uuid("eventId", &raw)?;
     if !is_admin(&claims) {
         let organizer = state.orders.organizer(event_id).await?;
@@ -125,8 +123,8 @@ async fn event_sales(
             return Err(ApiError::Forbidden("only the event's organizer or an ADMIN may see its sales".into()));
         }
     }
-    let (rows, as_of) = reads::event_sales(&state.pool, event_id).await.map_err(db_error)?;
-    Ok(axum::Json(json!({ "eventId": event_id, "asOf": rfc3339(as_of), "ticketTypes": rows })))
+    let (ticket_types, as_of) = reads::event_sales(&state.pool, event_id).await.map_err(db_error)?;
+    Ok(axum::Json(EventSales { event_id: Id(event_id), as_of, ticket_types }))
 }
 
 /// `first` (1..=100, default 20) and `after` (a cursor from `nextCursor`), each a 400 naming
@@ -179,7 +177,7 @@ async fn customer_orders(
     Authenticated(claims): Authenticated,
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<CustomerOrders>, ApiError> {
     let customer_id = uuid("customerId", &raw)?;
     let (first, after) = page(query.as_deref())?;
     if !is_admin(&claims) && claims.sub != customer_id {
@@ -187,14 +185,14 @@ async fn customer_orders(
     }
     let (items, more, as_of) =
         reads::customer_orders(&state.pool, customer_id, first, after).await.map_err(db_error)?;
-    let next = if more {
+    let next_cursor = if more {
         items
             .last()
-            .and_then(|o| o.created_at.map(|created_at| encode_cursor(After { created_at, order_id: o.order_id })))
+            .and_then(|o| o.created_at.map(|at| encode_cursor(After { created_at: at.0, order_id: o.order_id.0 })))
     } else {
         None
     };
-    Ok(axum::Json(json!({ "customerId": customer_id, "asOf": rfc3339(as_of), "items": items, "nextCursor": next })))
+    Ok(axum::Json(CustomerOrders { customer_id: Id(customer_id), as_of, items, next_cursor }))
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %platform::error::shown(&raw)))]
@@ -202,7 +200,7 @@ async fn timeline(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
     Path(raw): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<OrderTimeline>, ApiError> {
     let order_id = uuid("orderId", &raw)?;
     let t = reads::timeline(&state.pool, order_id).await.map_err(db_error)?;
     if !t.seen {
@@ -212,12 +210,12 @@ async fn timeline(
     if !allowed {
         return Err(ApiError::Forbidden("only the order's customer or an ADMIN may see its timeline".into()));
     }
-    Ok(axum::Json(json!({
-        "orderId": order_id,
-        "customerId": t.customer_id,
-        "asOf": rfc3339(t.as_of),
-        "events": t.events,
-    })))
+    Ok(axum::Json(OrderTimeline {
+        order_id: Id(order_id),
+        customer_id: t.customer_id.map(Id),
+        as_of: t.as_of,
+        events: t.events,
+    }))
 }
 
 #[cfg(test)]

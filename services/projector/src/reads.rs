@@ -1,59 +1,13 @@
 //! The read side: queries on the public views (the LIVE generation), each request in one
 //! transaction whose first statement reads a view. Reading a view holds a lock the switch
 //! needs to replace it, so a switch cannot commit between a request's statements: its rows
-//! and its `asOf` come from one generation.
+//! and its `asOf` come from one generation. Rows decode into the read API's own types
+//! ([`platform::contract::read_models`]), so what the API serialises is what it read.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use platform::contract::read_models::{CustomerOrder, TicketTypeSales, TimelineEvent, Timestamp};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-
-/// One row of `event_sales`.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct TicketTypeSales {
-    pub ticket_type_id: Uuid,
-    pub region: String,
-    pub orders: i64,
-    pub orders_paid: i64,
-    pub orders_cancelled: i64,
-    pub tickets_sold: i64,
-    pub tickets_paid: i64,
-    pub tickets_cancelled: i64,
-    pub revenue_in_cents: i64,
-}
-
-/// One row of `customer_orders` as a customer's list shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderItem {
-    pub order_id: Uuid,
-    pub event_id: Option<Uuid>,
-    pub ticket_type_id: Option<Uuid>,
-    pub quantity: Option<i32>,
-    pub total_price_in_cents: Option<i64>,
-    pub status: String,
-    pub region: String,
-    pub created_at: Option<DateTime<Utc>>,
-    pub paid_at: Option<DateTime<Utc>>,
-    pub cancelled_at: Option<DateTime<Utc>>,
-    pub cancel_reason: Option<String>,
-    pub version: i32,
-}
-
-/// One row of `order_timeline`.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct TimelineEvent {
-    pub version: i32,
-    pub event_name: String,
-    pub occurred_at: DateTime<Utc>,
-    pub source: String,
-    pub outbox_id: String,
-    pub correlation_id: Option<String>,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-}
 
 /// Where a page of a customer's orders starts: after this `(created_at, order_id)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +17,7 @@ pub struct After {
 }
 
 /// The LIVE generation's `last_event_at`.
-async fn as_of(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+async fn as_of(conn: &mut PgConnection) -> Result<Option<Timestamp>, sqlx::Error> {
     sqlx::query_scalar("select last_event_at from projection_generation where state = 'LIVE'")
         .fetch_optional(conn)
         .await
@@ -74,7 +28,7 @@ async fn as_of(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, sqlx::E
 pub async fn event_sales(
     pool: &PgPool,
     event_id: Uuid,
-) -> Result<(Vec<TicketTypeSales>, Option<DateTime<Utc>>), sqlx::Error> {
+) -> Result<(Vec<TicketTypeSales>, Option<Timestamp>), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query_as(
         "select ticket_type_id, region, orders, orders_paid, orders_cancelled, tickets_sold, tickets_paid,
@@ -96,9 +50,9 @@ pub async fn customer_orders(
     customer_id: Uuid,
     first: i64,
     after: Option<After>,
-) -> Result<(Vec<OrderItem>, bool, Option<DateTime<Utc>>), sqlx::Error> {
+) -> Result<(Vec<CustomerOrder>, bool, Option<Timestamp>), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let mut rows: Vec<OrderItem> = sqlx::query_as(
+    let mut rows: Vec<CustomerOrder> = sqlx::query_as(
         "select order_id, event_id, ticket_type_id, quantity, total_price_in_cents, status, region, created_at,
                 paid_at, cancelled_at, cancel_reason, version
          from customer_orders
@@ -125,7 +79,7 @@ pub struct Timeline {
     pub seen: bool,
     pub customer_id: Option<Uuid>,
     pub events: Vec<TimelineEvent>,
-    pub as_of: Option<DateTime<Utc>>,
+    pub as_of: Option<Timestamp>,
 }
 
 pub async fn timeline(pool: &PgPool, order_id: Uuid) -> Result<Timeline, sqlx::Error> {
