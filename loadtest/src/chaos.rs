@@ -31,6 +31,15 @@ impl Fault {
     }
 }
 
+/// The faults of one `--chaos` schedule, in time order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Fault>);
+
+/// `--chaos`'s parser.
+pub fn schedule(text: &str) -> Result<Schedule, String> {
+    parse(text).map(Schedule)
+}
+
 /// Parses a schedule: `;`-separated `at=<duration> <fault> [<argument>]`, sorted by time. Each
 /// error names the part it is about.
 pub fn parse(schedule: &str) -> Result<Vec<Fault>, String> {
@@ -174,6 +183,21 @@ fn first_clean_second(points: &[RegionPoint], from: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_takes_a_whole_schedule() {
+        use clap::Parser;
+        let args = crate::cli::Args::try_parse_from([
+            "loadtest",
+            "mixed",
+            "--chaos",
+            "at=10s stop-shard sa-1; at=20s start-shard sa-1",
+        ])
+        .unwrap();
+        assert_eq!(args.chaos.map(|s| s.0.len()), Some(2));
+        let err = crate::cli::Args::try_parse_from(["loadtest", "mixed", "--chaos", "at=1s explode"]).unwrap_err();
+        assert!(err.to_string().contains("unknown fault `explode`"), "{err}");
+    }
 
     #[test]
     fn a_schedule_is_sorted_and_every_mistake_is_named() {

@@ -164,8 +164,8 @@ pub struct Args {
     /// `at=10s stop-shard sa-1; at=20s start-shard sa-1; at=30s pause-broker 40; at=50s kill-relay`.
     /// They are marked on the chart, and the report gives the errors per region during each and
     /// the time to recover.
-    #[arg(long, value_parser = crate::chaos::parse)]
-    pub chaos: Option<Vec<crate::chaos::Fault>>,
+    #[arg(long, value_parser = crate::chaos::schedule)]
+    pub chaos: Option<crate::chaos::Schedule>,
     /// The `dev` script `--chaos` runs.
     #[arg(long, default_value = "./dev")]
     pub dev: PathBuf,

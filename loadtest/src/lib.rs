@@ -184,7 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let sampler = sample();
             let faults = args.chaos.clone().map(|faults| {
                 let origin = tokio::time::Instant::now() + plan.warmup;
-                tokio::spawn(chaos::drive(faults, origin, args.dev.clone()))
+                tokio::spawn(chaos::drive(faults.0, origin, args.dev.clone()))
             });
             let measured = match args.scenario {
                 Scenario::Browse => engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await,
