@@ -30,7 +30,7 @@ use async_graphql::ID;
 pub mod read_models;
 
 // What a user may do. No doc comment: it would become `UserRole`'s description.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum), graphql(name = "UserRole"))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Role {
@@ -65,7 +65,7 @@ impl std::fmt::Display for Role {
 }
 
 // An order's status, as stored and shown: PENDING until paid or cancelled, then final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -78,7 +78,7 @@ pub enum OrderStatus {
 /// A region's name on the wire, such as `NA`: the home of an event and of everything sold for
 /// it. Checked against the shard map where it comes in (orders, the gateway's arguments); here
 /// it is only carried.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(transparent)]
 #[sqlx(transparent)]
 pub struct Region(pub String);
@@ -96,7 +96,7 @@ impl std::fmt::Display for Region {
 }
 
 // A ticket type of an event, with the stock left.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct TicketType {
@@ -109,7 +109,7 @@ pub struct TicketType {
 }
 
 /// An event; `startsAt`, `endsAt` and `createdAt` are RFC 3339 timestamps in UTC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(complex))]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
@@ -122,6 +122,7 @@ pub struct Event {
     )]
     pub organizer_id: Uuid,
     pub title: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     pub venue: String,
     #[cfg_attr(
@@ -147,7 +148,7 @@ pub struct Event {
 // An order as the API shows it, single reads and listings alike. In GraphQL it is served
 // inside the gateway's `Order`, which adds the order's event; this part's own type name never
 // reaches the schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject), graphql(complex, name = "OrderFields"))]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
@@ -178,23 +179,28 @@ pub struct Order {
         feature = "graphql",
         graphql(skip, derived(name = "paid_at", into = "Option<String>", owned, with = "gql::time_opt"))
     )]
+    #[schema(required = true)]
     pub paid_at: Option<DateTime<Utc>>,
     #[cfg_attr(
         feature = "graphql",
         graphql(skip, derived(name = "cancelled_at", into = "Option<String>", owned, with = "gql::time_opt"))
     )]
+    #[schema(required = true)]
     pub cancelled_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub cancel_reason: Option<CancelReason>,
     /// 1 at creation, one more per change.
     pub version: i32,
 }
 
-/// One page of a listing, and where the next one starts (`None` on the last).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One page of a listing, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// A [`Cursor`], encoded.
+    /// Pass as `cursor` for the next page; null on the last page.
+    // A [`Cursor`], encoded.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -223,7 +229,7 @@ impl Cursor {
 }
 
 // The answer to creating an event (and to a replay of that request).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateEventPayload {
@@ -233,7 +239,7 @@ pub struct CreateEventPayload {
 }
 
 // The answer to placing an order (and to a replay of that request).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrderPayload {
@@ -244,7 +250,7 @@ pub struct CreateOrderPayload {
 }
 
 // The answer to paying an order (the same for a repeated payment).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct PayOrderPayload {
     #[cfg_attr(feature = "graphql", graphql(skip, derived(name = "id", into = "ID", owned, with = "gql::id")))]
@@ -253,7 +259,7 @@ pub struct PayOrderPayload {
 }
 
 // The answer to cancelling an order (the same for a repeated cancel).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct CancelOrderPayload {
@@ -278,7 +284,7 @@ pub struct CancelOrderPayload {
 
 /// `GET /api/v1/placement`: the live map orders routes by, next to what `shards.toml` asks for
 /// (shard names and counts only; no addresses).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Placement {
     /// The live map's epoch, raised by every move.
@@ -287,7 +293,7 @@ pub struct Placement {
 }
 
 /// One region of [`Placement`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionPlacement {
     pub region: String,
@@ -298,7 +304,7 @@ pub struct RegionPlacement {
 }
 
 // One shard of a region's placement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 #[serde(rename_all = "camelCase")]
 pub struct ShardPlacement {

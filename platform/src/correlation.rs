@@ -18,7 +18,10 @@ use tracing::Instrument;
 /// Header name on HTTP, key in gRPC metadata, header on Kafka records.
 pub const HEADER: &str = "x-correlation-id";
 
-const MAX_LEN: usize = 128;
+/// The longest id kept; a longer one is replaced.
+pub const MAX_LEN: usize = 128;
+/// The ids [`CorrelationId::parse`] keeps, as a regular expression (for the OpenAPI documents).
+pub const PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
 tokio::task_local! {
     static CURRENT: CorrelationId;
@@ -141,6 +144,7 @@ mod tests {
         assert!(CorrelationId::parse("new\nline").is_none());
         assert!(CorrelationId::parse(&"a".repeat(129)).is_none());
         assert!(CorrelationId::parse(&"a".repeat(128)).is_some());
+        assert!(PATTERN.ends_with(&format!("{{1,{MAX_LEN}}}$")), "PATTERN and MAX_LEN disagree");
     }
 
     #[tokio::test]

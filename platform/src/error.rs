@@ -32,8 +32,10 @@ pub fn shown(value: &str) -> Cow<'_, str> {
 }
 
 /// One offending input field and what is wrong with it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field as the request spells it: `email`, `ticketTypes[0].priceInCents`, a query
+    /// parameter, a path parameter, or a header such as `Idempotency-Key`.
     pub field: String,
     pub message: String,
 }
@@ -163,7 +165,8 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<u64> {
+    /// The seconds the `Retry-After` header of this answer says, if it has one.
+    pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::TooManyRequests { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } => {
                 Some(*retry_after_secs)
@@ -180,12 +183,42 @@ impl ApiError {
             _ => None,
         };
         let message = self.to_string();
-        let mut body = json!({ "error": self.code(), "message": clip(&message, MAX_MESSAGE_CHARS) });
-        if let Some(d) = details {
-            body["details"] = d;
-        }
-        body
+        let body = ErrorBody { error: self.code(), message: clip(&message, MAX_MESSAGE_CHARS).into_owned(), details };
+        serde_json::to_value(body).unwrap_or(Value::Null)
     }
+}
+
+/// The body of every error answer, whatever the status.
+// What `ApiError::body` writes, and (as the `ErrorBody` schema) what the OpenAPI documents
+// promise: one type for both.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code to branch on: `VALIDATION_ERROR`, `BAD_REQUEST`, `UNAUTHORIZED`,
+    /// `FORBIDDEN`, `NOT_FOUND`, `METHOD_NOT_ALLOWED`, `PAYLOAD_TOO_LARGE`,
+    /// `UNSUPPORTED_MEDIA_TYPE`, `TOO_MANY_REQUESTS`, `UNAVAILABLE`, `INTERNAL`, or a conflict's
+    /// own code (`CONFLICT`, `SOLD_OUT`, `IDEMPOTENCY_KEY_REUSED`, …).
+    #[schema(example = "VALIDATION_ERROR")]
+    pub error: &'static str,
+    /// For people, not for branching on; at most 300 characters.
+    pub message: String,
+    /// Present for some codes only: `fields` for `VALIDATION_ERROR` (and a `CONFLICT` about a
+    /// field); others are named where the code is documented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = details_schema)]
+    pub details: Option<Value>,
+}
+
+/// `details`: an object that may name fields, and may carry more keys (a code's own).
+fn details_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "fields",
+            ArrayBuilder::new().items(utoipa::openapi::Ref::from_schema_name(<FieldError as utoipa::ToSchema>::name())),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .build()
 }
 
 /// Whether `e` means the database cannot be reached right now (no connection within the pool's

@@ -20,11 +20,17 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// Wraps a service's routes with what every service has: the ops endpoints, a JSON 404 for an
 /// unknown path and 405 for a wrong method, the correlation-id middleware and a body limit.
+/// A service with an OpenAPI document uses [`crate::openapi::app`] instead, which adds the
+/// same and serves the document.
 pub fn app(routes: Router, readiness: crate::ops::Readiness) -> Router {
+    wrap(routes.merge(crate::ops::router(readiness)))
+}
+
+/// What [`app`] adds around a router that already holds every route.
+pub(crate) fn wrap(routes: Router) -> Router {
     // Install the recorder before the first request, or early metrics go to the no-op one.
     crate::metrics::handle();
     routes
-        .merge(crate::ops::router(readiness))
         // After every route is in: the 405 fallback applies to the routes present when set.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

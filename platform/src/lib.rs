@@ -13,6 +13,8 @@
 //! - [`error`]: the one API error enum and its mapping to HTTP (and gRPC with `grpc`), and the
 //!   one decision that a database is unavailable. [`code`]: the error codes services share.
 //! - [`http`]: serving with graceful shutdown, and a JSON extractor with clear 4xx errors.
+//!   [`openapi`]: the OpenAPI 3.1 document a service's handlers describe, served at
+//!   `/openapi.json`, and the error answers every document shares.
 //! - [`events`]: the Kafka event contracts of `orders.events`. [`contract`]: the HTTP contract
 //!   of the orders API (bodies, order status, cursors) and the user [`contract::Role`], shared by
 //!   orders and the gateway (GraphQL types with feature `graphql`); [`contract::read_models`]:
@@ -40,6 +42,7 @@ pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod parse;
 pub mod redis;

@@ -13,9 +13,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::future::BoxFuture;
-use serde_json::json;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// How long one dependency may take to answer a readiness probe.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -129,26 +130,78 @@ impl Readiness {
 
 /// The `/healthz`, `/readyz` and `/metrics` routes, to merge into a service's router.
 pub fn router(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(Arc::new(readiness))
+    routes().with_state(Arc::new(readiness)).into()
 }
 
+/// The same routes, documented ([`crate::openapi`] merges them into every service's document).
+pub fn routes() -> OpenApiRouter<Arc<Readiness>> {
+    OpenApiRouter::default().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+}
+
+/// `/healthz`'s answer: the process serves. Never anything else.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Alive {
+    pub status: AliveStatus,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub enum AliveStatus {
+    #[serde(rename = "ok")]
+    Ok,
+}
+
+/// `/readyz`'s answer, ready or not: each check's state (`up` or why not) and the notes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadyReport {
+    pub status: ReadyStatus,
+    /// The checks that are not up; only when not ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub down: Vec<String>,
+    /// Every dependency check by name (`postgres`, `kafka`, `postgres:na-1`, …): `up`, or why not.
+    pub checks: BTreeMap<String, String>,
+    /// State an operator should see that does not fail readiness (a pending placement plan).
+    pub notes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum ReadyStatus {
+    #[serde(rename = "ready")]
+    Ready,
+    #[serde(rename = "not ready")]
+    NotReady,
+}
+
+/// Liveness: the process is up and serving. Touches no dependency.
+#[utoipa::path(get, path = "/healthz", tag = "ops", operation_id = "healthz",
+    responses((status = 200, description = "The process serves", body = Alive)))]
+async fn healthz() -> axum::Json<Alive> {
+    axum::Json(Alive { status: AliveStatus::Ok })
+}
+
+/// Readiness: every dependency answered within its deadline.
+#[utoipa::path(get, path = "/readyz", tag = "ops", operation_id = "readyz", responses(
+    (status = 200, description = "Every dependency is up", body = ReadyReport),
+    (status = 503, description = "A dependency is down; `down` names it", body = ReadyReport),
+))]
 async fn readyz(State(readiness): State<Arc<Readiness>>) -> Response {
     let (ready, checks) = readiness.evaluate().await;
     let notes = readiness.notes();
     if ready {
-        (StatusCode::OK, axum::Json(json!({"status": "ready", "checks": checks, "notes": notes}))).into_response()
+        let body = ReadyReport { status: ReadyStatus::Ready, down: Vec::new(), checks, notes };
+        (StatusCode::OK, axum::Json(body)).into_response()
     } else {
-        let down: Vec<&String> = checks.iter().filter(|(_, v)| v.as_str() != "up").map(|(k, _)| k).collect();
+        let down: Vec<String> = checks.iter().filter(|(_, v)| v.as_str() != "up").map(|(k, _)| k.clone()).collect();
         tracing::warn!(?down, "not ready");
-        let body = json!({"status": "not ready", "down": down, "checks": checks, "notes": notes});
+        let body = ReadyReport { status: ReadyStatus::NotReady, down, checks, notes };
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
     }
 }
 
+/// The process's metrics in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics", responses(
+    (status = 200, description = "Prometheus text exposition, version 0.0.4", body = String,
+     content_type = "text/plain; version=0.0.4"),
+))]
 async fn metrics() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
 }

@@ -15,6 +15,8 @@
 //! - [`app`]: [`TestApp`], a service started on port 0 with an HTTP client pointed at it,
 //!   and the assertions every service must pass on its ops endpoints.
 //! - [`process`]: a service binary run as a real process, stopped by SIGTERM or SIGKILL.
+//! - [`published`]: committed files generated from the code (the GraphQL schema, the OpenAPI
+//!   documents) kept current, and a running service checked against its OpenAPI document.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test support: a failed expectation is a failed test")]
 
@@ -23,6 +25,7 @@ pub mod db;
 pub mod kafka;
 pub mod postgres;
 pub mod process;
+pub mod published;
 pub mod redis;
 pub mod stack;
 

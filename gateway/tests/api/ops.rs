@@ -29,10 +29,5 @@ async fn binary_logs_json_and_stops_on_sigterm() {
 #[test]
 fn the_published_schema_file_is_current() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
-    let sdl = gateway::schema::sdl();
-    if std::env::var_os("UPDATE_SCHEMA").is_some() {
-        std::fs::write(&path, &sdl).unwrap();
-    }
-    let published = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(published == sdl, "gateway/schema.graphql is out of date; run with UPDATE_SCHEMA=1");
+    testkit::published::assert_current(&path, &gateway::schema::sdl(), "UPDATE_SCHEMA");
 }

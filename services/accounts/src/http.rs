@@ -1,24 +1,27 @@
-//! The HTTP API: signup, login, me, and the JWKS.
+//! The HTTP API: signup, login, me, and the JWKS; each handler's `#[utoipa::path]` is its part
+//! of the OpenAPI document (`openapi/accounts.json`, served at `/openapi.json`).
 
 use std::fmt;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use chrono::Utc;
-use platform::auth::{Authenticated, Verifier};
+use platform::auth::{Authenticated, Role, Verifier};
 use platform::code;
-use platform::error::{ApiError, FieldErrors};
+use platform::error::{ApiError, ErrorBody, FieldErrors};
 use platform::http::Json;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use platform::openapi::{About, DependencyFailures, JsonBody, TooManyRequests, Unauthorized};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::domain::{Email, Password, UserName, signup_role};
-use crate::keys::SigningKeys;
+use crate::keys::{Jwks, SigningKeys};
 use crate::password::Hasher;
 use crate::repo;
 use crate::throttle::Throttle;
@@ -39,23 +42,72 @@ impl FromRef<AppState> for Verifier {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/signup", post(signup))
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/me", get(me))
-        .route("/.well-known/jwks.json", get(jwks))
-        .with_state(state)
+/// What the OpenAPI document says about this API.
+pub const API: About = About {
+    title: "Ticket Hub accounts",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "Users, passwords and access tokens. Sign up, log in for an EdDSA access token \
+        (valid for the other services too), read yourself back, and fetch the public keys tokens \
+        are verified with. Errors are JSON `{error, message, details?}` with a stable `error` code.",
+};
+
+/// Every route of the API, documented; the caller gives the state.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(signup)).routes(routes!(login)).routes(routes!(me)).routes(routes!(jwks))
 }
 
-/// Every field optional here so a missing one is reported by name with the others.
-#[derive(Deserialize)]
+/// Every field optional here so a missing one is reported by name with the others; the
+/// document says what a valid body holds.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignupBody {
+    /// Unique (compared case-insensitively); surrounding spaces are ignored.
+    #[schema(value_type = String, required = true, format = Email, max_length = 254, example = "ann@example.org")]
     email: Option<String>,
+    /// A display name on one line; surrounding spaces are ignored.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, example = "Ann Lee")]
     name: Option<String>,
+    /// 8 to 128 bytes of UTF-8, no control characters; kept as typed (spaces count).
+    #[schema(value_type = String, required = true, format = Password, min_length = 8, max_length = 128)]
     password: Option<String>,
+    /// CUSTOMER (when absent or empty) or ORGANIZER; ADMIN is refused.
+    #[schema(value_type = Option<SignupRole>)]
     role: Option<String>,
+}
+
+/// The roles a signup may ask for (ADMINs are made with `accounts create-admin`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(dead_code, reason = "a schema only: the body's role is parsed by `signup_role`")]
+enum SignupRole {
+    Customer,
+    Organizer,
+}
+
+/// The answer to a signup.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SignedUp {
+    user_id: Uuid,
+}
+
+/// The answer to a login: a bearer token for every Ticket Hub API.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct LoggedIn {
+    access_token: String,
+    /// When the token stops verifying (RFC 3339).
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+/// The caller, as accounts knows them.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Me {
+    id: Uuid,
+    email: String,
+    name: String,
+    role: Role,
 }
 
 /// Written by hand so that logging a body can never print the password.
@@ -70,6 +122,17 @@ impl fmt::Debug for SignupBody {
     }
 }
 
+/// Sign up
+///
+/// Creates a user. The body names every field that is wrong at once.
+#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", operation_id = "signup", request_body = SignupBody,
+    responses(
+        (status = 201, description = "Signed up; log in next", body = SignedUp),
+        JsonBody,
+        (status = 409, description = "`CONFLICT`: the email is already registered (`details.fields` names it)",
+         body = ErrorBody),
+        DependencyFailures,
+    ))]
 #[tracing::instrument(skip_all)]
 async fn signup(State(s): State<AppState>, Json(body): Json<SignupBody>) -> Result<impl IntoResponse, ApiError> {
     let mut fields = FieldErrors::default();
@@ -84,13 +147,16 @@ async fn signup(State(s): State<AppState>, Json(body): Json<SignupBody>) -> Resu
     let id = repo::insert(&s.db, &email, &name, &hash, role).await?;
     metrics::counter!("accounts_signups_total", "role" => role.as_str()).increment(1);
     tracing::info!(user_id = %id, %role, "signed up");
-    Ok((StatusCode::CREATED, axum::Json(json!({ "userId": id }))))
+    Ok((StatusCode::CREATED, axum::Json(SignedUp { user_id: id.as_uuid() })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
+    #[schema(value_type = String, required = true, max_length = 254, example = "ann@example.org")]
     email: Option<String>,
+    /// As typed at signup (1 to 128 bytes).
+    #[schema(value_type = String, required = true, format = Password, min_length = 1, max_length = 128)]
     password: Option<String>,
 }
 
@@ -103,8 +169,21 @@ impl fmt::Debug for LoginBody {
     }
 }
 
+/// Log in
+///
+/// Trades an email and password for an access token. After too many failed attempts for one
+/// email, further attempts are refused (429) until the window ends.
+#[utoipa::path(post, path = "/api/v1/login", tag = "accounts", operation_id = "login", request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in", body = LoggedIn),
+        JsonBody,
+        (status = 401, description = "`UNAUTHORIZED`: unknown email or wrong password (one answer for both)",
+         body = ErrorBody),
+        TooManyRequests,
+        DependencyFailures,
+    ))]
 #[tracing::instrument(skip_all)]
-async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result<axum::Json<Value>, ApiError> {
+async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result<axum::Json<LoggedIn>, ApiError> {
     let mut fields = FieldErrors::default();
     let email = fields.check("email", Email::parse(body.email.as_deref().unwrap_or_default()));
     let password = fields.check("password", Password::for_login(body.password.as_deref().unwrap_or_default()));
@@ -125,7 +204,7 @@ async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result
             let (token, expires_at) = s.keys.issue(user.id, user.role, Utc::now()).map_err(ApiError::Internal)?;
             metrics::counter!("accounts_logins_total", "outcome" => "success").increment(1);
             tracing::info!(user_id = %user.id, "logged in");
-            Ok(axum::Json(json!({ "accessToken": token, "expiresAt": expires_at.to_rfc3339() })))
+            Ok(axum::Json(LoggedIn { access_token: token, expires_at: expires_at.to_rfc3339() }))
         }
         _ => {
             // Already counted by `admit`.
@@ -136,14 +215,27 @@ async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Result
     }
 }
 
+/// Who am I
+///
+/// The user the access token was issued to (401 as well when that user no longer exists).
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", operation_id = "me", security(("bearerAuth" = [])),
+    responses((status = 200, description = "The caller", body = Me), Unauthorized, DependencyFailures))]
 #[tracing::instrument(skip_all, fields(user_id = %claims.sub))]
-async fn me(State(s): State<AppState>, Authenticated(claims): Authenticated) -> Result<axum::Json<Value>, ApiError> {
+async fn me(State(s): State<AppState>, Authenticated(claims): Authenticated) -> Result<axum::Json<Me>, ApiError> {
     let user = repo::by_id(&s.db, claims.sub.into())
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
-    Ok(axum::Json(json!({ "id": user.id, "email": user.email, "name": user.name, "role": user.role })))
+    Ok(axum::Json(Me { id: user.id.as_uuid(), email: user.email, name: user.name, role: user.role }))
 }
 
+/// Token keys
+///
+/// The public keys access tokens are verified with. Verifiers cache them and fetch again on a
+/// token naming an unknown key id.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "accounts", operation_id = "jwks", responses(
+    (status = 200, description = "The JWKS", body = Jwks,
+     headers(("Cache-Control" = String, description = "`public, max-age=300`"))),
+))]
 async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
     // Verifiers cache keys and refetch on an unknown kid, so a short max-age is enough.
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(s.keys.jwks()))

@@ -11,7 +11,7 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use platform::auth::{Claims, KeySet, Role, StaticKeys, TokenPolicy};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::domain::UserId;
@@ -107,8 +107,17 @@ impl SigningKeys {
     }
 
     /// The JWKS document: the public key with its id, algorithm and use.
-    pub fn jwks(&self) -> Value {
-        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": self.x, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]})
+    pub fn jwks(&self) -> Jwks {
+        Jwks {
+            keys: vec![Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: self.x.clone(),
+                kid: self.kid.clone(),
+                alg: "EdDSA",
+                key_use: "sig",
+            }],
+        }
     }
 
     /// A verifier for this service's own tokens, with no HTTP round trip.
@@ -117,4 +126,29 @@ impl SigningKeys {
         keys.insert(self.kid.clone(), DecodingKey::from_ed_components(&self.x)?);
         Ok(StaticKeys { keys, policy: self.policy.clone() })
     }
+}
+
+/// The keys access tokens are verified with (RFC 7517), served at `/.well-known/jwks.json`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Jwks {
+    /// The signing key in use; a verifier picks the one whose `kid` the token names.
+    pub keys: Vec<Jwk>,
+}
+
+/// One public key: Ed25519 (RFC 8037), for EdDSA signatures.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Jwk {
+    #[schema(example = "OKP")]
+    pub kty: &'static str,
+    #[schema(example = "Ed25519")]
+    pub crv: &'static str,
+    /// The 32-byte public key, base64url without padding.
+    pub x: String,
+    /// The key id tokens name in their header.
+    pub kid: String,
+    #[schema(example = "EdDSA")]
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    #[schema(example = "sig")]
+    pub key_use: &'static str,
 }

@@ -11,7 +11,8 @@
 //! - [`keys`]: the Ed25519 signing key, token issuance, the JWKS document.
 //! - [`password`]: argon2id hashing off the async threads.
 //! - [`repo`]: the `users` table. [`throttle`]: failed-login limits in Redis.
-//! - [`http`]: signup, login, me, JWKS. [`grpc`]: `GetUserById` and the health service.
+//! - [`http`]: signup, login, me, JWKS, documented in OpenAPI ([`openapi`]). [`grpc`]:
+//!   `GetUserById` and the health service.
 //! - [`cli`]: `serve`, `create-admin`, `gen-key`.
 //! - [`Application`]: binds both listeners (`build`) apart from serving (`run_until_stopped`),
 //!   so tests start the real service on port 0.
@@ -39,6 +40,12 @@ use tokio_util::sync::CancellationToken;
 pub use settings::Settings;
 
 pub const SERVICE: &str = "accounts";
+
+/// The OpenAPI document this service serves at `/openapi.json` (and `openapi/accounts.json`
+/// holds), built without starting anything.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    platform::openapi::document(http::routes(), &http::API)
+}
 
 pub struct Application {
     http: Server,
@@ -70,7 +77,8 @@ impl Application {
             ),
         };
         let readiness = Readiness::new(vec![Check::postgres("postgres", db.clone()), Check::redis("redis", redis)]);
-        let http = Server::bind(settings.http_addr, platform::http::app(http::router(state), readiness)).await?;
+        let app = platform::openapi::app(http::routes().with_state(state), readiness, &http::API);
+        let http = Server::bind(settings.http_addr, app).await?;
         let grpc = TcpListener::bind(settings.grpc_addr).await?;
         let grpc_port = grpc.local_addr()?.port();
         Ok(Self { http, grpc, grpc_port, grpc_service: grpc::Accounts { db } })

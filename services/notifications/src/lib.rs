@@ -14,7 +14,7 @@
 //! - [`store`]: a batch's inbox claims and notifications, set-based; reads for the API.
 //! - [`consumer`]: the handler given to the runtime: validate a record, apply a batch, report
 //!   what was sent once committed.
-//! - [`api`]: `GET /api/v1/notifications?orderId=`.
+//! - [`api`]: `GET /api/v1/notifications?orderId=`, documented in OpenAPI ([`openapi`]).
 
 pub mod api;
 pub mod consumer;
@@ -35,6 +35,12 @@ use crate::consumer::Notifier;
 use crate::event::KnownRegions;
 
 pub const SERVICE: &str = "notifications";
+
+/// The OpenAPI document this service serves at `/openapi.json` (and
+/// `openapi/notifications.json` holds), built without starting anything.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    platform::openapi::document(api::routes(), &api::API)
+}
 
 /// The consumer's name, key of its checkpoints and lease: versioned, so a consumer with new
 /// semantics can start from scratch under a new name while the old one keeps its checkpoints.
@@ -108,8 +114,8 @@ impl Application {
             platform::kafka::check("kafka", &settings.consumer.kafka_bootstrap),
             consumer.check("consumer"),
         ]);
-        let routes = api::router(db);
-        let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
+        let app = platform::openapi::app(api::routes().with_state(db), readiness, &api::API);
+        let http = Server::bind(settings.http_addr, app).await?;
         Ok(Self { http, consumer })
     }
 

@@ -184,19 +184,29 @@ pub fn render(event: &Event) -> String {
 }
 
 /// A stored notification, as `GET /api/v1/notifications` shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub id: i64,
     pub order_id: Uuid,
+    /// The event it is about (the table's check constraint holds the same list).
+    #[schema(pattern = "^(OrderCreated|OrderPaid|OrderCancelled)$")]
     pub event_name: String,
+    /// The customer notified; null when not known yet (an `OrderPaid` seen before its order's
+    /// `OrderCreated`).
+    #[schema(required = true)]
     pub recipient_customer_id: Option<Uuid>,
+    /// Only `log` today.
+    #[schema(example = "log")]
     pub channel: String,
     #[serde(rename = "text")]
     pub rendered_text: String,
     pub region: String,
+    /// The shard whose outbox the event came from.
     pub source: String,
+    /// The event's id in that outbox.
     pub outbox_id: String,
+    #[schema(required = true)]
     pub correlation_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }

@@ -22,6 +22,20 @@ use crate::store::idempotency::{self as store, KeyOf, Stored};
 /// The status every fresh keyed answer has: the keyed writes are creations.
 const CREATED: i16 = 201;
 
+/// How the OpenAPI document shows the header [`key`] reads (the handlers take the headers
+/// whole, so the key is parsed after the caller's role is checked).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "documents the header; `key` reads it")]
+pub struct IdempotencyKeyHeader {
+    /// Makes the request safe to retry: the same key with the same request (and caller) gets
+    /// the first answer again, with another request a 422. 1 to 255 visible ASCII characters;
+    /// `x-idempotency-key` is read too.
+    #[param(rename = "Idempotency-Key", value_type = String, required = false, pattern = "^[!-~]{1,255}$",
+        example = "2f6e1c1e-checkout-1")]
+    idempotency_key: Option<String>,
+}
+
 /// The request's `Idempotency-Key` (or `x-idempotency-key`), if any.
 pub fn key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(v) = headers.get("idempotency-key").or_else(|| headers.get("x-idempotency-key")) else {

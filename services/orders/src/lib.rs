@@ -15,7 +15,8 @@
 //! - [`state`]: [`AppState`], what every handler shares, and its helpers (path ids, regions,
 //!   pools, the shard-unavailable answer).
 //! - [`Application`]: the orders HTTP service, wired here.
-//! - [`http`]: the routes, one module per resource (catalog, orders).
+//! - [`http`]: the routes, one module per resource (catalog, orders), documented in OpenAPI
+//!   ([`openapi`]).
 //! - [`domain`]: request input parsed once (cents, quantities, texts, timestamps, keys, new
 //!   events and orders).
 //! - [`catalog`]: events (concerts) and their ticket types, created on their region's shard,
@@ -64,6 +65,12 @@ pub use settings::Settings;
 pub use state::{AppState, routing_bug, shard_checks};
 
 pub const SERVICE: &str = "orders";
+
+/// The OpenAPI document this service serves at `/openapi.json` (and `openapi/orders.json`
+/// holds), built without starting anything.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    platform::openapi::document(http::routes(), &http::API)
+}
 
 pub struct Application {
     http: Server,
@@ -117,10 +124,10 @@ impl Application {
             let placement = placement.clone();
             Readiness::new(checks).with_note("placement", move || placement.describe())
         };
-        let routes = http::router(state.clone())
-            .merge(placement::router(state.clone()))
-            .layer(axum::middleware::from_fn_with_state(settings.request_timeout, platform::http::deadline));
-        let http = Server::bind(settings.http_addr, platform::http::app(routes, readiness)).await?;
+        let routes = http::routes()
+            .layer(axum::middleware::from_fn_with_state(settings.request_timeout, platform::http::deadline))
+            .with_state(state.clone());
+        let http = Server::bind(settings.http_addr, platform::openapi::app(routes, readiness, &http::API)).await?;
         Ok(Self { http, pools: pools_for_metrics, placement, settings, state })
     }
 

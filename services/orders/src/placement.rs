@@ -219,12 +219,18 @@ fn snapshot(shards: &ShardMap, desired: &PartitionMap, live: PartitionMap) -> Sn
     Snapshot { router: Router::with_placement(shards, &live), live, pending_moves }
 }
 
-/// `GET /api/v1/placement`: the live map as this process routes by it, next to what
-/// `shards.toml` asks for (shard names and counts only; no addresses).
-pub fn router(state: crate::AppState) -> axum::Router {
-    axum::Router::new().route("/api/v1/placement", axum::routing::get(show)).with_state(state)
+/// `GET /api/v1/placement`, documented; the caller gives the state.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    utoipa_axum::router::OpenApiRouter::default().routes(utoipa_axum::routes!(show))
 }
 
+/// Where data lives
+///
+/// The live partition map this process routes by, next to what `shards.toml` asks for: shard
+/// names and partition counts per region (no addresses). `pendingMoves` above 0 means a
+/// rebalance is waiting to be applied.
+#[utoipa::path(get, path = "/api/v1/placement", tag = "placement", operation_id = "getPlacement",
+    responses((status = 200, description = "The live placement", body = Placement), platform::openapi::Unavailable))]
 async fn show(axum::extract::State(state): axum::extract::State<crate::AppState>) -> axum::Json<Placement> {
     let snap = state.placement.snapshot();
     let desired = state.placement.desired();

@@ -17,6 +17,19 @@ async fn serves_ops_endpoints_against_real_dependencies() {
     assert!(metrics.contains("accounts_logins_total"), "{metrics}");
 }
 
+/// `openapi/accounts.json` is what clients and API fuzzing read: it must be the document the
+/// code serves. `UPDATE_OPENAPI=1` rewrites it.
+#[test]
+fn the_published_openapi_document_is_current() {
+    testkit::published::assert_openapi_current("accounts", &platform::openapi::to_json(&accounts::openapi()));
+}
+
+#[tokio::test]
+async fn serves_its_openapi_document_and_routes_what_it_documents() {
+    let ctx = spawn().await;
+    ctx.app.assert_serves_openapi(&platform::openapi::to_json(&accounts::openapi())).await;
+}
+
 #[tokio::test]
 async fn readyz_names_what_is_down_while_healthz_stays_up() {
     let ctx = spawn_with(|s| s.redis_url = "redis://127.0.0.1:1".into()).await;

@@ -22,6 +22,22 @@ async fn serves_ops_endpoints_and_names_a_down_broker() {
     app.stop().await.unwrap();
 }
 
+/// `openapi/notifications.json` is what clients and API fuzzing read: it must be the document
+/// the code serves. `UPDATE_OPENAPI=1` rewrites it.
+#[test]
+fn the_published_openapi_document_is_current() {
+    testkit::published::assert_openapi_current("notifications", &platform::openapi::to_json(&notifications::openapi()));
+}
+
+#[tokio::test]
+async fn serves_its_openapi_document_and_routes_what_it_documents() {
+    let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());
+    let app = spawn(settings(&db.url, &kafka)).await;
+    app.assert_serves_openapi(&platform::openapi::to_json(&notifications::openapi())).await;
+    // Stopped, not dropped: the consumer's Kafka client must close before the runtime ends.
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn listing_needs_a_well_formed_order_id_and_never_fails_on_bad_input() {
     let (db, kafka) = (TestDb::global(Schema::Notifications).await.unwrap(), TestKafka::new(1).await.unwrap());

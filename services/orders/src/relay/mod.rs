@@ -13,7 +13,8 @@
 //! `migrations/shard/0004`), so an order's events stay in order on its key across the move.
 //!
 //! # Layout
-//! - [`Settings`] / [`Relay`]: the process (ops endpoints plus one worker per shard).
+//! - [`Settings`] / [`Relay`]: the process (ops endpoints, `GET /api/v1/relay` documented in
+//!   OpenAPI by [`openapi`], plus one worker per shard).
 //! - [`worker`]: the lease and the drain loop of one shard.
 //! - [`outbox`]: every statement the relay runs against the outbox.
 //! - [`publish`]: records, headers, the event-contract check, failure sorting, the DLQ.
@@ -30,9 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use platform::http::Server;
 use platform::ops::Readiness;
 use platform::settings::millis;
@@ -127,8 +126,9 @@ pub fn select_shards<'a>(map: &'a ShardMap, names: &[String]) -> anyhow::Result<
 }
 
 /// A shard relay's part in the lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = RelayRole)]
 pub enum Role {
     /// Waiting for the lease another relay holds.
     Standby,
@@ -139,13 +139,15 @@ pub enum Role {
     Stopped,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One shard's relay in this process.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShardState {
     pub region: String,
     pub role: Role,
     /// Rows this process published since it started.
     pub published: u64,
+    #[schema(required = true)]
     pub last_error: Option<String>,
 }
 
@@ -265,8 +267,8 @@ impl Relay {
                 peers: pools.clone(),
             })
             .collect();
-        let routes = Router::new().route("/api/v1/relay", get(relay_status)).with_state(shared.clone());
-        let http = Server::bind(settings.http_addr, platform::http::app(routes, Readiness::new(checks))).await?;
+        let app = platform::openapi::app(routes().with_state(shared.clone()), Readiness::new(checks), &API);
+        let http = Server::bind(settings.http_addr, app).await?;
         Ok(Self { http, workers, shared })
     }
 
@@ -292,7 +294,38 @@ impl Relay {
     }
 }
 
-/// `GET /api/v1/relay`: each shard's role (leader or standby), rows published and last error.
-async fn relay_status(State(shared): State<Arc<Shared>>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "shards": shared.snapshot() }))
+/// What the relay's OpenAPI document says about its HTTP API.
+pub const API: platform::openapi::About = platform::openapi::About {
+    title: "Ticket Hub orders-relay",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "The outbox relay's status and ops endpoints: which shards this process relays, \
+        whether it leads or stands by for each, and what it published.",
+};
+
+/// The relay's routes, documented; the caller gives the state.
+fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<Shared>> {
+    utoipa_axum::router::OpenApiRouter::default().routes(utoipa_axum::routes!(relay_status))
+}
+
+/// The OpenAPI document the relay serves at `/openapi.json` (and `openapi/orders-relay.json`
+/// holds), built without starting anything.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    platform::openapi::document(routes(), &API)
+}
+
+/// `GET /api/v1/relay`'s answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RelayStatus {
+    /// By shard name: every shard this process relays.
+    pub shards: BTreeMap<String, ShardState>,
+}
+
+/// Relay status
+///
+/// Each shard's role here (leader or standby), the rows published since this process started,
+/// and the last error.
+#[utoipa::path(get, path = "/api/v1/relay", tag = "relay", operation_id = "relayStatus",
+    responses((status = 200, description = "The shards of this process", body = RelayStatus)))]
+async fn relay_status(State(shared): State<Arc<Shared>>) -> axum::Json<RelayStatus> {
+    axum::Json(RelayStatus { shards: shared.snapshot() })
 }

@@ -8,6 +8,17 @@ async fn spawn(settings: Settings, shards: shard_router::ShardMap) -> TestApp {
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
 }
 
+/// The relay on a free port, publishing to `kafka`'s topics.
+fn relay_settings(kafka: &TestKafka) -> relay::Settings {
+    relay::Settings {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        kafka_bootstrap: kafka.bootstrap.clone(),
+        topic: kafka.topic.clone(),
+        dlq_topic: kafka.dlq_topic.clone(),
+        ..relay::Settings::default()
+    }
+}
+
 fn settings(redis: &TestRedis, shards: &TestShards) -> Settings {
     Settings {
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -25,6 +36,28 @@ async fn serves_ops_endpoints_with_a_check_per_shard() {
     app.stop().await.unwrap();
 }
 
+/// `openapi/orders.json` and `openapi/orders-relay.json` are what clients and API fuzzing read:
+/// they must be the documents the code serves. `UPDATE_OPENAPI=1` rewrites them.
+#[test]
+fn the_published_openapi_documents_are_current() {
+    testkit::published::assert_openapi_current("orders", &platform::openapi::to_json(&orders::openapi()));
+    testkit::published::assert_openapi_current("orders-relay", &platform::openapi::to_json(&relay::openapi()));
+}
+
+#[tokio::test]
+async fn orders_and_the_relay_serve_their_openapi_documents_and_route_what_they_document() {
+    let (shards, redis) = (TestShards::create().await.unwrap(), TestRedis::new().unwrap());
+    let app = spawn(settings(&redis, &shards), shards.map.clone()).await;
+    app.assert_serves_openapi(&platform::openapi::to_json(&orders::openapi())).await;
+
+    let kafka = TestKafka::new(1).await.unwrap();
+    let r = relay::Relay::build(relay_settings(&kafka), shards.map.clone()).await.unwrap();
+    let relay = TestApp::spawn(r.port(), move |stop| r.run_until_stopped(stop));
+    relay.assert_serves_openapi(&platform::openapi::to_json(&relay::openapi())).await;
+    relay.stop().await.unwrap();
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_down_shard_is_named_by_readyz() {
     let (shards, redis) = (TestShards::create().await.unwrap(), TestRedis::new().unwrap());
@@ -38,13 +71,7 @@ async fn a_down_shard_is_named_by_readyz() {
 #[tokio::test]
 async fn relay_serves_ops_endpoints_and_checks_the_broker() {
     let (shards, kafka) = (TestShards::create().await.unwrap(), TestKafka::new(1).await.unwrap());
-    let settings = relay::Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        kafka_bootstrap: kafka.bootstrap.clone(),
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic.clone(),
-        ..relay::Settings::default()
-    };
+    let settings = relay_settings(&kafka);
     let r = relay::Relay::build(settings.clone(), shards.map.clone()).await.unwrap();
     let app = TestApp::spawn(r.port(), move |stop| r.run_until_stopped(stop));
     app.assert_ops_endpoints(&["postgres:na-1", "postgres:sa-1", "kafka"]).await;
