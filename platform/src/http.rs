@@ -190,9 +190,10 @@ impl Server {
     /// Serves with `work` (a consumer, a supervisor) running beside until `shutdown`: either
     /// one ending or failing stops the other, and both are awaited, so the work finishes what
     /// it has at hand (a batch, a lease) before this returns.
-    pub async fn run_beside<F>(self, shutdown: CancellationToken, work: F) -> anyhow::Result<()>
+    pub async fn run_beside<F, W>(self, shutdown: CancellationToken, work: F) -> anyhow::Result<()>
     where
-        F: FnOnce(CancellationToken) -> futures::future::BoxFuture<'static, anyhow::Result<()>>,
+        F: FnOnce(CancellationToken) -> W,
+        W: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let stop = shutdown.child_token();
         let working = work(stop.clone());

@@ -126,6 +126,6 @@ impl Application {
     /// Serves HTTP and consumes until `shutdown`; the consumer then finishes the batch at hand
     /// and gives its lease back. Either part failing stops the other.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.http.run_beside(shutdown, move |stop| Box::pin(self.consumer.run(stop))).await
+        self.http.run_beside(shutdown, move |stop| self.consumer.run(stop)).await
     }
 }
