@@ -24,6 +24,11 @@ pub mod headers {
     pub const CORRELATION_ID: &str = crate::correlation::HEADER;
     /// On DLQ records: why the message was dead-lettered.
     pub const DLQ_REASON: &str = "dlq-reason";
+    /// On DLQ records: who dead-lettered it (`orders-relay`, or the consumer service's name).
+    pub const DLQ_SOURCE: &str = "dlq-source";
+    /// The `dlq-source` of the rows the outbox relay dead-lettered (consumers write their
+    /// service name).
+    pub const DLQ_SOURCE_RELAY: &str = "orders-relay";
 }
 
 /// An event about an order, tagged by `eventName`.

@@ -1,12 +1,15 @@
 //! The broker: client settings, topic administration and the readiness check.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::ops::Check;
 
@@ -120,6 +123,83 @@ pub async fn partition_count(bootstrap: &str, topic: &str) -> anyhow::Result<Opt
         Ok(md.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()))
     })
     .await?
+}
+
+/// A record read back from a topic: its key and headers as text, its payload as bytes.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn from_message(msg: &impl Message) -> Self {
+        let headers = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: msg.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
+    /// A header's value; empty when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+
+    /// The payload as JSON.
+    pub fn json(&self) -> serde_json::Result<serde_json::Value> {
+        serde_json::from_slice(&self.payload)
+    }
+}
+
+/// Every record of `topic` up to its end at the time of the call; empty when the topic does
+/// not exist. Partitions are assigned by hand, so no consumer group is joined (nothing of the
+/// group protocol can stall the read, see [`assigned_consumer_config`]), and each is read
+/// until the fetch reports its end. Fails when no record or end arrives within `wait`.
+pub async fn read_topic(bootstrap: &str, topic: &str, wait: Duration) -> anyhow::Result<Vec<Record>> {
+    let Some(partitions) = partition_count(bootstrap, topic).await? else {
+        return Ok(Vec::new());
+    };
+    let mut cfg = assigned_consumer_config(bootstrap, &format!("reader.{topic}"));
+    cfg.set("enable.partition.eof", "true");
+    let consumer: StreamConsumer = cfg.create()?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..i32::try_from(partitions)? {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let (mut records, mut at_end) = (Vec::new(), BTreeSet::new());
+    let mut stream = consumer.stream();
+    while at_end.len() < partitions {
+        let next = tokio::time::timeout(wait, stream.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("reading {topic}: no record or partition end within {wait:?}"))?;
+        match next {
+            Some(Ok(msg)) => {
+                at_end.remove(&msg.partition());
+                records.push(Record::from_message(&msg));
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+            None => anyhow::bail!("reading {topic}: the consumer closed"),
+        }
+    }
+    Ok(records)
 }
 
 /// Readiness: the broker answers a metadata request.

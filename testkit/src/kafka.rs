@@ -1,6 +1,5 @@
 //! Kafka for tests: per-test topics on the running broker, and private brokers.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -8,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use platform::db::Schema;
-use rdkafka::Message;
+
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers};
+
 use tokio::process::{Child, Command};
 
 use platform::events::headers;
@@ -268,45 +267,7 @@ impl Drop for PrivateBroker {
 /// How long the readers below wait for the next record before failing the test.
 pub const READ_WAIT: Duration = Duration::from_secs(90);
 
-/// A record read back from a topic.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<String>,
-    pub payload: Vec<u8>,
-    pub headers: BTreeMap<String, String>,
-}
-
-impl Record {
-    fn from_message(msg: &BorrowedMessage<'_>) -> Self {
-        let headers = msg
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            payload: msg.payload().unwrap_or_default().to_vec(),
-            headers,
-        }
-    }
-
-    /// A header's value; empty when absent.
-    pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-
-    /// The payload as JSON (panics when it is not).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.payload).expect("payload is JSON")
-    }
-}
+pub use platform::kafka::Record;
 
 fn reader(bootstrap: &str, extra: &[(&str, &str)]) -> StreamConsumer {
     let mut cfg = platform::kafka::consumer_config(bootstrap, &format!("t.{}.reader", crate::unique_id()));
@@ -340,26 +301,7 @@ pub async fn receive(c: &StreamConsumer, n: usize) -> Vec<Record> {
     records
 }
 
-/// Every record of `topic`: read until each partition reports its end (the fetches' own
-/// high watermarks, so no watermark query is needed).
+/// Every record of `topic` (see [`platform::kafka::read_topic`]).
 pub async fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let partitions = platform::kafka::partition_count(bootstrap, topic).await.expect("metadata").expect("topic exists");
-    let c = reader(bootstrap, &[("enable.partition.eof", "true")]);
-    c.subscribe(&[topic]).expect("subscribe");
-    let (mut records, mut at_end) = (Vec::new(), BTreeSet::new());
-    let mut stream = c.stream();
-    while at_end.len() < partitions {
-        let next = tokio::time::timeout(READ_WAIT, stream.next()).await.expect("records or partition ends");
-        match next.expect("stream open") {
-            Ok(msg) => {
-                at_end.remove(&msg.partition());
-                records.push(Record::from_message(&msg));
-            }
-            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
-                at_end.insert(p);
-            }
-            Err(e) => panic!("reading {topic}: {e}"),
-        }
-    }
-    records
+    platform::kafka::read_topic(bootstrap, topic, READ_WAIT).await.unwrap_or_else(|e| panic!("{e}"))
 }

@@ -1,7 +1,8 @@
 //! Operator tools for the local stack.
 //!
 //! # Layout
-//! - [`audit`] (and the `audit` binary): the projector's read models against the shards.
+//! - [`audit`] (and the `audit` binary): the invariants across the shards, the relay, the
+//!   consumers and the read models.
 //! - `stackctl` (binary): `migrate` creates every database of the stack and applies its
 //!   migrations; `instances` lists the local Postgres instances `./dev` must run, read from
 //!   `shards.toml` so a shard added there gets its instance without touching the script.

@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use platform::db::Schema;
 use serde_json::{Value, json};
-use test_stack::TestUser;
-use testkit::{TestApp, TestDb, TestKafka};
+use test_stack::{Pipeline, TestUser};
+use testkit::TestApp;
 
 use super::helpers::{Req, Stack, code, data, post_gql, stack};
 
@@ -18,60 +17,13 @@ const ORDERS: &str = "query($c: ID!) { customerOrders(customerId: $c, first: 10)
 const TIMELINE: &str = "query($o: ID!) { orderTimeline(orderId: $o) { orderId customerId asOf
     events { version eventName source outboxId correlationId } } }";
 
-/// The relay and the projector on a stack's shards and a fresh topic, and a gateway that
-/// reads from that projector. Fields drop in this order: the topics go last.
-struct Pipeline {
-    gateway: TestApp,
-    projector: TestApp,
-    relay: TestApp,
-    _db: TestDb,
-    _kafka: TestKafka,
-}
-
-impl Pipeline {
-    /// Stops the consumers before the topics are deleted: librdkafka (2.x) crashes the whole
-    /// process with SIGSEGV when a fetch of its finds the topic gone on Tansu 0.6.0, which
-    /// answers "unknown topic" with a leader hint but no topic name.
-    async fn stop(self) {
-        self.gateway.stop().await.unwrap();
-        self.projector.stop().await.unwrap();
-        self.relay.stop().await.unwrap();
-    }
-}
-
-async fn with_pipeline(s: &Stack) -> Pipeline {
-    let kafka = TestKafka::new(3).await.unwrap();
-    let relay = orders::relay::Relay::build(
-        orders::relay::Settings {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            kafka_bootstrap: kafka.bootstrap.clone(),
-            topic: kafka.topic.clone(),
-            dlq_topic: kafka.dlq_topic.clone(),
-            poll_interval: Duration::from_millis(200),
-            topic_partitions: 3,
-            ..orders::relay::Settings::default()
-        },
-        s.shards.map.clone(),
-    )
-    .await
-    .unwrap();
-    let relay = TestApp::spawn(relay.port(), move |stop| relay.run_until_stopped(stop));
-    let db = TestDb::global(Schema::ReadModels).await.unwrap();
-    let projector = projector::Application::build(projector::Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: db.url.clone(),
-        consumer: kafka.consumer_config(),
-        supervise_interval: Duration::from_millis(200),
-        orders_url: s.orders.base_url.clone(),
-        accounts_jwks_url: s.accounts.url("/.well-known/jwks.json"),
-        ..projector::Settings::default()
-    })
-    .await
-    .unwrap();
-    let projector = TestApp::spawn(projector.port(), move |stop| projector.run_until_stopped(stop));
-    let settings = gateway::Settings { projector_url: projector.base_url.clone(), ..s.gateway_settings().clone() };
+/// The relay and the consumers behind a stack, and a gateway that reads from that projector.
+async fn with_pipeline(s: &Stack) -> (Pipeline, TestApp) {
+    let pipeline = Pipeline::start(s).await;
+    let settings =
+        gateway::Settings { projector_url: pipeline.projector.base_url.clone(), ..s.gateway_settings().clone() };
     let gateway = s.spawn_gateway(settings).await;
-    Pipeline { gateway, projector, relay, _db: db, _kafka: kafka }
+    (pipeline, gateway)
 }
 
 async fn gql(gateway: &TestApp, token: &str, query: &str, variables: Value) -> Value {
@@ -81,8 +33,8 @@ async fn gql(gateway: &TestApp, token: &str, query: &str, variables: Value) -> V
 #[tokio::test]
 async fn the_read_models_answer_through_the_gateway_for_their_owner_or_an_admin() {
     let s = stack().await;
-    let pipeline = with_pipeline(&s).await;
-    let gateway = &pipeline.gateway;
+    let (pipeline, reader) = with_pipeline(&s).await;
+    let gateway = &reader;
     let organizer = s.user("ORGANIZER").await.token;
     let (event, tt) = s.event(&organizer, "NA", 10).await;
     let TestUser { id: customer_id, token: customer, .. } = s.user("CUSTOMER").await;
@@ -158,5 +110,6 @@ async fn the_read_models_answer_through_the_gateway_for_their_owner_or_an_admin(
     // Bad input names the argument and never reaches the projector.
     let res = gql(gateway, &admin, TIMELINE, json!({"o": "nope"})).await;
     assert_eq!(code(&res), Some("BAD_USER_INPUT"), "{res}");
+    reader.stop().await.unwrap();
     pipeline.stop().await;
 }

@@ -543,7 +543,7 @@ impl<H: Handler> Consumer<H> {
         let (partition, offset) = (msg.partition().to_string(), msg.offset().to_string());
         let hs = hs
             .insert(Header { key: crate::events::headers::DLQ_REASON, value: Some(rejection.reason.as_str()) })
-            .insert(Header { key: "dlq-source", value: Some(self.settings.service) })
+            .insert(Header { key: crate::events::headers::DLQ_SOURCE, value: Some(self.settings.service) })
             .insert(Header { key: "dlq-topic", value: Some(msg.topic()) })
             .insert(Header { key: "dlq-partition", value: Some(partition.as_str()) })
             .insert(Header { key: "dlq-offset", value: Some(offset.as_str()) });

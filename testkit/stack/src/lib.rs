@@ -15,10 +15,13 @@
 //! - [`stack`]: [`Stack`], its [`StackBuilder`], [`TestUser`], and requests to orders.
 //! - [`services`]: each service's test settings and start, for a test that runs one more
 //!   (a second orders, a gateway with other settings) or only accounts.
+//! - [`pipeline`]: [`Pipeline`], the relay and both consumers behind a stack.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test support: a failed expectation is a failed test")]
 
+pub mod pipeline;
 pub mod services;
 pub mod stack;
 
+pub use pipeline::Pipeline;
 pub use stack::{Stack, StackBuilder, TestUser, event_body, order_body};

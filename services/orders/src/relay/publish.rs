@@ -114,7 +114,7 @@ impl Publisher {
             .headers(row)
             .insert(Header { key: headers::DLQ_REASON, value: Some(reason) })
             .insert(Header { key: "dlq-attempts", value: Some(attempts.as_str()) })
-            .insert(Header { key: "dlq-source", value: Some("orders-relay") });
+            .insert(Header { key: headers::DLQ_SOURCE, value: Some(headers::DLQ_SOURCE_RELAY) });
         let record = FutureRecord::to(&self.settings.dlq_topic)
             .key(&key)
             .payload(&row.payload)

@@ -289,7 +289,7 @@ async fn audit_topic(m: &Moving, kafka: &TestKafka) {
     for r in &records {
         let id = (r.header("shard").to_owned(), r.header("outbox-id").to_owned());
         assert!(seen.insert(id.clone()), "{id:?} on the topic twice");
-        let kind = r.json()["eventName"].as_str().unwrap_or_default().to_owned();
+        let kind = r.json().unwrap()["eventName"].as_str().unwrap_or_default().to_owned();
         by_key.entry(r.key.clone().unwrap_or_default()).or_default().push((r.partition, r.offset, kind));
     }
     assert_eq!(records.len() as i64, expected, "every outbox row on the topic");
