@@ -166,6 +166,14 @@ pub struct Args {
     /// the time to recover.
     #[arg(long, value_parser = crate::chaos::schedule)]
     pub chaos: Option<crate::chaos::Schedule>,
+    /// `browse`: after the gateway, the same reads against the read ceiling (the
+    /// `read-ceiling` binary: the gateway's bytes for each body from one Redis `GET`), for
+    /// the ratio of the cached read to the cheapest endpoint that could serve it.
+    #[arg(long)]
+    pub read_ceiling: bool,
+    /// The Redis the read ceiling keeps its copies in.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
     /// The `dev` script `--chaos` runs.
     #[arg(long, default_value = "./dev")]
     pub dev: PathBuf,

@@ -13,9 +13,10 @@
 //! - [`workload`]: one request of `orders`, `browse`, `mixed`. [`flash`]: the flash sale.
 //! - [`engine`]: closed and open loops, warm-up, progress line; [`schedule`]: the open-loop
 //!   arrival times. [`stats`]: histograms, rows and the per-second timeline.
-//! - [`pgbench`]: the reference. [`relay`]: outbox publication after the load. [`rss`]: memory.
+//! - [`pgbench`]: the write reference; [`ceiling`]: the read reference (`--read-ceiling`). [`relay`]: outbox publication after the load. [`rss`]: memory.
 //! - [`report`]: table, JSON, SVG chart. [`chaos`]: `--chaos` faults and what they did.
 
+pub mod ceiling;
 pub mod chaos;
 pub mod cli;
 pub mod client;
@@ -107,6 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rebalance: None,
         chaos: Vec::new(),
         region_timeline: Vec::new(),
+        read_ceiling: Vec::new(),
     };
     let rss_dir = args.rss_from.clone().unwrap_or_default();
     let sample = || rss::Sampler::start(rss_dir.clone(), Duration::from_millis(250));
@@ -224,6 +226,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 _ => engine::run(Arc::new(workload::Orders { common, hot: args.hot }), plan).await,
             };
             report.usage = sampler.finish().await;
+            if args.read_ceiling && args.scenario == Scenario::Browse {
+                let ceiling = ceiling::Process::start(&args.redis_url, &args.gateway).await?;
+                eprintln!("read ceiling: the same reads against {}", ceiling.url);
+                let common =
+                    workload::Common::new(Gql::new(&ceiling.url, args.timeout)?, mix.clone(), &fixture, args.seed)?;
+                let at_ceiling = engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await;
+                report.read_ceiling = at_ceiling.recorder.rows(at_ceiling.window);
+            }
             report.rows = measured.recorder.rows(measured.window);
             report.timeline = measured.recorder.timeline();
             report.region_timeline = measured.recorder.region_timeline();

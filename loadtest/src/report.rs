@@ -47,6 +47,9 @@ pub struct Report {
     pub chaos: Vec<crate::chaos::Mark>,
     /// Answers and error codes per region per second (what the chaos figures are made of).
     pub region_timeline: Vec<crate::stats::RegionPoint>,
+    /// `browse --read-ceiling`: the same reads against the read ceiling, after the gateway's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub read_ceiling: Vec<Row>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,6 +160,22 @@ impl Report {
                     r.latency.p999_ms,
                     r.latency.max_ms,
                     if errors.is_empty() { "-".to_owned() } else { errors.join(" ") }
+                );
+            }
+            for c in &self.read_ceiling {
+                let gateway = self.rows.iter().find(|r| r.op == c.op && r.region == c.region && r.shard == c.shard);
+                let _ = writeln!(
+                    out,
+                    "read ceiling {:<8} {:<6} {:>9.1} ok/s, p50 {:.2} ms, p99 {:.2} ms{}",
+                    c.op,
+                    c.region,
+                    c.ok_per_s,
+                    c.latency.p50_ms,
+                    c.latency.p99_ms,
+                    gateway.map_or(String::new(), |g| format!(
+                        "; the gateway reached {:.1} % of it",
+                        100.0 * g.ok_per_s / c.ok_per_s.max(f64::MIN_POSITIVE)
+                    ))
                 );
             }
             if self.late_sends > 0 {
