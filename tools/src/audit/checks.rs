@@ -142,14 +142,19 @@ fn stock(facts: &Facts) -> (String, Vec<String>) {
     )
 }
 
-fn outbox(facts: &Facts) -> (String, Vec<String>) {
-    let mut violations = Vec::new();
-    let dead: BTreeSet<(&str, &str)> = facts
+/// The (shard, outbox id) of the DLQ records the relay wrote (`by_relay`), or a consumer.
+fn dead_lettered(facts: &Facts, by_relay: bool) -> BTreeSet<(&str, &str)> {
+    facts
         .dead_letters
         .iter()
-        .filter(|d| d.by == DLQ_SOURCE_RELAY)
+        .filter(|d| (d.by == DLQ_SOURCE_RELAY) == by_relay)
         .map(|d| (d.shard.as_str(), d.outbox_id.as_str()))
-        .collect();
+        .collect()
+}
+
+fn outbox(facts: &Facts) -> (String, Vec<String>) {
+    let mut violations = Vec::new();
+    let dead = dead_lettered(facts, true);
     let known: BTreeSet<Uuid> = facts.shards.iter().flat_map(|s| s.orders.iter().map(|o| o.id)).collect();
     let mut events: BTreeMap<Uuid, Vec<(i32, &str)>> = BTreeMap::new();
     let (mut rows, mut sent, mut failed) = (0, 0, 0);
@@ -203,14 +208,9 @@ fn outbox(facts: &Facts) -> (String, Vec<String>) {
 
 fn notifications(facts: &Facts) -> (String, Vec<String>) {
     let mut violations = Vec::new();
-    let rejected: BTreeSet<(&str, &str)> = facts
-        .dead_letters
-        .iter()
-        .filter(|d| d.by != DLQ_SOURCE_RELAY)
-        .map(|d| (d.shard.as_str(), d.outbox_id.as_str()))
-        .collect();
+    let rejected = dead_lettered(facts, false);
     let mut published: BTreeSet<(String, String)> = BTreeSet::new();
-    let (mut sent, mut dead_lettered) = (0, 0);
+    let (mut sent, mut by_consumer) = (0, 0);
     for shard in &facts.shards {
         for row in shard.outbox.iter().filter(|r| r.status == "SENT" || r.status == "FAILED") {
             let key = (shard.name.clone(), row.id.to_string());
@@ -220,7 +220,7 @@ fn notifications(facts: &Facts) -> (String, Vec<String>) {
             if row.status == "SENT" {
                 sent += 1;
                 if n == 0 && rejected.contains(&(key.0.as_str(), key.1.as_str())) {
-                    dead_lettered += 1;
+                    by_consumer += 1;
                 } else if n != 1 {
                     violations.push(format!("{what} was published and has {n} notifications, not 1"));
                 }
@@ -236,7 +236,7 @@ fn notifications(facts: &Facts) -> (String, Vec<String>) {
     }
     (
         format!(
-            "{sent} published events: one notification each ({dead_lettered} dead-lettered by a consumer instead); \
+            "{sent} published events: one notification each ({by_consumer} dead-lettered by a consumer instead); \
              {} notifications, each of a published event",
             facts.notifications.values().sum::<i64>()
         ),
