@@ -1,4 +1,5 @@
-//! `/graphql`: GraphiQL on GET, operations on POST.
+//! `/graphql`: GraphiQL on GET ([`crate::graphiql`], assets under `/graphiql/`), operations on
+//! POST.
 //!
 //! The handler is ours rather than async-graphql-axum's so that the body limit, the
 //! correlation id and the error shape are the platform's: a body too large is a 413, a body
@@ -13,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use platform::correlation::CorrelationId;
 use serde_json::json;
@@ -40,14 +41,11 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(crate::graphiql::page).post(graphql))
         // Inner to the platform's default limit, so this one applies to /graphql.
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .merge(crate::graphiql::router())
         .with_state(state)
-}
-
-async fn graphiql() -> Html<String> {
-    Html(async_graphql::http::GraphiQLSource::build().endpoint("/graphql").title("Ticket Hub").finish())
 }
 
 /// A request the GraphQL engine never saw: `status` with one error carrying `code`.

@@ -1,14 +1,15 @@
 //! gateway: the one entry point for clients.
 //!
-//! GraphQL at `/graphql` (GraphiQL on GET) over the accounts and orders HTTP APIs, with a Redis
-//! cache-aside in front of the event reads. The gateway owns no data: it parses arguments,
-//! forwards the caller's token, idempotency key and correlation id, and maps every service
-//! answer to a GraphQL result or an error with `extensions.code`.
+//! GraphQL at `/graphql` (GraphiQL on GET, its assets from the binary) over the accounts and
+//! orders HTTP APIs, with a Redis cache-aside in front of the event reads. The gateway owns no
+//! data: it parses arguments, forwards the caller's token, idempotency key and correlation id,
+//! and maps every service answer to a GraphQL result or an error with `extensions.code`.
 //!
 //! # Layout
 //! - [`Settings`] / [`Application`]: the service.
 //! - [`http`]: the `/graphql` handler (body limit, document limits, timeout, request scope,
 //!   response extensions).
+//! - [`graphiql`]: the GraphiQL page and its scripts, from the binary itself (no CDN).
 //! - [`limits`]: what a document may cost (fields with fragments expanded, nesting, fragment
 //!   cycles, mutation fields), checked before the engine's validation walks it.
 //! - [`schema`]: queries, mutations, the per-request [`schema::Scope`] (current user resolved
@@ -20,6 +21,7 @@
 pub mod cache;
 pub mod downstream;
 pub mod error;
+pub mod graphiql;
 pub mod http;
 pub mod limits;
 pub mod schema;

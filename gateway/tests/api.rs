@@ -8,6 +8,7 @@ mod api {
     pub mod cache;
     pub mod errors;
     pub mod flows;
+    pub mod graphiql;
     pub mod helpers;
     pub mod measure;
     pub mod ops;
