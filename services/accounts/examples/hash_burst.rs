@@ -72,7 +72,13 @@ async fn burst(args: &Args) {
     let settings: Argon2Settings = Settings::default().argon2;
     println!(
         "argon2id m={} KiB t={} p={}; {} calls ({:?}) at concurrency {}, {} bursts",
-        settings.memory_kib, settings.iterations, settings.parallelism, args.calls, args.op, args.concurrency, args.bursts
+        settings.memory_kib,
+        settings.iterations,
+        settings.parallelism,
+        args.calls,
+        args.op,
+        args.concurrency,
+        args.bursts
     );
     let hasher = Hasher::new(&settings).await.unwrap();
     let password = || Password::parse("correct horse battery").unwrap();
