@@ -123,7 +123,8 @@ pub struct ThrottleSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Argon2Settings {
-    /// Memory per hash, in KiB (default 19456 = 19 MiB).
+    /// Memory per hash, in KiB (default 19456 = 19 MiB). Each hashing thread (one per core)
+    /// keeps that much resident from its first hash on: most of the service's memory.
     pub memory_kib: u32,
     /// Passes over that memory (default 2).
     pub iterations: u32,
