@@ -89,7 +89,8 @@ pub async fn serve(addr: SocketAddr, redis_url: &str, prefix: &str, upstream: &s
 
 /// The ceiling as a child process beside the gateway; killed when dropped.
 pub struct Process {
-    child: tokio::process::Child,
+    /// Held so the process dies with it (`kill_on_drop`).
+    _child: tokio::process::Child,
     pub url: String,
 }
 
@@ -111,12 +112,7 @@ impl Process {
             .map_err(|_| anyhow::anyhow!("read-ceiling did not start within 10 s"))??
             .unwrap_or_default();
         let addr = line.strip_prefix("listening ").ok_or_else(|| anyhow::anyhow!("read-ceiling said {line:?}"))?;
-        Ok(Self { child, url: format!("http://{addr}/graphql") })
-    }
-
-    /// The pid, for the memory and CPU sampling.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        Ok(Self { _child: child, url: format!("http://{addr}/graphql") })
     }
 }
 

@@ -78,6 +78,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "--mix names region {region}, which shards.toml does not have"
         );
     }
+    anyhow::ensure!(
+        !args.read_ceiling || args.scenario == Scenario::Browse,
+        "--read-ceiling: only the browse scenario is measured against the read ceiling"
+    );
     let (mode, concurrency) = match args.rate {
         Some(rate) => (Mode::Open { rate_per_s: rate, max_in_flight: args.max_in_flight }, None),
         None => (Mode::Closed { concurrency: args.concurrency }, Some(args.concurrency)),
@@ -226,7 +230,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 _ => engine::run(Arc::new(workload::Orders { common, hot: args.hot }), plan).await,
             };
             report.usage = sampler.finish().await;
-            if args.read_ceiling && args.scenario == Scenario::Browse {
+            if args.read_ceiling {
                 let ceiling = ceiling::Process::start(&args.redis_url, &args.gateway).await?;
                 eprintln!("read ceiling: the same reads against {}", ceiling.url);
                 let common =

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use platform::db::Schema;
-
 use rdkafka::consumer::{Consumer, StreamConsumer};
-
 use tokio::process::{Child, Command};
 
 use platform::events::headers;

@@ -27,15 +27,7 @@ impl Pipeline {
     pub async fn start(stack: &Stack) -> Self {
         let kafka = TestKafka::new(3).await.expect("topics");
         let relay = orders::relay::Relay::build(
-            orders::relay::Settings {
-                http_addr: "127.0.0.1:0".parse().unwrap(),
-                kafka_bootstrap: kafka.bootstrap.clone(),
-                topic: kafka.topic.clone(),
-                dlq_topic: kafka.dlq_topic.clone(),
-                poll_interval: Duration::from_millis(200),
-                topic_partitions: 3,
-                ..orders::relay::Settings::default()
-            },
+            orders::relay::Settings { topic_partitions: 3, ..crate::services::relay_settings(&kafka) },
             stack.shards.map.clone(),
         )
         .await

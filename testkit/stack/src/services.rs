@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use accounts::settings::Argon2Settings;
 use shard_router::ShardMap;
-use testkit::{TestApp, TestDb, TestRedis};
+use std::time::Duration;
+
+use testkit::{TestApp, TestDb, TestKafka, TestRedis};
 
 /// A fresh signing key for accounts, written to `dir`.
 pub fn key_file(dir: &Path) -> PathBuf {
@@ -53,4 +55,20 @@ pub async fn spawn_orders(settings: orders::Settings, map: ShardMap) -> TestApp 
 pub async fn spawn_gateway(settings: gateway::Settings, map: ShardMap) -> TestApp {
     let app = gateway::Application::build(settings, map).await.expect("build gateway");
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
+}
+
+/// The outbox relay's settings on `kafka`'s topics, on a free port, quick to poll and retry.
+pub fn relay_settings(kafka: &TestKafka) -> orders::relay::Settings {
+    orders::relay::Settings {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        kafka_bootstrap: kafka.bootstrap.clone(),
+        topic: kafka.topic.clone(),
+        dlq_topic: kafka.dlq_topic.clone(),
+        poll_interval: Duration::from_millis(200),
+        lease_retry: Duration::from_millis(200),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(1000),
+        message_timeout: Duration::from_millis(5000),
+        ..orders::relay::Settings::default()
+    }
 }

@@ -9,7 +9,7 @@ use platform::contract::read_models::TicketTypeSales;
 use platform::events::headers::DLQ_SOURCE_RELAY;
 use uuid::Uuid;
 
-use super::facts::{Facts, Needs, Order};
+use super::facts::{Facts, Needs, Order, Outbox};
 
 /// One invariant of the audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -142,6 +142,11 @@ fn stock(facts: &Facts) -> (String, Vec<String>) {
     )
 }
 
+/// An outbox row as violations name it; built only for a violation.
+fn named(shard: &str, row: &Outbox) -> String {
+    format!("{shard}: outbox row {} ({} of order {})", row.id, row.event_type, row.aggregate_id)
+}
+
 /// The (shard, outbox id) of the DLQ records the relay wrote (`by_relay`), or a consumer.
 fn dead_lettered(facts: &Facts, by_relay: bool) -> BTreeSet<(&str, &str)> {
     facts
@@ -161,20 +166,19 @@ fn outbox(facts: &Facts) -> (String, Vec<String>) {
     for shard in &facts.shards {
         for row in &shard.outbox {
             rows += 1;
-            let what =
-                format!("{}: outbox row {} ({} of order {})", shard.name, row.id, row.event_type, row.aggregate_id);
+            let what = || named(&shard.name, row);
             match row.status.as_str() {
                 "SENT" => sent += 1,
                 "FAILED" => {
                     failed += 1;
                     if !dead.contains(&(shard.name.as_str(), row.id.to_string().as_str())) {
-                        violations.push(format!("{what} is FAILED but not in the DLQ"));
+                        violations.push(format!("{} is FAILED but not in the DLQ", what()));
                     }
                 }
-                status => violations.push(format!("{what} is still {status}")),
+                status => violations.push(format!("{} is still {status}", what())),
             }
             if !known.contains(&row.aggregate_id) {
-                violations.push(format!("{what} is about an order no shard holds"));
+                violations.push(format!("{} is about an order no shard holds", what()));
             }
             events.entry(row.aggregate_id).or_default().push((row.version.unwrap_or(0), row.event_type.as_str()));
         }
@@ -215,18 +219,17 @@ fn notifications(facts: &Facts) -> (String, Vec<String>) {
         for row in shard.outbox.iter().filter(|r| r.status == "SENT" || r.status == "FAILED") {
             let key = (shard.name.clone(), row.id.to_string());
             let n = facts.notifications.get(&key).copied().unwrap_or(0);
-            let what =
-                format!("{}: outbox row {} ({} of order {})", shard.name, row.id, row.event_type, row.aggregate_id);
+            let what = || named(&shard.name, row);
             if row.status == "SENT" {
                 sent += 1;
                 if n == 0 && rejected.contains(&(key.0.as_str(), key.1.as_str())) {
                     by_consumer += 1;
                 } else if n != 1 {
-                    violations.push(format!("{what} was published and has {n} notifications, not 1"));
+                    violations.push(format!("{} was published and has {n} notifications, not 1", what()));
                 }
             } else if n > 1 {
                 // A FAILED row may have reached the topic before its last attempt timed out.
-                violations.push(format!("{what} has {n} notifications"));
+                violations.push(format!("{} has {n} notifications", what()));
             }
             published.insert(key);
         }

@@ -1,22 +1,12 @@
 //! Ops endpoints of the orders service and the relay process.
 
 use orders::{Application, Settings, relay};
+use test_stack::services::relay_settings;
 use testkit::{TestApp, TestKafka, TestRedis, TestShards};
 
 async fn spawn(settings: Settings, shards: shard_router::ShardMap) -> TestApp {
     let app = Application::build(settings, shards).await.expect("build orders");
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
-}
-
-/// The relay on a free port, publishing to `kafka`'s topics.
-fn relay_settings(kafka: &TestKafka) -> relay::Settings {
-    relay::Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        kafka_bootstrap: kafka.bootstrap.clone(),
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic.clone(),
-        ..relay::Settings::default()
-    }
 }
 
 fn settings(redis: &TestRedis, shards: &TestShards) -> Settings {

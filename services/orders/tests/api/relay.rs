@@ -19,21 +19,7 @@ use test_stack::{Stack, order_body};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Relay settings on `kafka`'s topics, quick to poll and retry.
-pub fn settings(kafka: &TestKafka) -> Settings {
-    Settings {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        kafka_bootstrap: kafka.bootstrap.clone(),
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic.clone(),
-        poll_interval: Duration::from_millis(200),
-        lease_retry: Duration::from_millis(200),
-        retry_base: Duration::from_millis(50),
-        retry_max: Duration::from_millis(1000),
-        message_timeout: Duration::from_millis(5000),
-        ..Settings::default()
-    }
-}
+pub use test_stack::services::relay_settings as settings;
 
 async fn spawn(settings: Settings, map: ShardMap) -> TestApp {
     let r = Relay::build(settings, map).await.unwrap();
