@@ -10,6 +10,13 @@
 //! - `event:{id}:gen`: that event's generation. An invalidation bumps it and deletes the
 //!   event; a read-miss writes back only if the generation it saw before fetching is still
 //!   current (one Lua script), so a slow read can never put back stock older than a mutation.
+//! - `response:{sha256 of the request body}`: a whole answer's `data`, in its final serialized
+//!   form, behind the generations it was built on (`key\tvalue` pairs, then a newline). A hit
+//!   is one script call that compares each generation with its current value and returns the
+//!   bytes, so a repeated read costs one Redis round trip and no GraphQL work at all
+//!   ([`crate::http`] decides which documents qualify). The script reads keys it was not
+//!   passed (the generations named in the entry), which a single Redis allows and Redis
+//!   Cluster would not: a cluster deployment would need the keys in one hash slot.
 //!
 //! # Invalidation
 //! `createEvent` bumps its region; `createOrder` bumps its region and invalidates its event
@@ -43,6 +50,54 @@ end
 return 0
 ";
 
+/// Returns `KEYS[1]`'s answer bytes if every generation its entry was built on is still
+/// current, else nothing (the caller then answers the request the long way and stores it anew).
+const RESPONSE_HIT: &str = r"
+local entry = redis.call('GET', KEYS[1])
+if not entry then return false end
+local nl = string.find(entry, '\n', 1, true)
+if not nl then return false end
+for key, want in string.gmatch(string.sub(entry, 1, nl - 1), '([^\t]+)\t([^\t]+)\t?') do
+  if (redis.call('GET', key) or '0') ~= want then return false end
+end
+return string.sub(entry, nl + 1)
+";
+
+/// The generations one request's cached reads were built on, as read from Redis: what a
+/// stored answer must still match to be served again.
+#[derive(Debug, Default)]
+pub struct Deps {
+    pairs: Vec<(String, String)>,
+    /// A read went around Redis (down, skipped, or it failed): the answer depends on
+    /// generations nobody read, so it is not stored.
+    incomplete: bool,
+}
+
+impl Deps {
+    fn add(&mut self, key: String, generation: String) {
+        if !self.pairs.iter().any(|(k, _)| *k == key) {
+            self.pairs.push((key, generation));
+        }
+    }
+
+    /// The entry's header: every pair, `None` when an answer on them must not be stored.
+    fn header(&self) -> Option<String> {
+        if self.incomplete || self.pairs.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for (key, generation) in &self.pairs {
+            if !out.is_empty() {
+                out.push('\t');
+            }
+            out.push_str(key);
+            out.push('\t');
+            out.push_str(generation);
+        }
+        Some(out)
+    }
+}
+
 /// Which cache a lookup used, the `cache` label of `gateway_cache_requests_total`.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -50,6 +105,8 @@ pub enum Kind {
     Events,
     /// `event(id)` and the events nested in orders.
     Event,
+    /// Whole answers ([`Cache::response`]).
+    Response,
 }
 
 impl Kind {
@@ -57,6 +114,7 @@ impl Kind {
         match self {
             Self::Events => "events",
             Self::Event => "event",
+            Self::Response => "response",
         }
     }
 }
@@ -74,7 +132,15 @@ pub struct Cache {
     skip_until_ms: Arc<AtomicU64>,
     epoch: Instant,
     guarded_set: Arc<redis::Script>,
+    response_hit: Arc<redis::Script>,
+    /// Digests of request bodies whose answer was stored: only those are looked up, so a
+    /// mutation or a personal query never pays a round trip for an answer that cannot exist.
+    /// Per process, bounded (emptied when full: the next request of each body refills it).
+    stored: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
 }
+
+/// Most digests [`Cache::stored`] keeps.
+const MAX_STORED_DIGESTS: usize = 16_384;
 
 /// What a batch of event lookups found.
 #[derive(Debug, Default)]
@@ -103,6 +169,8 @@ impl Cache {
             skip_until_ms: Arc::default(),
             epoch: Instant::now(),
             guarded_set: Arc::new(redis::Script::new(GUARDED_SET)),
+            response_hit: Arc::new(redis::Script::new(RESPONSE_HIT)),
+            stored: Arc::default(),
         }
     }
 
@@ -172,14 +240,26 @@ impl Cache {
         organizer: Option<&str>,
         first: i32,
         after: Option<&str>,
+        tally: &Tally,
     ) -> Option<String> {
         if !self.in_use() {
             Self::count(Kind::Events, "bypass", 1);
+            tally.deps().incomplete = true;
             return None;
         }
         let keys: Vec<String> = regions.iter().map(|r| self.region_gen_key(r)).collect();
-        let gens: Vec<Option<u64>> = self.exec("page_generations", Op::Cmd(redis::cmd("MGET").arg(&keys))).await?;
+        let Some(gens) =
+            self.exec::<Vec<Option<u64>>>("page_generations", Op::Cmd(redis::cmd("MGET").arg(&keys))).await
+        else {
+            tally.deps().incomplete = true;
+            return None;
+        };
         let gens: Vec<String> = gens.iter().map(|g| g.unwrap_or(0).to_string()).collect();
+        let mut deps = tally.deps();
+        for (key, generation) in keys.into_iter().zip(&gens) {
+            deps.add(key, generation.clone());
+        }
+        drop(deps);
         Some(format!(
             "{}events:page:{scope}:{}:{}:{first}:{}",
             self.prefix,
@@ -211,17 +291,23 @@ impl Cache {
         let n = u64::try_from(ids.len()).unwrap_or(u64::MAX);
         if !self.in_use() {
             Self::count(Kind::Event, "bypass", n);
+            tally.deps().incomplete = true;
             return EventLookup::default();
         }
         let keys: Vec<String> = ids.iter().flat_map(|id| [self.event_key(id), self.event_gen_key(id)]).collect();
         let Some(values) = self.exec::<Vec<Option<String>>>("event_mget", Op::Cmd(redis::cmd("MGET").arg(&keys))).await
         else {
+            tally.deps().incomplete = true;
             Self::count(Kind::Event, "miss", n);
             tally.cache_misses.fetch_add(u32::try_from(ids.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
             return EventLookup::default();
         };
         let mut lookup = EventLookup::default();
+        let mut deps = tally.deps();
         for (id, pair) in ids.iter().zip(values.chunks(2)) {
+            if let [_, generation] = pair {
+                deps.add(self.event_gen_key(id), generation.clone().unwrap_or_else(|| "0".into()));
+            }
             match pair {
                 [Some(value), _] => {
                     lookup.hits.insert(id.clone(), value.clone());
@@ -232,6 +318,7 @@ impl Cache {
                 _ => {}
             }
         }
+        drop(deps);
         let (hits, misses) = (lookup.hits.len(), ids.len() - lookup.hits.len());
         Self::count(Kind::Event, "hit", u64::try_from(hits).unwrap_or(0));
         Self::count(Kind::Event, "miss", u64::try_from(misses).unwrap_or(0));
@@ -250,6 +337,55 @@ impl Cache {
         let stored: Option<i64> = self.exec("event_set", Op::Script(&invocation)).await;
         if stored == Some(0) {
             metrics::counter!("gateway_cache_stale_writes_skipped_total").increment(1);
+        }
+    }
+
+    fn response_key(&self, digest: &[u8; 32]) -> String {
+        use std::fmt::Write;
+        let mut key = format!("{}response:", self.prefix);
+        for byte in digest {
+            let _ = write!(key, "{byte:02x}");
+        }
+        key
+    }
+
+    fn stored(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
+        self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A stored answer's `data` for the request body whose SHA-256 is `digest`, if every
+    /// generation it was built on is still current: one round trip, and none for a body whose
+    /// answer this process never stored.
+    pub async fn response(&self, digest: &[u8; 32]) -> Option<String> {
+        if !self.stored().contains(digest) {
+            return None;
+        }
+        if !self.in_use() {
+            Self::count(Kind::Response, "bypass", 1);
+            return None;
+        }
+        let mut invocation = self.response_hit.prepare_invoke();
+        invocation.key(self.response_key(digest));
+        let got: Option<String> = self.exec("response_get", Op::Script(&invocation)).await.flatten();
+        Self::count(Kind::Response, if got.is_some() { "hit" } else { "miss" }, 1);
+        got
+    }
+
+    /// Stores an answer's serialized `data` for one TTL behind the generations in `deps`;
+    /// nothing when the reads behind it did not all go through Redis. Whether it is still
+    /// current is decided at each hit, so no guard is needed here.
+    pub async fn put_response(&self, digest: &[u8; 32], deps: &Deps, data: &str) {
+        let Some(header) = deps.header() else { return };
+        if self.in_use() {
+            let entry = format!("{header}\n{data}");
+            let set = redis::cmd("SET").arg(self.response_key(digest)).arg(entry).arg("EX").arg(self.ttl_secs).clone();
+            if self.exec::<()>("response_set", Op::Cmd(&set)).await.is_some() {
+                let mut stored = self.stored();
+                if stored.len() >= MAX_STORED_DIGESTS {
+                    stored.clear();
+                }
+                stored.insert(*digest);
+            }
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Tally {
     projector: AtomicU32,
     pub cache_hits: AtomicU32,
     pub cache_misses: AtomicU32,
+    /// The cache generations this request's reads were built on.
+    cache_deps: std::sync::Mutex<crate::cache::Deps>,
 }
 
 impl Tally {
@@ -56,6 +58,11 @@ impl Tally {
             Service::Orders => self.orders.fetch_add(1, Ordering::Relaxed),
             Service::Projector => self.projector.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    /// The generations read so far (held only while one is added; never across an await).
+    pub fn deps(&self) -> std::sync::MutexGuard<'_, crate::cache::Deps> {
+        self.cache_deps.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn calls(&self, service: Service) -> u32 {

@@ -3,7 +3,9 @@
 //!
 //! The handler is ours rather than async-graphql-axum's so that the body limit, the
 //! correlation id and the error shape are the platform's: a body too large is a 413, a body
-//! that is not a GraphQL request a 400, both in the GraphQL error shape with a code.
+//! that is not a GraphQL request a 400, both in the GraphQL error shape with a code. It is also
+//! where a repeated public read is answered from its stored bytes before any parsing
+//! ([`answer_cached`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use platform::correlation::CorrelationId;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::downstream::{Caller, Service};
 use crate::error::{GatewayError, REQUEST_ERROR_CODE};
@@ -48,6 +51,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Whether `doc`'s answer is the same for every caller and depends only on cache generations:
+/// every operation is a query whose root fields are `events`, `event` or `__typename`
+/// (no fragments at the root, which could hide anything). Such an answer may be stored whole
+/// and served again to the same body from the bytes ([`crate::cache::Cache::response`]); the
+/// generations its reads were built on decide when it is stale, as they do for pages.
+fn is_public_read(doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
+    use async_graphql::parser::types::{OperationType, Selection};
+    doc.operations.iter().all(|(_, op)| {
+        op.node.ty == OperationType::Query
+            && op.node.selection_set.node.items.iter().all(|s| match &s.node {
+                Selection::Field(f) => matches!(f.node.name.node.as_str(), "events" | "event" | "__typename"),
+                Selection::FragmentSpread(_) | Selection::InlineFragment(_) => false,
+            })
+    })
+}
+
+/// A stored answer: its `data` as stored, and the extensions of a request that asked no
+/// service and made one cache hit.
+fn answer_cached(data: &str) -> Response {
+    metrics::counter!("gateway_graphql_requests_total", "outcome" => "ok").increment(1);
+    const EXTENSIONS: &str =
+        r#","extensions":{"downstreamCalls":{"accounts":0,"orders":0,"projector":0},"cache":{"hits":1,"misses":0}}}"#;
+    let mut body = String::with_capacity(data.len() + EXTENSIONS.len() + 8);
+    body.push_str(r#"{"data":"#);
+    body.push_str(data);
+    body.push_str(EXTENSIONS);
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// A request the GraphQL engine never saw: `status` with one error carrying `code`.
 fn refused(status: StatusCode, message: String) -> Response {
     metrics::counter!("gateway_graphql_requests_total", "outcome" => "refused").increment(1);
@@ -70,6 +102,10 @@ async fn graphql(
         }
         Err(e) => return refused(StatusCode::BAD_REQUEST, e.body_text()),
     };
+    let digest: [u8; 32] = Sha256::digest(&body).into();
+    if let Some(data) = state.gateway.cache.response(&digest).await {
+        return answer_cached(&data);
+    }
     let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -86,12 +122,13 @@ async fn graphql(
     let tally = caller.tally.clone();
     // Parsed here (the engine reuses it) to bound its cost before the engine's validation,
     // which walks every fragment spread inlined, synchronously, where nothing can interrupt it.
-    let (refused, introspection) = match request.parsed_query() {
+    let (refused, introspection, storable) = match request.parsed_query() {
         Ok(doc) => (
             state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None)),
             crate::limits::is_introspection(doc),
+            is_public_read(doc),
         ),
-        Err(e) => (Some(e), false),
+        Err(e) => (Some(e), false, false),
     };
     let mut response = match refused {
         Some(error) => async_graphql::Response::from_errors(vec![error]),
@@ -134,6 +171,13 @@ async fn graphql(
     }
     let outcome = if response.errors.is_empty() { "ok" } else { "error" };
     metrics::counter!("gateway_graphql_requests_total", "outcome" => outcome).increment(1);
+    if storable
+        && response.errors.is_empty()
+        && let Ok(data) = serde_json::to_string(&response.data)
+    {
+        let deps = std::mem::take(&mut *tally.deps());
+        state.gateway.cache.put_response(&digest, &deps, &data).await;
+    }
     response.extensions.insert(
         "downstreamCalls".into(),
         async_graphql::Value::from_json(json!({

@@ -46,8 +46,17 @@ impl Query {
             Some(r) => vec![r.as_str()],
             None => gw.regions.iter().map(|r| r.name.0.as_str()).collect(),
         };
-        let key =
-            gw.cache.page_key(region.as_deref().unwrap_or("*"), &covered, organizer.as_deref(), first, after).await;
+        let key = gw
+            .cache
+            .page_key(
+                region.as_deref().unwrap_or("*"),
+                &covered,
+                organizer.as_deref(),
+                first,
+                after,
+                &scope.caller.tally,
+            )
+            .await;
         if let Some(key) = &key
             && let Some(json) = gw.cache.get(Kind::Events, key, &scope.caller.tally).await
             && let Ok(page) = serde_json::from_str::<Page<Event>>(&json)

@@ -38,14 +38,14 @@ async fn the_second_events_query_is_a_cache_hit_and_stock_is_fresh_after_an_orde
     let (organizer, customer) = s.organizer_and_customer().await;
     let (event, tt) = s.event(&organizer, "NA", 10).await;
 
-    let before = hits(&s, "events").await;
+    let before = hits(&s, "response").await;
     let first = s.gql(None, EVENTS_NA, json!({})).await;
     assert_eq!(cache_ext(&first), (0, 1, 1), "a miss, read from orders: {first}");
     assert_eq!(s.redis_keys("events:page:NA:*").await.len(), 1, "the page is stored");
     let second = s.gql(None, EVENTS_NA, json!({})).await;
     assert_eq!(cache_ext(&second), (1, 0, 0), "a hit, orders not asked: {second}");
     assert_eq!(data(&first), data(&second));
-    assert!(hits(&s, "events").await >= before + 1.0, "the hit is counted in /metrics");
+    assert!(hits(&s, "response").await >= before + 1.0, "the hit is counted in /metrics");
 
     // event(id): cached by the read that followed its creation (in `s.event`), so a hit.
     let query = "query($id: ID!) { event(id: $id) { ticketTypes { remainingQuantity } } }";
@@ -74,6 +74,47 @@ async fn the_second_events_query_is_a_cache_hit_and_stock_is_fresh_after_an_orde
     let (new_event, _) = s.event(&organizer, "NA", 1).await;
     let res = s.gql(None, EVENTS_NA, json!({})).await;
     assert!(data(&res)["events"].as_array().unwrap().iter().any(|e| e["id"] == new_event.as_str()), "{res}");
+}
+
+#[tokio::test]
+async fn a_repeated_public_read_is_answered_from_its_stored_bytes_until_a_generation_moves() {
+    let s = stack().await;
+    let (organizer, customer) = s.organizer_and_customer().await;
+    let (event, tt) = s.event(&organizer, "NA", 10).await;
+    let both = "query($id: ID!) { __typename event(id: $id) { id ticketTypes { remainingQuantity } } \
+                events(region: NA) { id ticketTypes { remainingQuantity } } }";
+    let vars = json!({"id": event});
+
+    let answers = async || s.redis_keys("response:*").await.len();
+    let before = answers().await;
+    let first = s.gql(None, both, vars.clone()).await;
+    assert_eq!(answers().await, before + 1, "the whole answer is stored: {first}");
+    let second = s.gql(None, both, vars.clone()).await;
+    assert_eq!(cache_ext(&second), (1, 0, 0), "one hit, no service asked: {second}");
+    assert_eq!(data(&first), data(&second), "the stored bytes are the answer");
+    assert!(second["errors"].is_null(), "{second}");
+
+    // Other variables are another body, so another answer.
+    let other = s.gql(None, both, json!({"id": uuid::Uuid::new_v4().to_string()})).await;
+    assert_eq!(code(&other), Some("NOT_FOUND"), "{other}");
+    assert_eq!(answers().await, before + 1, "an answer with errors is not stored");
+
+    // An order moves the event's and the region's generations: the stored answer is stale.
+    s.order(&customer, None, "NA", &event, &tt, 2).await;
+    let after = s.gql(None, both, vars.clone()).await;
+    assert_eq!(data(&after)["event"]["ticketTypes"][0]["remainingQuantity"], 8, "{after}");
+    assert_eq!(na_remaining(&after, &event), 8);
+    assert_eq!(cache_ext(&after).0, 0, "both read anew: {after}");
+    assert_eq!(cache_ext(&s.gql(None, both, vars).await), (1, 0, 0), "and stored again");
+
+    // Nothing personal or written is stored: `me` beside `events`, a mutation.
+    let personal = "{ me { id } events(region: NA) { id } }";
+    for _ in 0..2 {
+        let res = s.gql(Some(&customer), personal, json!({})).await;
+        assert_eq!(res["extensions"]["downstreamCalls"]["accounts"], 1, "{res}");
+    }
+    s.order(&customer, None, "NA", &event, &tt, 1).await;
+    assert_eq!(answers().await, before + 1, "only the public read's answer is stored");
 }
 
 #[tokio::test]
