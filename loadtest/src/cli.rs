@@ -171,6 +171,17 @@ pub struct Args {
     /// the ratio of the cached read to the cheapest endpoint that could serve it.
     #[arg(long)]
     pub read_ceiling: bool,
+    /// `browse`: after the gateway, the same reads through a second gateway (the `gateway`
+    /// binary next to this one, on a free port) whose Redis is unreachable: the uncached path
+    /// the cache is measured against, in the same run.
+    #[arg(long)]
+    pub uncached: bool,
+    /// After the scenario's window, this many logins (of the run's customers, in turn) at
+    /// `--login-concurrency`, inside the memory sampling: the accounts memory target.
+    #[arg(long, default_value_t = 0)]
+    pub logins: usize,
+    #[arg(long, default_value_t = 64)]
+    pub login_concurrency: usize,
     /// The Redis the read ceiling keeps its copies in.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod flash;
+pub mod logins;
 pub mod mix;
 pub mod pgbench;
 pub mod rebalance;
@@ -31,6 +32,7 @@ pub mod rss;
 pub mod schedule;
 pub mod setup;
 pub mod stats;
+pub mod uncached;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,6 +84,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         !args.read_ceiling || args.scenario == Scenario::Browse,
         "--read-ceiling: only the browse scenario is measured against the read ceiling"
     );
+    anyhow::ensure!(
+        !args.uncached || args.scenario == Scenario::Browse,
+        "--uncached: only the browse scenario is measured without the cache"
+    );
+    anyhow::ensure!(
+        args.logins == 0 || matches!(args.scenario, Scenario::Mixed | Scenario::Orders | Scenario::Browse),
+        "--logins: the burst follows an orders, browse or mixed run"
+    );
     let (mode, concurrency) = match args.rate {
         Some(rate) => (Mode::Open { rate_per_s: rate, max_in_flight: args.max_in_flight }, None),
         None => (Mode::Closed { concurrency: args.concurrency }, Some(args.concurrency)),
@@ -113,6 +123,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         chaos: Vec::new(),
         region_timeline: Vec::new(),
         read_ceiling: Vec::new(),
+        uncached: Vec::new(),
+        logins: None,
     };
     let rss_dir = args.rss_from.clone().unwrap_or_default();
     let sample = || rss::Sampler::start(rss_dir.clone(), Duration::from_millis(250));
@@ -229,7 +241,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 _ => engine::run(Arc::new(workload::Orders { common, hot: args.hot }), plan).await,
             };
+            if args.logins > 0 {
+                eprintln!("logins: a burst of {} at concurrency {}", args.logins, args.login_concurrency);
+                let gql = Gql::new(&args.gateway, args.timeout)?;
+                report.logins = Some(logins::burst(&gql, &tag, customers, args.logins, args.login_concurrency).await);
+            }
             report.usage = sampler.finish().await;
+            if args.uncached {
+                let uncached = uncached::Gateway::start().await?;
+                eprintln!("uncached: the same reads through {} (no Redis)", uncached.url);
+                let common =
+                    workload::Common::new(Gql::new(&uncached.url, args.timeout)?, mix.clone(), &fixture, args.seed)?;
+                let measured = engine::run(Arc::new(workload::Browse { common, query: args.query }), plan).await;
+                report.uncached = measured.recorder.rows(measured.window);
+            }
             if args.read_ceiling {
                 let ceiling = ceiling::Process::start(&args.redis_url, &args.gateway).await?;
                 eprintln!("read ceiling: the same reads against {}", ceiling.url);

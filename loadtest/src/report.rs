@@ -50,6 +50,12 @@ pub struct Report {
     /// `browse --read-ceiling`: the same reads against the read ceiling, after the gateway's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub read_ceiling: Vec<Row>,
+    /// `browse --uncached`: the same reads through a second gateway without a reachable Redis.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uncached: Vec<Row>,
+    /// `--logins N`: the burst of logins after the scenario (inside the memory window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logins: Option<crate::logins::Burst>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,6 +182,29 @@ impl Report {
                         "; the gateway reached {:.1} % of it",
                         100.0 * g.ok_per_s / c.ok_per_s.max(f64::MIN_POSITIVE)
                     ))
+                );
+            }
+            for u in &self.uncached {
+                let gateway = self.rows.iter().find(|r| r.op == u.op && r.region == u.region && r.shard == u.shard);
+                let _ = writeln!(
+                    out,
+                    "uncached     {:<8} {:<6} {:>9.1} ok/s, p50 {:.2} ms, p99 {:.2} ms{}",
+                    u.op,
+                    u.region,
+                    u.ok_per_s,
+                    u.latency.p50_ms,
+                    u.latency.p99_ms,
+                    gateway.map_or(String::new(), |g| format!(
+                        "; the cached gateway gave {:.2}× it",
+                        g.ok_per_s / u.ok_per_s.max(f64::MIN_POSITIVE)
+                    ))
+                );
+            }
+            if let Some(b) = &self.logins {
+                let _ = writeln!(
+                    out,
+                    "logins       {} at c={}: {} ok, {:.1}/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
+                    b.logins, b.concurrency, b.ok, b.per_s, b.latency.p50_ms, b.latency.p99_ms, b.failed
                 );
             }
             if self.late_sends > 0 {

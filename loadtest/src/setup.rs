@@ -14,7 +14,7 @@ use crate::client::{Gql, ops};
 
 /// The most ticket types the orders service accepts on one event.
 pub const MAX_TICKET_TYPES_PER_EVENT: usize = 50;
-const PASSWORD: &str = "loadtest password, not a secret";
+pub const PASSWORD: &str = "loadtest password, not a secret";
 
 /// An event the run created, with where it lives.
 #[derive(Debug, Clone)]
@@ -51,11 +51,16 @@ pub fn run_tag() -> String {
     format!("lt{}", Utc::now().format("%Y%m%d%H%M%S%3f"))
 }
 
+/// The address of the run's `i`-th user with `role`.
+pub fn email(tag: &str, role: &str, i: usize) -> String {
+    format!("{tag}-{}-{i}@loadtest.example.org", role.to_ascii_lowercase())
+}
+
 /// Signs `n` users up with `role` and logs each in; returns their tokens.
 pub async fn users(gql: &Gql, tag: &str, role: &str, n: usize, parallel: usize) -> anyhow::Result<Vec<String>> {
     futures::stream::iter(0..n)
         .map(|i| async move {
-            let email = format!("{tag}-{}-{i}@loadtest.example.org", role.to_ascii_lowercase());
+            let email = email(tag, role, i);
             let signup = json!({"input": {"email": email, "name": format!("Load {role} {i}"), "password": PASSWORD, "role": role}});
             gql.must("signup", ops::SIGNUP, signup, None).await?;
             let login = json!({"input": {"email": email, "password": PASSWORD}});
