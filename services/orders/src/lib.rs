@@ -23,6 +23,7 @@
 //!   read by id. Named so that "event" in this crate means one thing: an `OrderEvent` on the
 //!   outbox.
 //! - [`orders`]: order creation, one transaction on the event's shard, and reading an order.
+//!   [`customers`]: the customer check's short-lived positive cache.
 //!   [`lock`]: the Redis stock lock that spaces out contention (the database guard is what
 //!   prevents overselling).
 //! - [`lifecycle`]: pay, cancel, and the sweeper that cancels expired reservations.
@@ -35,6 +36,7 @@
 //! - [`rebalance`]: `orders-rebalance`, the tool that carries a changed `shards.toml` out.
 
 pub mod catalog;
+pub mod customers;
 pub mod domain;
 pub mod http;
 pub mod idempotency;
@@ -116,6 +118,10 @@ impl Application {
                 ttl: settings.lock_ttl,
                 wait: settings.lock_wait,
             },
+            customers: Arc::new(customers::CustomerCache::new(
+                settings.customer_cache_ttl,
+                settings.customer_cache_max_entries,
+            )),
             max_per_order: settings.max_quantity_per_order,
             reservation_ttl: settings.reservation_ttl,
         };

@@ -5,6 +5,7 @@
 
 mod api {
     pub mod abuse;
+    pub mod customers;
     pub mod events;
     pub mod helpers;
     pub mod lifecycle;
