@@ -29,7 +29,8 @@
 //! - [`lifecycle`]: pay, cancel, and the sweeper that cancels expired reservations.
 //! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
 //! - [`store`]: the SQL, one module per aggregate, typed rows, `sqlx::Error` only.
-//! - [`idempotency`]: `Idempotency-Key` parsing and the guard (claim → work → record → commit).
+//! - [`idempotency`]: `Idempotency-Key` parsing and the guard (claim → work → record → commit);
+//!   [`hints`]: the Redis hints that let a keyed write skip looking for its key on other shards.
 //! - [`placement`]: the live partition → shard map this process routes by, and how it follows
 //!   changes; [`shard`]: the one place a shard transaction begins.
 //! - [`relay`]: the outbox relay process.
@@ -38,6 +39,7 @@
 pub mod catalog;
 pub mod customers;
 pub mod domain;
+pub mod hints;
 pub mod http;
 pub mod idempotency;
 pub mod lifecycle;
@@ -112,6 +114,11 @@ impl Application {
             pools,
             verifier: Arc::new(verifier),
             accounts: AccountsServiceClient::new(channel),
+            hints: hints::Hints::new(
+                redis.clone(),
+                settings.redis_key_prefix.clone(),
+                settings.idempotency_hint_window,
+            ),
             lock: lock::StockLock {
                 pool: redis,
                 prefix: settings.redis_key_prefix.clone(),

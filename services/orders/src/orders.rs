@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::domain::{Cents, NewOrder};
+use crate::hints::Lookup;
 use crate::idempotency::{Answer, Guard};
 use crate::shard::{Key, WorkError, count};
 use crate::store::orders::{self as store, NewOrderRow, Shortage};
@@ -53,15 +54,17 @@ pub async fn check_customer(state: &AppState, customer: Uuid) -> Result<(), ApiE
 }
 
 /// Places `order` for its customer (`guard.owner`) on the shard owning the event's partition
-/// (see [`crate::shard`] for the fence and the retry after a move).
+/// (see [`crate::shard`] for the fence and the retry after a move). `noted` is what
+/// [`Guard::note`] said for this request.
 pub async fn place(
     state: &AppState,
     guard: &Guard<'_>,
+    noted: Lookup,
     order: &NewOrder,
 ) -> Result<Answer<CreateOrderPayload>, ApiError> {
     if guard.key.is_some()
         && let Ok(home) = state.placement.snapshot().router.shard_for(&order.region, order.partition).cloned()
-        && let Some(answer) = guard.seen_elsewhere(state, &home).await?
+        && let Some(answer) = guard.seen_elsewhere(state, &home, noted).await?
     {
         return Ok(answer);
     }

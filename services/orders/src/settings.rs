@@ -54,6 +54,14 @@ pub struct Settings {
     /// How long an order waits for that lock before going on without it (`lock_wait_ms`).
     #[serde(rename = "lock_wait_ms", with = "millis")]
     pub lock_wait: Duration,
+    /// W of the idempotency hints (`idempotency_hint_window_secs`, default 86400; 0 turns them
+    /// off): a keyed write skips looking for its key on the other shards when Redis has no
+    /// hint of the key and has held every hint for at least W. So a key reused with a body
+    /// that lands on another shard is refused for W after its last use (on its own shard,
+    /// always); after a Redis restart or a failed hint write, keyed writes look everywhere
+    /// for W again. See `src/hints.rs`.
+    #[serde(rename = "idempotency_hint_window_secs", with = "secs")]
+    pub idempotency_hint_window: Duration,
     /// Upper bound on handling one request; past it the answer is 503 (`request_timeout_ms`).
     #[serde(rename = "request_timeout_ms", with = "millis")]
     pub request_timeout: Duration,

@@ -8,6 +8,7 @@ mod api {
     pub mod customers;
     pub mod events;
     pub mod helpers;
+    pub mod hints;
     pub mod lifecycle;
     pub mod ops;
     pub mod orders;
