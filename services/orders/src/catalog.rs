@@ -29,7 +29,8 @@ pub async fn create(
     let placement = snap.router.place(&event.region, seed).map_err(routing_bug)?;
     let home = snap.router.shard_for(&event.region, placement.partition).map_err(routing_bug)?.clone();
     drop(snap);
-    if let Some(answer) = guard.seen_elsewhere(state, &home).await? {
+    let noted = guard.note(state).await;
+    if let Some(answer) = guard.seen_elsewhere(state, &home, noted).await? {
         return Ok(answer);
     }
     let event_id = ids::new_id(placement);

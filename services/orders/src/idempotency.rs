@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::domain::IdempotencyKey;
+use crate::hints::Lookup;
 use crate::shard::{ShardTx, WorkError};
 use crate::store::idempotency::{self as store, KeyOf, Stored};
 
@@ -116,6 +117,17 @@ impl Guard<'_> {
         Ok(Answer::Fresh(body))
     }
 
+    /// Writes the key's Redis hint, before the write's transaction (a keyed write that skipped
+    /// this would break what the hints promise, see [`crate::hints`]), and says whether
+    /// [`Guard::seen_elsewhere`] must look on the other shards. A separate step so a caller
+    /// can overlap its round trip with another (the order's stock lock).
+    pub async fn note(&self, state: &AppState) -> Lookup {
+        match self.key {
+            Some(key) => state.hints.note(self.at(key)).await,
+            None => Lookup::Skip,
+        }
+    }
+
     /// Looks for the key on every shard but `home` (an explicit fan-out, only for keyed
     /// requests): a key's record lives with the data it guarded, so the same key sent with a
     /// body that lands on another shard (another region, another event) is only seen there. A
@@ -123,13 +135,29 @@ impl Guard<'_> {
     /// concurrent requests with one key landing on different shards can still both proceed;
     /// that window is left open (it needs a client sending one key with two different bodies
     /// at once).
+    ///
+    /// `noted` is what [`Guard::note`] said, which must have run before the write's
+    /// transaction: the fan-out is skipped when the hints say the key was not used within the
+    /// window ([`crate::hints`]); Redis unavailable means the fan-out, as without hints.
+    /// `orders_idempotency_lookups_total` counts each outcome and its reason.
     pub async fn seen_elsewhere<T>(
         &self,
         state: &AppState,
         home: &shard_router::ShardName,
+        noted: Lookup,
     ) -> Result<Option<Answer<T>>, ApiError> {
         let Some(key) = self.key else { return Ok(None) };
         let at = self.at(key);
+        let (outcome, reason) = match noted {
+            Lookup::Skip => ("skipped", "no_hint"),
+            Lookup::Needed(reason) => ("performed", reason),
+        };
+        metrics::counter!("orders_idempotency_lookups_total", "operation" => self.operation, "outcome" => outcome,
+            "reason" => reason)
+        .increment(1);
+        if outcome == "skipped" {
+            return Ok(None);
+        }
         let lookups = state
             .pools
             .all()

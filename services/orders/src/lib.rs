@@ -23,19 +23,23 @@
 //!   read by id. Named so that "event" in this crate means one thing: an `OrderEvent` on the
 //!   outbox.
 //! - [`orders`]: order creation, one transaction on the event's shard, and reading an order.
+//!   [`customers`]: the customer check's short-lived positive cache.
 //!   [`lock`]: the Redis stock lock that spaces out contention (the database guard is what
 //!   prevents overselling).
 //! - [`lifecycle`]: pay, cancel, and the sweeper that cancels expired reservations.
 //! - [`listing`]: reads that span shards (events, a customer's orders), fanned out by name.
 //! - [`store`]: the SQL, one module per aggregate, typed rows, `sqlx::Error` only.
-//! - [`idempotency`]: `Idempotency-Key` parsing and the guard (claim → work → record → commit).
+//! - [`idempotency`]: `Idempotency-Key` parsing and the guard (claim → work → record → commit);
+//!   [`hints`]: the Redis hints that let a keyed write skip looking for its key on other shards.
 //! - [`placement`]: the live partition → shard map this process routes by, and how it follows
 //!   changes; [`shard`]: the one place a shard transaction begins.
 //! - [`relay`]: the outbox relay process.
 //! - [`rebalance`]: `orders-rebalance`, the tool that carries a changed `shards.toml` out.
 
 pub mod catalog;
+pub mod customers;
 pub mod domain;
+pub mod hints;
 pub mod http;
 pub mod idempotency;
 pub mod lifecycle;
@@ -110,12 +114,21 @@ impl Application {
             pools,
             verifier: Arc::new(verifier),
             accounts: AccountsServiceClient::new(channel),
+            hints: hints::Hints::new(
+                redis.clone(),
+                settings.redis_key_prefix.clone(),
+                settings.idempotency_hint_window,
+            ),
             lock: lock::StockLock {
                 pool: redis,
                 prefix: settings.redis_key_prefix.clone(),
                 ttl: settings.lock_ttl,
                 wait: settings.lock_wait,
             },
+            customers: Arc::new(customers::CustomerCache::new(
+                settings.customer_cache_ttl,
+                settings.customer_cache_max_entries,
+            )),
             max_per_order: settings.max_quantity_per_order,
             reservation_ttl: settings.reservation_ttl,
         };

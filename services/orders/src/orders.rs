@@ -2,6 +2,8 @@
 //! update, the order, the idempotency record and the outbox row; all commit or none do. The
 //! HTTP side is [`crate::http::orders`], the statements [`crate::store::orders`].
 
+use std::time::Instant;
+
 use chrono::Utc;
 use platform::auth::{Claims, Role};
 use platform::code;
@@ -15,18 +17,30 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::domain::{Cents, NewOrder};
+use crate::hints::Lookup;
 use crate::idempotency::{Answer, Guard};
 use crate::shard::{Key, WorkError, count};
 use crate::store::orders::{self as store, NewOrderRow, Shortage};
 
 /// The caller must exist in accounts and be a CUSTOMER; accounts unreachable is retryable.
-/// The one place the proto's role meets ours.
+/// The one place the proto's role meets ours. A yes is remembered for
+/// `customer_cache_ttl_ms` ([`crate::customers`]), so a deleted or demoted account stops
+/// buying within that TTL; a no or a failure is never remembered.
 pub async fn check_customer(state: &AppState, customer: Uuid) -> Result<(), ApiError> {
+    let asked_at = Instant::now();
+    if state.customers.is_confirmed(customer, asked_at) {
+        metrics::counter!("orders_customer_cache_total", "outcome" => "hit").increment(1);
+        return Ok(());
+    }
+    metrics::counter!("orders_customer_cache_total", "outcome" => "miss").increment(1);
     let mut client = state.accounts.clone();
     let mut req = tonic::Request::new(GetUserByIdRequest { id: customer.to_string() });
     platform::correlation::grpc::inject(&mut req);
     match client.get_user_by_id(req).await {
-        Ok(user) if user.get_ref().role == i32::from(UserRole::Customer) => Ok(()),
+        Ok(user) if user.get_ref().role == i32::from(UserRole::Customer) => {
+            state.customers.confirm(customer, asked_at);
+            Ok(())
+        }
         Ok(_) => Err(ApiError::Forbidden("only customers place orders".into())),
         Err(s) if s.code() == tonic::Code::NotFound => Err(ApiError::NotFound("the customer does not exist".into())),
         Err(s) => {
@@ -40,15 +54,17 @@ pub async fn check_customer(state: &AppState, customer: Uuid) -> Result<(), ApiE
 }
 
 /// Places `order` for its customer (`guard.owner`) on the shard owning the event's partition
-/// (see [`crate::shard`] for the fence and the retry after a move).
+/// (see [`crate::shard`] for the fence and the retry after a move). `noted` is what
+/// [`Guard::note`] said for this request.
 pub async fn place(
     state: &AppState,
     guard: &Guard<'_>,
+    noted: Lookup,
     order: &NewOrder,
 ) -> Result<Answer<CreateOrderPayload>, ApiError> {
     if guard.key.is_some()
         && let Ok(home) = state.placement.snapshot().router.shard_for(&order.region, order.partition).cloned()
-        && let Some(answer) = guard.seen_elsewhere(state, &home).await?
+        && let Some(answer) = guard.seen_elsewhere(state, &home, noted).await?
     {
         return Ok(answer);
     }

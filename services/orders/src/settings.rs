@@ -36,6 +36,14 @@ pub struct Settings {
     /// Timeout of the customer check (`accounts_timeout_ms`).
     #[serde(rename = "accounts_timeout_ms", with = "millis")]
     pub accounts_timeout: Duration,
+    /// How long this process trusts accounts' "yes, a CUSTOMER" for a user id
+    /// (`customer_cache_ttl_ms`, default 5000; 0 asks accounts on every order). Also the most
+    /// time a deleted or demoted account can still place orders. Refusals are never cached.
+    #[serde(rename = "customer_cache_ttl_ms", with = "millis")]
+    pub customer_cache_ttl: Duration,
+    /// Most user ids that cache holds (default 50000, at least 1); when full, expired entries
+    /// are dropped, or else all of them.
+    pub customer_cache_max_entries: usize,
     /// Most tickets one order may buy (at least 1).
     pub max_quantity_per_order: i32,
     /// Prefix of every Redis key this service writes.
@@ -46,6 +54,14 @@ pub struct Settings {
     /// How long an order waits for that lock before going on without it (`lock_wait_ms`).
     #[serde(rename = "lock_wait_ms", with = "millis")]
     pub lock_wait: Duration,
+    /// W of the idempotency hints (`idempotency_hint_window_secs`, default 86400; 0 turns them
+    /// off): a keyed write skips looking for its key on the other shards when Redis has no
+    /// hint of the key and has held every hint for at least W. So a key reused with a body
+    /// that lands on another shard is refused for W after its last use (on its own shard,
+    /// always); after a Redis restart or a failed hint write, keyed writes look everywhere
+    /// for W again. See `src/hints.rs`.
+    #[serde(rename = "idempotency_hint_window_secs", with = "secs")]
+    pub idempotency_hint_window: Duration,
     /// Upper bound on handling one request; past it the answer is 503 (`request_timeout_ms`).
     #[serde(rename = "request_timeout_ms", with = "millis")]
     pub request_timeout: Duration,
@@ -88,6 +104,7 @@ impl Settings {
             (1..=10_000).contains(&self.expiry_sweep_batch),
             "expiry_sweep_batch: must be between 1 and 10000"
         );
+        anyhow::ensure!(self.customer_cache_max_entries >= 1, "customer_cache_max_entries: must be at least 1");
         anyhow::ensure!(self.max_quantity_per_order >= 1, "max_quantity_per_order: must be at least 1");
         Ok(())
     }
@@ -101,7 +118,8 @@ mod tests {
     fn defaults_are_valid_and_bad_values_name_their_key() {
         Settings::default().validate().unwrap();
         type Case = (fn(&mut Settings), &'static str);
-        let cases: [Case; 4] = [
+        let cases: [Case; 5] = [
+            (|s| s.customer_cache_max_entries = 0, "customer_cache_max_entries"),
             (|s| s.max_quantity_per_order = 0, "max_quantity_per_order"),
             (|s| s.placement_poll = Duration::from_millis(20), "placement_poll_ms"),
             (|s| s.request_timeout = Duration::ZERO, "request_timeout_ms"),

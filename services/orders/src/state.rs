@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::{lock, placement};
+use crate::{customers, hints, lock, placement};
 
 /// One readiness check per shard, named `postgres:<shard>`.
 pub fn shard_checks(pools: &ShardPools) -> Vec<Check> {
@@ -36,6 +36,11 @@ pub struct AppState {
     /// accounts over gRPC (a lazily connected channel).
     pub accounts: AccountsServiceClient<Channel>,
     pub lock: lock::StockLock,
+    /// Which idempotency keys were used lately, so a keyed write looks on other shards only
+    /// when its key may be there.
+    pub hints: hints::Hints,
+    /// Customers accounts confirmed lately, so an order need not ask again within the TTL.
+    pub customers: Arc<customers::CustomerCache>,
     pub max_per_order: i32,
     /// How long a PENDING order holds its tickets.
     pub reservation_ttl: Duration,

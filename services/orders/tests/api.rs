@@ -5,8 +5,10 @@
 
 mod api {
     pub mod abuse;
+    pub mod customers;
     pub mod events;
     pub mod helpers;
+    pub mod hints;
     pub mod lifecycle;
     pub mod ops;
     pub mod orders;

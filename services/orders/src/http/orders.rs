@@ -94,7 +94,8 @@ fn parse(state: &AppState, body: &CreateBody) -> Result<NewOrder, ApiError> {
 /// For a CUSTOMER: reserves the tickets (PENDING until paid, cancelled, or expired unpaid).
 /// With an `Idempotency-Key`, a repeat of the same request gets the first answer again.
 // The Redis stock lock is held around the placement to space out buyers of one ticket type
-// (the database guard is what prevents overselling).
+// (the database guard is what prevents overselling); the idempotency hint is written before
+// it (`Guard::note`).
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", operation_id = "createOrder",
     security(("bearerAuth" = [])), params(IdempotencyKeyHeader), request_body = CreateBody,
     responses(
@@ -125,8 +126,10 @@ async fn create(
     )
     .to_vec();
     let guard = Guard { owner: claims.sub, operation: "create_order", key: key.as_ref(), request_hash: &request_hash };
-    let lock = state.lock.acquire(order.ticket_type_id).await;
-    let result = orders::place(&state, &guard, &order).await;
+    // The lock and the idempotency hint are both one Redis round trip: overlapped, they cost
+    // one (and a Redis outage costs one connect timeout, not two).
+    let (lock, noted) = tokio::join!(state.lock.acquire(order.ticket_type_id), guard.note(&state));
+    let result = orders::place(&state, &guard, noted, &order).await;
     if let Some(held) = lock {
         state.lock.release(held).await;
     }
