@@ -168,37 +168,29 @@ impl Report {
                     if errors.is_empty() { "-".to_owned() } else { errors.join(" ") }
                 );
             }
-            for c in &self.read_ceiling {
-                let gateway = self.rows.iter().find(|r| r.op == c.op && r.region == c.region && r.shard == c.shard);
-                let _ = writeln!(
-                    out,
-                    "read ceiling {:<8} {:<6} {:>9.1} ok/s, p50 {:.2} ms, p99 {:.2} ms{}",
-                    c.op,
-                    c.region,
-                    c.ok_per_s,
-                    c.latency.p50_ms,
-                    c.latency.p99_ms,
-                    gateway.map_or(String::new(), |g| format!(
-                        "; the gateway reached {:.1} % of it",
-                        100.0 * g.ok_per_s / c.ok_per_s.max(f64::MIN_POSITIVE)
-                    ))
-                );
-            }
-            for u in &self.uncached {
-                let gateway = self.rows.iter().find(|r| r.op == u.op && r.region == u.region && r.shard == u.shard);
-                let _ = writeln!(
-                    out,
-                    "uncached     {:<8} {:<6} {:>9.1} ok/s, p50 {:.2} ms, p99 {:.2} ms{}",
-                    u.op,
-                    u.region,
-                    u.ok_per_s,
-                    u.latency.p50_ms,
-                    u.latency.p99_ms,
-                    gateway.map_or(String::new(), |g| format!(
-                        "; the cached gateway gave {:.2}× it",
-                        g.ok_per_s / u.ok_per_s.max(f64::MIN_POSITIVE)
-                    ))
-                );
+            // The same reads against a reference: the read ceiling (the gateway's share of it)
+            // and the uncached gateway (the cached gateway's multiple of it).
+            type Compare = fn(f64, f64) -> String;
+            let references: [(&str, &[Row], Compare); 2] = [
+                ("read ceiling", &self.read_ceiling, |g, c| {
+                    format!("; the gateway reached {:.1} % of it", 100.0 * g / c)
+                }),
+                ("uncached", &self.uncached, |g, u| format!("; the cached gateway gave {:.2}× it", g / u)),
+            ];
+            for (name, rows, compare) in references {
+                for c in rows {
+                    let gateway = self.rows.iter().find(|r| r.op == c.op && r.region == c.region && r.shard == c.shard);
+                    let _ = writeln!(
+                        out,
+                        "{name:<12} {:<8} {:<6} {:>9.1} ok/s, p50 {:.2} ms, p99 {:.2} ms{}",
+                        c.op,
+                        c.region,
+                        c.ok_per_s,
+                        c.latency.p50_ms,
+                        c.latency.p99_ms,
+                        gateway.map_or(String::new(), |g| compare(g.ok_per_s, c.ok_per_s.max(f64::MIN_POSITIVE)))
+                    );
+                }
             }
             if let Some(b) = &self.logins {
                 let _ = writeln!(
