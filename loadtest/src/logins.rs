@@ -5,13 +5,12 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::client::{Gql, ops};
 use crate::setup;
-use crate::stats::Percentiles;
+use crate::stats::{self, Percentiles};
 
 /// What the burst did.
 #[derive(Debug, Clone, Serialize)]
@@ -41,9 +40,9 @@ pub async fn burst(gql: &Gql, tag: &str, customers: usize, n: usize, concurrency
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap_or_else(|_| unreachable!());
+    let mut histogram = stats::histogram(3);
     for (_, latency) in &answers {
-        let _ = histogram.record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 120_000_000));
+        let _ = histogram.record(stats::micros(*latency));
     }
     let ok = answers.iter().filter(|(ok, _)| *ok).count();
     Burst {

@@ -16,6 +16,12 @@ use serde::Serialize;
 /// timeout is far below it).
 const MAX_MICROS: u64 = 120_000_000;
 
+/// An empty latency histogram in microseconds (1 µs to [`MAX_MICROS`] at `sigfig` digits); the
+/// bounds are constants, so creation cannot fail.
+pub fn histogram(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, sigfig).unwrap_or_else(|_| unreachable!())
+}
+
 /// What a measured request is counted under.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -39,8 +45,7 @@ pub struct Series {
 
 impl Series {
     fn new(sigfig: u8) -> Self {
-        // 1 µs to 120 s at `sigfig` digits; the bounds are constants, so creation cannot fail.
-        let latency = Histogram::new_with_bounds(1, MAX_MICROS, sigfig).unwrap_or_else(|_| unreachable!());
+        let latency = histogram(sigfig);
         Self { latency, ok: 0, errors: BTreeMap::new() }
     }
 
@@ -67,7 +72,8 @@ impl Series {
     }
 }
 
-fn micros(d: Duration) -> u64 {
+/// A latency in whole microseconds, within what [`histogram`] holds.
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_MICROS)
 }
 

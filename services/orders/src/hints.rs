@@ -60,6 +60,9 @@ redis.call("SET", KEYS[1], "1", "EX", ARGV[1])
 return {seen, now - since}
 "#;
 
+/// [`NOTE`], hashed once per process (every keyed write runs it).
+static NOTE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| redis::Script::new(NOTE));
+
 /// Whether a keyed write must look for its key on the other shards, and why (the label of
 /// `orders_idempotency_lookups_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +118,7 @@ impl Hints {
         let hint = format!("{}idem:seen:{}:{}:{}", self.prefix, at.owner, at.operation, at.key.as_str());
         let answer: Result<(i64, i64), String> = async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            redis::Script::new(NOTE)
+            NOTE_SCRIPT
                 .key(&hint)
                 .key(format!("{}idem:hints-since", self.prefix))
                 .arg(self.window.as_secs())

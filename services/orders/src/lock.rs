@@ -14,6 +14,9 @@ use uuid::Uuid;
 const RELEASE: &str =
     r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
+/// [`RELEASE`], hashed once per process (every order releases a lock).
+static RELEASE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| redis::Script::new(RELEASE));
+
 #[derive(Debug, Clone)]
 pub struct StockLock {
     pub pool: RedisPool,
@@ -79,8 +82,7 @@ impl StockLock {
 
     pub async fn release(&self, held: Held) {
         if let Ok(mut conn) = self.pool.get().await {
-            let _: Result<i64, _> =
-                redis::Script::new(RELEASE).key(&held.key).arg(&held.token).invoke_async(&mut *conn).await;
+            let _: Result<i64, _> = RELEASE_SCRIPT.key(&held.key).arg(&held.token).invoke_async(&mut *conn).await;
         }
     }
 }
