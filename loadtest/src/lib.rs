@@ -13,7 +13,7 @@
 //! - [`workload`]: one request of `orders`, `browse`, `mixed`. [`flash`]: the flash sale.
 //! - [`engine`]: closed and open loops, warm-up, progress line; [`schedule`]: the open-loop
 //!   arrival times. [`stats`]: histograms, rows and the per-second timeline.
-//! - [`pgbench`]: the write reference; [`ceiling`]: the read reference (`--read-ceiling`). [`relay`]: outbox publication after the load. [`rss`]: memory.
+//! - [`pgbench`]: the write reference; [`ceiling`]: the read reference (`--read-ceiling`), [`uncached`]: the uncached gateway (`--uncached`); [`logins`]: the login burst (`--logins`). [`relay`]: outbox publication after the load. [`rss`]: memory.
 //! - [`report`]: table, JSON, SVG chart. [`chaos`]: `--chaos` faults and what they did.
 
 pub mod ceiling;
@@ -320,4 +320,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// The references are refused, before anything is sent, with scenarios they do not apply to.
+    #[tokio::test]
+    async fn a_reference_for_another_scenario_is_refused_by_name() {
+        let shards = concat!(env!("CARGO_MANIFEST_DIR"), "/../shards.toml");
+        for (flags, named) in [
+            (&["orders", "--read-ceiling"][..], "--read-ceiling"),
+            (&["mixed", "--uncached"][..], "--uncached"),
+            (&["flash-sale", "--logins", "600"][..], "--logins"),
+        ] {
+            let args: Vec<&str> = ["loadtest", "--shards-file", shards].iter().chain(flags).copied().collect();
+            let err = super::run(super::Args::parse_from(args)).await.unwrap_err().to_string();
+            assert!(err.starts_with(named), "{flags:?}: {err}");
+        }
+    }
 }
