@@ -1,5 +1,6 @@
 -- One order, statement for statement as services/orders/src/orders.rs `place` runs it for a
--- keyed createOrder of one ticket: claim the idempotency key, take the stock with the
+-- keyed createOrder of one ticket: the shard's ownership fence (the first statement of every
+-- shard write, services/orders/src/shard.rs), claim the idempotency key, take the stock with the
 -- conditional update, insert the order, insert the OrderCreated outbox row (its trigger
 -- notifies the relay), store the answer on the key, commit. Ids and hashes are derived from
 -- the random :r server-side where the service binds values it computed in Rust.
@@ -19,9 +20,10 @@
 \set tt random(1, :ticket_types)
 \set r random(1, 9223372036854775806)
 BEGIN;
-insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response)
+select fence_write('BENCH', 0::smallint);
+insert into idempotency_keys (owner_id, operation, key, request_hash, status_code, response, partition)
   values (md5('c' || :client_id::text)::uuid, 'create_order', 'pgbench-' || :r::text,
-          sha256(('h' || :r::text)::bytea), 0, '{}')
+          sha256(('h' || :r::text)::bytea), 0, '{}', 0)
   on conflict do nothing;
 update ticket_types set remaining_quantity = remaining_quantity - 1
   where id = ('00000000-0000-4000-8000-' || lpad(:tt::text, 12, '0'))::uuid

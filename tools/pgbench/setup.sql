@@ -6,6 +6,10 @@
 
 truncate orders, outbox, idempotency_keys;
 
+-- The shard owns the bench partition, so order.sql's fence answers as it does for the service.
+insert into partition_owner (region, partition, state, epoch) values ('BENCH', 0, 'OWNED', 1)
+on conflict (region, partition) do nothing;
+
 insert into events (id, region, partition, organizer_id, title, venue, starts_at, ends_at)
 values ('00000000-0000-4000-8000-000000000000', 'BENCH', 0, '00000000-0000-4000-8000-0000000000ff',
         'pgbench reference', 'pgbench', now() + interval '30 days', now() + interval '30 days 3 hours')
