@@ -1,5 +1,5 @@
 //! `--logins N`: a burst of logins after the scenario, inside its memory window. Each login
-//! costs accounts one argon2id verification (19 MiB of memory each), so this is what the
+//! costs accounts one argon2id verification (12 MiB of memory each at the default cost), so this is what the
 //! accounts memory target is measured under: what a crowd signing in at once costs.
 
 use std::time::{Duration, Instant};

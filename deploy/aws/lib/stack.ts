@@ -307,7 +307,7 @@ export class TicketHubStack extends Stack {
       command: ['accounts'],
       port: PORTS.accounts,
       extraPorts: [PORTS.accountsGrpc],
-      // argon2id at 19 MiB a hash, one hashing thread per core.
+      // argon2id at 12 MiB a hash (the default), one hashing thread per core.
       cpu: 512,
       memoryMiB: 1024,
       environment: {
