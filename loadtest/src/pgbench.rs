@@ -194,6 +194,34 @@ tps = 3061.712345 (without initial connection time)
         assert!(parse_summary("pgbench: error: connection refused").is_none());
     }
 
+    /// The reference script against the shard schema as the migrations leave it today, on the
+    /// first shard's server of `shards.toml` (`./dev infra`): a migration that changes what an
+    /// order writes (a NOT NULL column, the fence) must change `order.sql` with it, or every
+    /// `--pgbench` run aborts, which is how the fence's arrival went unnoticed for a while.
+    #[tokio::test]
+    async fn the_reference_transaction_runs_on_the_current_shard_schema() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let map = shard_router::ShardMap::load(&root.join("shards.toml")).unwrap();
+        let shard = map.shards().next().unwrap().clone();
+        let dir = root.join("tools/pgbench");
+        let url = prepare(&shard, &root.join("migrations"), &dir).await.unwrap();
+        let bin = find_binary(None).unwrap();
+        let run = run(&bin, &dir, &url, &shard, 2, 50, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(run.failed, 0, "{run:?}");
+        assert!(run.transactions > 0, "{run:?}");
+        // Each transaction is one whole order: its outbox row and its answered key.
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let (orders, outbox, answered): (i64, i64, i64) = sqlx::query_as(
+            "select (select count(*) from orders), (select count(*) from outbox), \
+                    (select count(*) from idempotency_keys where status_code = 201)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((orders, outbox, answered), (orders, orders, orders));
+        assert!(orders as u64 >= run.transactions, "{orders} orders for {run:?}");
+    }
+
     #[test]
     fn reads_log_lines() {
         let log = "0 1 5123 0 1764040000 123456\n1 1 812 0 1764040000 223456\nbad\n2 7 failed 0 1764040001 1\n";
