@@ -201,7 +201,7 @@ tps = 3061.712345 (without initial connection time)
     #[tokio::test]
     async fn the_reference_transaction_runs_on_the_current_shard_schema() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
-        let map = shard_router::ShardMap::load(&root.join("shards.toml")).unwrap();
+        let map = shard_router::ShardMap::load(root.join("shards.toml")).unwrap();
         let shard = map.shards().next().unwrap().clone();
         let dir = root.join("tools/pgbench");
         let url = prepare(&shard, &root.join("migrations"), &dir).await.unwrap();
