@@ -87,7 +87,9 @@ fn refused(status: StatusCode, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-#[tracing::instrument(skip_all, fields(operation))]
+/// The span's name is the operation's type and name (`mutation CreateOrder`), never its
+/// variables or text: `otel.name` is set once the document is parsed.
+#[tracing::instrument(skip_all, fields(operation, otel.name = "graphql"))]
 async fn graphql(
     State(state): State<AppState>,
     correlation_id: CorrelationId,
@@ -122,9 +124,14 @@ async fn graphql(
     let tally = caller.tally.clone();
     // Parsed here (the engine reuses it) to bound its cost before the engine's validation,
     // which walks every fragment spread inlined, synchronously, where nothing can interrupt it.
+    let operation_name = request.operation_name.clone();
     let (refused, introspection, storable) = match request.parsed_query() {
         Ok(doc) => (
-            state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None)),
+            {
+                let name = span_name(doc, operation_name.as_deref());
+                tracing::Span::current().record("otel.name", name.as_str());
+                state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None))
+            },
             crate::limits::is_introspection(doc),
             is_public_read(doc),
         ),
@@ -196,4 +203,32 @@ async fn graphql(
         .unwrap_or_default(),
     );
     axum::Json(response).into_response()
+}
+
+/// `<type> <name>` of the operation a request runs (`mutation CreateOrder`; `query` alone for
+/// an anonymous one): what the trace shows for it. Never the variables or the document's text.
+fn span_name(doc: &async_graphql::parser::types::ExecutableDocument, name: Option<&str>) -> String {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let (ty, found) = match &doc.operations {
+        DocumentOperations::Single(op) => (Some(op.node.ty), None),
+        DocumentOperations::Multiple(ops) => {
+            // Named operations are all here, even a document's only one (run without naming it).
+            let chosen = match name {
+                Some(n) => ops.iter().find(|(k, _)| k.as_str() == n),
+                None if ops.len() == 1 => ops.iter().next(),
+                None => None,
+            };
+            (chosen.map(|(_, op)| op.node.ty), chosen.map(|(k, _)| k.to_string()))
+        }
+    };
+    let ty = match ty {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => "graphql",
+    };
+    match found {
+        Some(n) => format!("{ty} {n}"),
+        None => ty.to_owned(),
+    }
 }
