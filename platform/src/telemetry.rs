@@ -76,10 +76,8 @@ fn provider(service: &'static str) -> Result<SdkTracerProvider, opentelemetry_ot
     // `connect_lazy`: building never waits for the collector, so a service starts whether it
     // is up or not. The builder reads the endpoint from the OTEL_* variables.
     let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_timeout(EXPORT_TIMEOUT).build()?;
-    let mut resource = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
-        "service.version",
-        env!("CARGO_PKG_VERSION"),
-    ));
+    let mut resource =
+        Resource::builder().with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     // The detectors already read OTEL_SERVICE_NAME; ours is only the default.
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(service);

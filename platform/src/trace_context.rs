@@ -99,9 +99,17 @@ pub fn extract<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Context {
         }
     }
     let short = |key| get(key).filter(|v| v.len() <= MAX_VALUE_LEN);
-    let getter = Getter { traceparent: short(TRACEPARENT), tracestate: short(TRACESTATE) };
+    let getter = Getter { traceparent: short(TRACEPARENT).filter(|v| well_formed(v)), tracestate: short(TRACESTATE) };
     let cx = PROPAGATOR.extract_with_context(&Context::new(), &getter);
     if is_valid(&cx) { cx } else { Context::new() }
+}
+
+/// Whether `v` has the W3C shape `vv-<32 hex>-<16 hex>-ff` in lower case (a later version may
+/// append fields). The SDK's parser alone takes a short id as if zero-padded.
+fn well_formed(v: &str) -> bool {
+    let lower_hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let mut parts = v.split('-');
+    [2, 32, 16, 2].iter().all(|&n| parts.next().is_some_and(|p| lower_hex(p, n)))
 }
 
 /// The context a bare `traceparent` value names (an outbox row's column).
@@ -211,7 +219,7 @@ pub mod kafka {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
 
     use super::*;
 
