@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderValue, header};
 use platform::correlation::{self, CorrelationId};
 use platform::trace_context;
-use tracing::Instrument as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::error::GatewayError;
 

@@ -21,6 +21,7 @@ use axum::routing::get;
 use platform::correlation::CorrelationId;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use crate::downstream::{Caller, Service};
 use crate::error::{GatewayError, REQUEST_ERROR_CODE};
@@ -87,9 +88,7 @@ fn refused(status: StatusCode, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// The span's name is the operation's type and name (`mutation CreateOrder`), never its
-/// variables or text: `otel.name` is set once the document is parsed.
-#[tracing::instrument(skip_all, fields(operation, otel.name = "graphql"))]
+#[tracing::instrument(skip_all, fields(operation))]
 async fn graphql(
     State(state): State<AppState>,
     correlation_id: CorrelationId,
@@ -120,23 +119,23 @@ async fn graphql(
     if let Some(name) = &request.operation_name {
         tracing::Span::current().record("operation", name.as_str());
     }
-    let caller = Caller::from_headers(&headers, correlation_id);
-    let tally = caller.tally.clone();
     // Parsed here (the engine reuses it) to bound its cost before the engine's validation,
     // which walks every fragment spread inlined, synchronously, where nothing can interrupt it.
     let operation_name = request.operation_name.clone();
-    let (refused, introspection, storable) = match request.parsed_query() {
+    let (refused, introspection, storable, span_name) = match request.parsed_query() {
         Ok(doc) => (
-            {
-                let name = span_name(doc, operation_name.as_deref());
-                tracing::Span::current().record("otel.name", name.as_str());
-                state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None))
-            },
+            state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None)),
             crate::limits::is_introspection(doc),
             is_public_read(doc),
+            span_name(doc, operation_name.as_deref()),
         ),
-        Err(e) => (Some(e), false, false),
+        Err(e) => (Some(e), false, false, "graphql".to_owned()),
     };
+    // The operation's span, named by its type and name (`mutation CreateOrder`), never by its
+    // variables or text; the downstream calls of its resolvers and loaders are its children.
+    let operation = tracing::info_span!("graphql operation", otel.name = %span_name);
+    let caller = operation.in_scope(|| Caller::from_headers(&headers, correlation_id));
+    let tally = caller.tally.clone();
     let mut response = match refused {
         Some(error) => async_graphql::Response::from_errors(vec![error]),
         // Nothing of the request outlives this future: a timeout or a client gone drops it, and
@@ -148,7 +147,7 @@ async fn graphql(
             } else {
                 (&state.schema, request)
             };
-            match tokio::time::timeout(state.request_timeout, schema.execute(request)).await {
+            match tokio::time::timeout(state.request_timeout, schema.execute(request).instrument(operation)).await {
                 Ok(response) => response,
                 Err(_) => {
                     metrics::counter!("gateway_request_timeouts_total").increment(1);

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use platform::db::Schema;
 use serde_json::{Value, json};
 use testkit::process::Process;
@@ -263,8 +263,7 @@ async fn one_order_is_one_trace_across_every_service() {
     let relay = spawn("orders-relay", &relay_env).await;
 
     let mut notifications_env = consumer();
-    notifications_env
-        .extend([("DATABASE_URL", notifications_db.url.clone()), ("CONSUMER_NAME", kafka.group.clone())]);
+    notifications_env.extend([("DATABASE_URL", notifications_db.url.clone()), ("CONSUMER_NAME", kafka.group.clone())]);
     let notifications = spawn("notifications", &env("TICKET_HUB_NOTIFICATIONS__", &notifications_env, &otlp)).await;
 
     // An event with stock, straight at orders; then the one order, through the gateway.
@@ -346,7 +345,9 @@ async fn one_order_is_one_trace_across_every_service() {
     }
     // The batch spans are roots of their own, linked to the order's trace.
     let spans = receiver.spans();
-    for (service, name) in [("orders-relay", "relay batch"), ("notifications", "consume batch"), ("projector", "consume batch")] {
+    for (service, name) in
+        [("orders-relay", "relay batch"), ("notifications", "consume batch"), ("projector", "consume batch")]
+    {
         assert!(
             spans.iter().any(|s| s.service == service && s.name == name && s.links.contains(&trace)),
             "no {service} {name:?} linked to the order's trace"
@@ -355,7 +356,10 @@ async fn one_order_is_one_trace_across_every_service() {
     // No request carried a token, password or email into an attribute.
     for s in &spans {
         for (k, v) in &s.attributes {
-            assert!(!v.contains(&customer) && !v.contains("@example.org") && !v.contains("password"), "{k}={v} in {s:?}");
+            assert!(
+                !v.contains(&customer) && !v.contains("@example.org") && !v.contains("password"),
+                "{k}={v} in {s:?}"
+            );
         }
     }
 
