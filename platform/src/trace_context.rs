@@ -211,7 +211,7 @@ pub mod kafka {
         let mut pairs = Vec::with_capacity(2);
         super::inject_context(cx, |k, v| pairs.push((k, v)));
         for (key, value) in &pairs {
-            headers = headers.insert(Header { key: *key, value: Some(value.as_str()) });
+            headers = headers.insert(Header { key, value: Some(value.as_str()) });
         }
         headers
     }
