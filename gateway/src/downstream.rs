@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use platform::correlation::{self, CorrelationId};
+use platform::trace_context;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::error::GatewayError;
 
@@ -83,6 +85,9 @@ pub struct Caller {
     idempotency_key: Option<HeaderValue>,
     pub correlation_id: CorrelationId,
     pub tally: Arc<Tally>,
+    /// The trace context of the GraphQL operation, for downstream calls made where its span is
+    /// not the current one (DataLoader batches run on tasks of their own).
+    trace: trace_context::Context,
 }
 
 /// Written by hand so the token can never reach a log.
@@ -105,6 +110,7 @@ impl Caller {
             idempotency_key: headers.get("idempotency-key").or_else(|| headers.get("x-idempotency-key")).cloned(),
             correlation_id,
             tally: Arc::default(),
+            trace: trace_context::context_of(&tracing::Span::current()),
         }
     }
 
@@ -207,6 +213,20 @@ impl Downstream {
             req = req.header("idempotency-key", key.clone());
         }
         caller.tally.called(service);
+        // One client span per call, the child of the operation's span wherever it runs; its
+        // context is the `traceparent` the service continues.
+        let span = tracing::info_span!(
+            "downstream",
+            otel.name = %format_args!("{service} {route}"),
+            otel.kind = "client",
+            service = service.as_str(),
+            route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        if !trace_context::is_valid(&trace_context::context_of(&tracing::Span::current())) {
+            trace_context::set_parent(&span, caller.trace.clone());
+        }
+        let req = trace_context::http::inject_reqwest(&span, req);
         let started = Instant::now();
         let result = async {
             let res = req.send().await?;
@@ -219,6 +239,7 @@ impl Downstream {
             let body = res.bytes().await?;
             Ok::<_, reqwest::Error>((status, retry_after, body))
         }
+        .instrument(span.clone())
         .await;
         let labels = [("service", service.as_str()), ("route", route)];
         metrics::histogram!("gateway_downstream_request_duration_seconds", &labels)
@@ -231,6 +252,7 @@ impl Downstream {
                 return Err(GatewayError::transport(service, self.timeout_ms, &e));
             }
         };
+        span.record("http.response.status_code", status);
         metrics::counter!("gateway_downstream_requests_total", "service" => service.as_str(), "route" => route, "status" => status.to_string()).increment(1);
         if (200..300).contains(&status) {
             serde_json::from_slice(&body)

@@ -21,6 +21,7 @@ use axum::routing::get;
 use platform::correlation::CorrelationId;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use crate::downstream::{Caller, Service};
 use crate::error::{GatewayError, REQUEST_ERROR_CODE};
@@ -118,18 +119,23 @@ async fn graphql(
     if let Some(name) = &request.operation_name {
         tracing::Span::current().record("operation", name.as_str());
     }
-    let caller = Caller::from_headers(&headers, correlation_id);
-    let tally = caller.tally.clone();
     // Parsed here (the engine reuses it) to bound its cost before the engine's validation,
     // which walks every fragment spread inlined, synchronously, where nothing can interrupt it.
-    let (refused, introspection, storable) = match request.parsed_query() {
+    let operation_name = request.operation_name.clone();
+    let (refused, introspection, storable, span_name) = match request.parsed_query() {
         Ok(doc) => (
             state.limits.check(doc).err().map(|m| async_graphql::ServerError::new(m, None)),
             crate::limits::is_introspection(doc),
             is_public_read(doc),
+            span_name(doc, operation_name.as_deref()),
         ),
-        Err(e) => (Some(e), false, false),
+        Err(e) => (Some(e), false, false, "graphql".to_owned()),
     };
+    // The operation's span, named by its type and name (`mutation CreateOrder`), never by its
+    // variables or text; the downstream calls of its resolvers and loaders are its children.
+    let operation = tracing::info_span!("graphql operation", otel.name = %span_name);
+    let caller = operation.in_scope(|| Caller::from_headers(&headers, correlation_id));
+    let tally = caller.tally.clone();
     let mut response = match refused {
         Some(error) => async_graphql::Response::from_errors(vec![error]),
         // Nothing of the request outlives this future: a timeout or a client gone drops it, and
@@ -141,7 +147,7 @@ async fn graphql(
             } else {
                 (&state.schema, request)
             };
-            match tokio::time::timeout(state.request_timeout, schema.execute(request)).await {
+            match tokio::time::timeout(state.request_timeout, schema.execute(request).instrument(operation)).await {
                 Ok(response) => response,
                 Err(_) => {
                     metrics::counter!("gateway_request_timeouts_total").increment(1);
@@ -196,4 +202,32 @@ async fn graphql(
         .unwrap_or_default(),
     );
     axum::Json(response).into_response()
+}
+
+/// `<type> <name>` of the operation a request runs (`mutation CreateOrder`; `query` alone for
+/// an anonymous one): what the trace shows for it. Never the variables or the document's text.
+fn span_name(doc: &async_graphql::parser::types::ExecutableDocument, name: Option<&str>) -> String {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let (ty, found) = match &doc.operations {
+        DocumentOperations::Single(op) => (Some(op.node.ty), None),
+        DocumentOperations::Multiple(ops) => {
+            // Named operations are all here, even a document's only one (run without naming it).
+            let chosen = match name {
+                Some(n) => ops.iter().find(|(k, _)| k.as_str() == n),
+                None if ops.len() == 1 => ops.iter().next(),
+                None => None,
+            };
+            (chosen.map(|(_, op)| op.node.ty), chosen.map(|(k, _)| k.to_string()))
+        }
+    };
+    let ty = match ty {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => "graphql",
+    };
+    match found {
+        Some(n) => format!("{ty} {n}"),
+        None => ty.to_owned(),
+    }
 }

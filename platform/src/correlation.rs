@@ -4,6 +4,9 @@
 //! the response, records it on the request span, and holds it in a task-local for the request's
 //! lifetime, so outgoing calls read it with [`CorrelationId::current`] instead of threading it
 //! through every signature.
+//!
+//! The W3C trace context (`traceparent`) travels the same hops beside it, in
+//! [`crate::trace_context`]: the middleware makes the request span the child of the caller's.
 
 use std::fmt;
 use std::time::Instant;
@@ -93,7 +96,17 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(id.clone());
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().clone();
-    let span = tracing::info_span!("http", correlation_id = %id, %method, route = %route);
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        correlation_id = %id,
+        %method,
+        route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    // The caller's trace continues here (a malformed `traceparent` starts a new one).
+    crate::trace_context::set_parent(&span, crate::trace_context::http::extract(req.headers()));
     let started = Instant::now();
     let mut res = CURRENT.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = res.status().as_u16();
@@ -101,6 +114,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method.to_string(), "route" => route)
         .record(elapsed.as_secs_f64());
+    span.record("http.response.status_code", status);
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request done"));
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(HEADER, v);

@@ -6,7 +6,9 @@
 //! # Layout
 //! - [`settings`]: figment layering (defaults → service TOML → `TICKET_HUB_<SERVICE>__*` env);
 //!   [`cli`]: the `--config FILE` flag every binary shares.
-//! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`telemetry`]: JSON logs through `tracing`, and OpenTelemetry traces over OTLP when the
+//!   `OTEL_*` variables name a collector. [`trace_context`]: the W3C `traceparent` carried
+//!   across HTTP, gRPC, Kafka and the outbox, next to the correlation id.
 //! - [`metrics`]: the process-wide Prometheus recorder.
 //! - [`ops`]: `/healthz`, `/readyz` (dependency checks), `/metrics`.
 //! - [`correlation`]: the `x-correlation-id` carried across HTTP, gRPC and Kafka.
@@ -49,3 +51,4 @@ pub mod redis;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace_context;

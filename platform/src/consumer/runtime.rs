@@ -13,6 +13,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::checkpoint::{self, Positions};
 use super::{Applied, Handler, Rejection, Role, Settings, Status, Valid, watchdog};
@@ -429,13 +430,44 @@ impl<H: Handler> Consumer<H> {
         }
         let mut next = Positions::new();
         let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+        // Tracing: the batch is a root span linked to each record's trace (a batch holds many
+        // orders' records, so it can be the child of none); each record gets an `apply` span
+        // that is the child of its record's `traceparent`, open from validation to the commit
+        // that made its effect durable, so the order's own trace shows when it was applied.
+        let batch_span = tracing::info_span!(
+            parent: None,
+            "consume batch",
+            otel.kind = "consumer",
+            consumer = %self.settings.name,
+            messaging.destination.name = %self.settings.config.topic,
+            records = batch.len(),
+        );
+        let mut record_spans = Vec::with_capacity(batch.len());
         for m in &batch {
             let at = next.entry(m.partition()).or_insert(0);
             *at = (*at).max(m.offset() + 1);
-            match self.handler.validate(m) {
+            let cx = crate::trace_context::kafka::extract(m.headers());
+            crate::trace_context::add_link(&batch_span, &cx);
+            let span = tracing::info_span!(
+                parent: &batch_span,
+                "apply",
+                otel.kind = "consumer",
+                consumer = %self.settings.name,
+                messaging.destination.name = %self.settings.config.topic,
+                partition = m.partition(),
+                offset = m.offset(),
+                outcome = tracing::field::Empty,
+            );
+            crate::trace_context::set_parent(&span, cx);
+            match span.in_scope(|| self.handler.validate(m)) {
                 Ok(value) => valid.push(Valid { partition: m.partition(), offset: m.offset(), value }),
-                Err(rejection) => invalid.push((m, rejection)),
+                Err(rejection) => {
+                    span.record("outcome", "dead_lettered");
+                    invalid.push((m, rejection));
+                    continue;
+                }
             }
+            record_spans.push(span);
         }
         if !invalid.is_empty() && !self.dead_letter(&invalid, stop).await {
             return Ok(false);
@@ -452,10 +484,15 @@ impl<H: Handler> Consumer<H> {
         };
         // A whole batch may take a few statements' time, not more.
         let limit = s.config.statement_timeout * 2;
-        let applied = match tokio::time::timeout(limit, work).await {
+        let applied = match tokio::time::timeout(limit, work).instrument(batch_span.clone()).await {
             Ok(r) => r?,
             Err(_) => return Err(Stepped::Timeout(limit)),
         };
+        for span in &record_spans {
+            span.record("outcome", "applied");
+        }
+        // The record spans end here, at the commit.
+        drop(record_spans);
         let took = started.elapsed();
         tracing::debug!(records = batch.len(), took_ms = took.as_secs_f64() * 1000.0, checkpoints = ?next, "batch committed");
         metrics::histogram!(self.names.batch_seconds.clone(), &self.labels()).record(took.as_secs_f64());

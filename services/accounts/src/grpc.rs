@@ -40,7 +40,16 @@ fn observe(method: &'static str, started: Instant, result: &Result<Response<GetU
 impl AccountsService for Accounts {
     async fn get_user_by_id(&self, req: Request<GetUserByIdRequest>) -> Result<Response<GetUserByIdResponse>, Status> {
         let correlation = platform::correlation::grpc::from_request(&req);
-        let span = tracing::info_span!("grpc", correlation_id = %correlation, method = "GetUserById");
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = "accounts.v1.AccountsService/GetUserById",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            correlation_id = %correlation,
+            method = "GetUserById",
+        );
+        // The caller's trace continues here (a malformed `traceparent` starts a new one).
+        platform::trace_context::set_parent(&span, platform::trace_context::grpc::extract(&req));
         let started = Instant::now();
         let result: Result<Response<GetUserByIdResponse>, Status> = correlation
             .scope(

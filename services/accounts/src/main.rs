@@ -1,6 +1,6 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = accounts::cli::Cli::parse_as("accounts", accounts::cli::ABOUT);
-    platform::telemetry::init(accounts::SERVICE);
+    let _telemetry = platform::telemetry::init(accounts::SERVICE);
     accounts::cli::run(cli).await
 }

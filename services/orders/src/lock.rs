@@ -37,6 +37,8 @@ pub struct Held {
 
 impl StockLock {
     /// Tries for up to `wait`, with jittered back-off; `None` when not won (or Redis is down).
+    /// Its span, `stock lock wait`, is the wait an order spent on a hot ticket type.
+    #[tracing::instrument(name = "stock lock wait", skip_all, fields(acquired = tracing::field::Empty))]
     pub async fn acquire(&self, ticket_type: Uuid) -> Option<Held> {
         let key = format!("{}lock:ticket-type:{ticket_type}", self.prefix);
         let token = Uuid::new_v4().to_string();
@@ -58,6 +60,7 @@ impl StockLock {
             .await;
             match won {
                 Ok(Some(_)) => {
+                    tracing::Span::current().record("acquired", true);
                     metrics::histogram!("orders_lock_wait_seconds").record(started.elapsed().as_secs_f64());
                     return Some(Held { key, token });
                 }
@@ -68,10 +71,12 @@ impl StockLock {
                     backoff_ms = (backoff_ms * 2).min(25);
                 }
                 Ok(None) => {
+                    tracing::Span::current().record("acquired", false);
                     metrics::counter!("orders_lock_failures_total", "reason" => "timeout").increment(1);
                     return None;
                 }
                 Err(e) => {
+                    tracing::Span::current().record("acquired", false);
                     metrics::counter!("orders_lock_failures_total", "reason" => "redis").increment(1);
                     tracing::warn!(error = %e, "stock lock unavailable; relying on the database guard");
                     return None;

@@ -13,6 +13,7 @@ use platform::events::{OrderCreated, OrderEvent};
 use proto::accounts::v1::{GetUserByIdRequest, UserRole};
 use serde_json::json;
 use shard_router::{Route, ids};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -36,7 +37,15 @@ pub async fn check_customer(state: &AppState, customer: Uuid) -> Result<(), ApiE
     let mut client = state.accounts.clone();
     let mut req = tonic::Request::new(GetUserByIdRequest { id: customer.to_string() });
     platform::correlation::grpc::inject(&mut req);
-    match client.get_user_by_id(req).await {
+    let span = tracing::info_span!(
+        "grpc client",
+        otel.name = "accounts.v1.AccountsService/GetUserById",
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.method = "GetUserById",
+    );
+    platform::trace_context::grpc::inject(&span, &mut req);
+    match client.get_user_by_id(req).instrument(span).await {
         Ok(user) if user.get_ref().role == i32::from(UserRole::Customer) => {
             state.customers.confirm(customer, asked_at);
             Ok(())

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use platform::error::ApiError;
 use shard_router::{Fenced, Route, RouteError, live};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -148,7 +149,17 @@ impl AppState {
         loop {
             let route = self.route_key(&key)?;
             let started = Instant::now();
-            let result = work(route.clone()).await;
+            // The span the collector shows for the transaction; the outbox row written inside
+            // it carries its context to the relay and on to the consumers.
+            let span = tracing::info_span!(
+                "shard tx",
+                otel.name = %format_args!("shard tx {operation}"),
+                shard = %route.shard,
+                region = %route.region,
+                partition = %route.partition,
+                operation,
+            );
+            let result = work(route.clone()).instrument(span).await;
             if timed {
                 observe_tx(&route, operation, started);
             }

@@ -43,7 +43,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings: Settings = args.config.load(SERVICE)?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            platform::telemetry::init(SERVICE);
+            let _telemetry = platform::telemetry::init(SERVICE);
             let app = Application::build(settings).await?;
             app.run_until_stopped(platform::shutdown::on_signal()).await?;
             Ok(ExitCode::SUCCESS)

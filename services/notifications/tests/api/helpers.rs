@@ -37,7 +37,7 @@ pub fn with_consumer(mut settings: Settings, tweak: impl FnOnce(&mut platform::c
 
 pub async fn spawn(settings: Settings) -> TestApp {
     // The service's logs, shown by the test runner when a test fails.
-    platform::telemetry::init(notifications::SERVICE);
+    let _ = platform::telemetry::init(notifications::SERVICE);
     let app = Application::build(settings).await.expect("build notifications");
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
 }

@@ -51,7 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut settings: Settings = args.config.load(SERVICE)?;
     match args.command.unwrap_or(Command::Run { shards: Vec::new() }) {
         Command::Run { shards } => {
-            platform::telemetry::init(SERVICE);
+            let _telemetry = platform::telemetry::init(SERVICE);
             if !shards.is_empty() {
                 settings.shards = shards;
             }

@@ -22,6 +22,9 @@ pub struct OutboxRow {
     /// The payload exactly as stored (jsonb rendered as text): what goes on the topic.
     pub payload: String,
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` of the transaction that wrote the row: the parent of the row's
+    /// publish span and, through the record's header, of its consumers' spans.
+    pub traceparent: Option<String>,
     /// Publish attempts including this one.
     pub attempts: i32,
     /// When the order transaction wrote the row (its `now()`): the start of the publish lag.
@@ -70,7 +73,7 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>
          update outbox o set in_flight = true, attempts = o.attempts + 1
          from ready
          where o.id = ready.id
-         returning o.id, o.aggregate_id, o.event_type, o.payload::text as payload, o.correlation_id,
+         returning o.id, o.aggregate_id, o.event_type, o.payload::text as payload, o.correlation_id, o.traceparent,
                    o.attempts, o.created_at, ready.was_in_flight",
     )
     .bind(limit)

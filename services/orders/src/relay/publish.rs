@@ -1,6 +1,7 @@
 //! Turning outbox rows into records on `orders.events`, and failures into decisions.
 
 use platform::events::{OrderEvent, headers};
+use platform::trace_context::{self, Context};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -79,22 +80,23 @@ impl Publisher {
         Ok(Self { producer, settings, shard, region })
     }
 
-    /// Checks `row` against the event contract and hands it to the producer. The returned
-    /// future resolves when the broker acknowledged (or refused) it.
-    pub fn enqueue(&self, row: &OutboxRow) -> Result<DeliveryFuture, Failure> {
+    /// Checks `row` against the event contract and hands it to the producer, with `trace` (the
+    /// row's publish span) as its `traceparent` header. The returned future resolves when the
+    /// broker acknowledged (or refused) it.
+    pub fn enqueue(&self, row: &OutboxRow, trace: &Context) -> Result<DeliveryFuture, Failure> {
         check_contract(row)?;
         let key = row.aggregate_id.to_string();
         let record = FutureRecord::to(&self.settings.topic)
             .key(&key)
             .payload(&row.payload)
-            .headers(self.headers(row))
+            .headers(self.headers(row, trace))
             .timestamp(row.created_at.timestamp_millis());
         self.producer.send_result(record).map_err(|(e, _)| classify(&e))
     }
 
-    fn headers(&self, row: &OutboxRow) -> OwnedHeaders {
+    fn headers(&self, row: &OutboxRow, trace: &Context) -> OwnedHeaders {
         let outbox_id = row.id.to_string();
-        let mut h = OwnedHeaders::new_with_capacity(5)
+        let mut h = OwnedHeaders::new_with_capacity(7)
             .insert(Header { key: headers::TYPE, value: Some(row.event_type.as_str()) })
             .insert(Header { key: headers::OUTBOX_ID, value: Some(outbox_id.as_str()) })
             .insert(Header { key: headers::REGION, value: Some(self.region.as_str()) })
@@ -102,7 +104,7 @@ impl Publisher {
         if let Some(id) = &row.correlation_id {
             h = h.insert(Header { key: headers::CORRELATION_ID, value: Some(id.as_str()) });
         }
-        h
+        trace_context::kafka::inject(trace, h)
     }
 
     /// Publishes `row` to the DLQ topic with its original key, payload and headers, plus why
@@ -111,7 +113,7 @@ impl Publisher {
         let key = row.aggregate_id.to_string();
         let attempts = row.attempts.to_string();
         let headers = self
-            .headers(row)
+            .headers(row, &trace_context::from_traceparent(row.traceparent.as_deref()))
             .insert(Header { key: headers::DLQ_REASON, value: Some(reason) })
             .insert(Header { key: "dlq-attempts", value: Some(attempts.as_str()) })
             .insert(Header { key: headers::DLQ_SOURCE, value: Some(headers::DLQ_SOURCE_RELAY) });
@@ -173,6 +175,7 @@ mod tests {
             event_type: event_type.into(),
             payload: payload.to_string(),
             correlation_id: None,
+            traceparent: None,
             attempts: 1,
             created_at: chrono::Utc::now(),
             was_in_flight: false,

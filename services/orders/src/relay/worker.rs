@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use platform::trace_context;
 use shard_router::{Partition, ShardName, ShardPools};
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::outbox::{self, OutboxRow};
 use super::publish::{Failure, ProducerSettings, Publisher};
@@ -294,16 +296,45 @@ impl ShardRelay {
     ) -> Result<Option<String>, Stepped> {
         let labels = [("shard", self.shard.clone())];
         metrics::histogram!("orders_relay_batch_size", &labels).record(rows.len() as f64);
+        // Tracing: the batch is a root span linked to every row's trace (one batch serves many
+        // orders, so it can be the child of none), and each row gets a short `relay publish`
+        // span that is the child of its row's context, so the publication shows in the order's
+        // own trace. That span's context is what the record carries on to the consumers.
+        let batch_span = tracing::info_span!(
+            parent: None,
+            "relay batch",
+            otel.kind = "producer",
+            shard = %self.shard,
+            region = %self.region,
+            rows = rows.len(),
+        );
         let mut failed: Vec<(OutboxRow, Failure)> = Vec::new();
         let mut in_flight = Vec::with_capacity(rows.len());
         for row in rows {
-            match publisher.enqueue(&row) {
-                Ok(delivery) => in_flight.push((row, delivery)),
-                Err(f) => failed.push((row, f)),
+            let row_cx = trace_context::from_traceparent(row.traceparent.as_deref());
+            trace_context::add_link(&batch_span, &row_cx);
+            let span = tracing::info_span!(
+                parent: &batch_span,
+                "relay publish",
+                otel.kind = "producer",
+                shard = %self.shard,
+                outbox_id = row.id,
+                event_type = %row.event_type,
+                messaging.destination.name = %self.producer.topic,
+            );
+            trace_context::set_parent(&span, row_cx);
+            let enqueued = publisher.enqueue(&row, &trace_context::context_of(&span));
+            match enqueued {
+                Ok(delivery) => in_flight.push((row, delivery, span)),
+                Err(f) => {
+                    span.in_scope(|| tracing::warn!(error = f.message(), "record not enqueued"));
+                    failed.push((row, f));
+                }
             }
         }
         let mut sent = Vec::with_capacity(in_flight.len());
-        for (row, result) in join_all(in_flight.into_iter().map(|(row, d)| async move { (row, d.await) })).await {
+        let deliveries = in_flight.into_iter().map(|(row, d, span)| async move { (row, d.instrument(span).await) });
+        for (row, result) in join_all(deliveries).instrument(batch_span.clone()).await {
             match result {
                 Ok(Ok(_)) => sent.push(row),
                 Ok(Err((e, _))) => {

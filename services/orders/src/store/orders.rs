@@ -111,16 +111,20 @@ pub async fn insert(tx: &mut PgConnection, route: &Route, order: &NewOrderRow) -
 }
 
 /// Appends `event` to the shard's outbox inside the caller's transaction, with the request's
-/// correlation id, so it is published exactly when the change it announces commits.
+/// correlation id and trace context (the current span's `traceparent`: the relay publishes
+/// later, on a task of its own, and sends it on as a Kafka header), so it is published exactly
+/// when the change it announces commits. Every event of an order goes through here.
 pub async fn write_outbox(tx: &mut PgConnection, partition: Partition, event: &OrderEvent) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id) values ($1, $2, $3, $4, $5)",
+        "insert into outbox (aggregate_id, partition, event_type, payload, correlation_id, traceparent) \
+         values ($1, $2, $3, $4, $5, $6)",
     )
     .bind(event.order_id())
     .bind(partition)
     .bind(event.name())
     .bind(sqlx::types::Json(event))
     .bind(platform::correlation::CorrelationId::current().map(|c| c.to_string()))
+    .bind(platform::trace_context::current_traceparent())
     .execute(tx)
     .await
     .map(drop)

@@ -26,7 +26,7 @@ pub fn settings(database_url: &str, kafka: &TestKafka) -> Settings {
 }
 
 pub async fn spawn(settings: Settings) -> TestApp {
-    platform::telemetry::init(projector::SERVICE);
+    let _ = platform::telemetry::init(projector::SERVICE);
     let app = Application::build(settings).await.expect("build projector");
     TestApp::spawn(app.port(), move |stop| app.run_until_stopped(stop))
 }
