@@ -45,7 +45,8 @@ impl Viewer {
             max_spans,
         };
         let app = Application::build(settings).await.unwrap();
-        let (http, otlp) = (format!("http://127.0.0.1:{}", app.port()), format!("http://127.0.0.1:{}", app.otlp_port()));
+        let (http, otlp) =
+            (format!("http://127.0.0.1:{}", app.port()), format!("http://127.0.0.1:{}", app.otlp_port()));
         let stop = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(stop.clone()));
         Self { http, otlp, client: reqwest::Client::new(), stop }
@@ -245,7 +246,8 @@ async fn the_bounds_hold_evicting_the_oldest_traces() {
         assert_eq!(answer.rejected, 0);
     }
     let list = viewer.json("/api/traces").await;
-    let mut names: Vec<&str> = list["traces"].as_array().unwrap().iter().map(|t| t["rootName"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> =
+        list["traces"].as_array().unwrap().iter().map(|t| t["rootName"].as_str().unwrap()).collect();
     names.sort_unstable();
     assert_eq!(names, ["t3", "t4", "t5"]);
     assert_eq!(viewer.get(&format!("/api/traces/{}", hex(&[1; 16]))).await.0, 404);

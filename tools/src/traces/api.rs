@@ -86,7 +86,10 @@ pub struct TraceDetail {
     pub spans: Vec<Span>,
 }
 
-async fn list(State(store): State<Arc<Store>>, Query(query): Query<ListQuery>) -> Result<axum::Json<TraceList>, ApiError> {
+async fn list(
+    State(store): State<Arc<Store>>,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<TraceList>, ApiError> {
     let filter = query.filter()?;
     Ok(axum::Json(TraceList { traces: store.list(&filter) }))
 }

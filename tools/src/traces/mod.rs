@@ -107,8 +107,7 @@ impl Application {
     /// Binds both listeners; a port taken fails here, naming the address.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
-        let store =
-            Arc::new(Store::new(Limits { max_traces: settings.max_traces, max_spans: settings.max_spans }));
+        let store = Arc::new(Store::new(Limits { max_traces: settings.max_traces, max_spans: settings.max_spans }));
         let otlp = TcpListener::bind(settings.otlp_addr)
             .await
             .map_err(|e| anyhow::anyhow!("otlp_addr {}: {e}", settings.otlp_addr))?;

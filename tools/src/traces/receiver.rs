@@ -56,7 +56,8 @@ fn render(value: Option<&AnyValue>) -> String {
             format!("[{}]", items.join(", "))
         }
         Some(Value::KvlistValue(kv)) => {
-            let items: Vec<String> = kv.values.iter().map(|kv| format!("{}={}", kv.key, render(kv.value.as_ref()))).collect();
+            let items: Vec<String> =
+                kv.values.iter().map(|kv| format!("{}={}", kv.key, render(kv.value.as_ref()))).collect();
             format!("{{{}}}", items.join(", "))
         }
     }
@@ -184,10 +185,8 @@ pub fn export(store: &Store, request: &ExportTraceServiceRequest) -> ExportTrace
         }
     }
     super::record_metrics(store, inserted, refused);
-    let partial_success = (refused > 0).then(|| ExportTracePartialSuccess {
-        rejected_spans: refused,
-        error_message: reason.unwrap_or_default(),
-    });
+    let partial_success = (refused > 0)
+        .then(|| ExportTracePartialSuccess { rejected_spans: refused, error_message: reason.unwrap_or_default() });
     ExportTraceServiceResponse { partial_success }
 }
 

@@ -493,7 +493,7 @@ mod tests {
             span_id: sid(id),
             parent_span_id: parent.map(sid),
             name: format!("span-{id}"),
-            service: if id % 2 == 0 { "orders".into() } else { "gateway".into() },
+            service: if id.is_multiple_of(2) { "orders".into() } else { "gateway".into() },
             kind: "internal",
             start_unix_nano: start,
             end_unix_nano: end,
@@ -595,7 +595,8 @@ mod tests {
             span(1, 7, Some(6), 71, 72),
         ];
         let order: Vec<(usize, String)> = waterfall(&spans).into_iter().map(|(d, s)| (d, s.name.clone())).collect();
-        let expected = [(0, "span-1"), (1, "span-2"), (2, "span-4"), (1, "span-3"), (0, "span-5"), (0, "span-6"), (1, "span-7")];
+        let expected =
+            [(0, "span-1"), (1, "span-2"), (2, "span-4"), (1, "span-3"), (0, "span-5"), (0, "span-6"), (1, "span-7")];
         assert_eq!(order, expected.map(|(d, n)| (d, n.to_owned())).to_vec());
     }
 }
