@@ -85,6 +85,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
     }
 }
 
+/// The ops endpoints every service serves (platform::ops), traced in logs but not exported.
+const OPS_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// HTTP middleware: correlation id in, span, request metrics, correlation id out.
 pub async fn middleware(mut req: Request, next: Next) -> Response {
     let id = req
@@ -96,15 +99,27 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(id.clone());
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().clone();
-    let span = tracing::info_span!(
-        "http",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        correlation_id = %id,
-        %method,
-        route = %route,
-        http.response.status_code = tracing::field::Empty,
-    );
+    macro_rules! request_span {
+        ($target:expr) => {
+            tracing::info_span!(
+                target: $target,
+                "http",
+                otel.name = %format_args!("{method} {route}"),
+                otel.kind = "server",
+                correlation_id = %id,
+                %method,
+                route = %route,
+                http.response.status_code = tracing::field::Empty,
+            )
+        };
+    }
+    // Probes and scrapes (Prometheus every 5 s, each readiness check) would outnumber the
+    // orders in any trace store; their spans get a target the trace export leaves out.
+    let span = if OPS_ROUTES.contains(&route.as_str()) {
+        request_span!(crate::telemetry::OPS_TARGET)
+    } else {
+        request_span!("platform::correlation")
+    };
     // The caller's trace continues here (a malformed `traceparent` starts a new one).
     crate::trace_context::set_parent(&span, crate::trace_context::http::extract(req.headers()));
     let started = Instant::now();

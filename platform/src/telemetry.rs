@@ -33,8 +33,13 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a stopping service waits for its last spans to leave.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
-/// Spans of the crates below ours (HTTP/2 frames, connection pools) say nothing about an order.
-const DEFAULT_TRACES_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tower=off,tonic=off,rdkafka=off,sqlx=warn";
+/// The target of the spans of `/healthz`, `/readyz` and `/metrics` requests, which the default
+/// trace filter leaves out (`OTEL_TRACES_FILTER=info,platform::ops=info` puts them back).
+pub const OPS_TARGET: &str = "platform::ops";
+/// Spans of the crates below ours (HTTP/2 frames, connection pools) say nothing about an order,
+/// nor do the probes and scrapes of [`OPS_TARGET`].
+const DEFAULT_TRACES_FILTER: &str =
+    "info,h2=off,hyper=off,hyper_util=off,tower=off,tonic=off,rdkafka=off,sqlx=warn,platform::ops=off";
 
 /// What [`init`] started. Dropping it flushes and shuts the tracer provider down, so the spans of
 /// a service's last requests reach the collector: hold it for the whole of `main`.

@@ -266,6 +266,12 @@ async fn one_order_is_one_trace_across_every_service() {
     notifications_env.extend([("DATABASE_URL", notifications_db.url.clone()), ("CONSUMER_NAME", kafka.group.clone())]);
     let notifications = spawn("notifications", &env("TICKET_HUB_NOTIFICATIONS__", &notifications_env, &otlp)).await;
 
+    // A probe and a scrape, which must leave no span (they would flood any trace store).
+    for path in ["readyz", "metrics"] {
+        let res = reqwest::get(format!("{}/{path}", orders.base_url)).await.unwrap();
+        assert!(res.status().is_success(), "/{path}: {}", res.status());
+    }
+
     // An event with stock, straight at orders; then the one order, through the gateway.
     let organizer = user(&accounts.base_url, "ORGANIZER").await;
     let customer = user(&accounts.base_url, "CUSTOMER").await;
@@ -353,6 +359,8 @@ async fn one_order_is_one_trace_across_every_service() {
             "no {service} {name:?} linked to the order's trace"
         );
     }
+    let ops: Vec<&Got> = spans.iter().filter(|s| s.name.ends_with("/readyz") || s.name.ends_with("/metrics")).collect();
+    assert!(ops.is_empty(), "probes and scrapes are not exported: {ops:?}");
     // No request carried a token, password or email into an attribute.
     for s in &spans {
         for (k, v) in &s.attributes {
