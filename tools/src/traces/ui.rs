@@ -256,8 +256,12 @@ fn span_row(
         let _ = write!(detail, "<span class=err>error: {}</span> ", esc(&span.status.message));
     }
     // Each attribute links to the traces sharing it: a correlation id finds its other traces.
+    // Where the span was made (code.*, thread.*, target: tracing-opentelemetry adds them to
+    // every span) goes under "more", so a whole order's trace fits on one screen.
+    let mut place = String::new();
     for (k, v) in &span.attributes {
-        let _ = write!(detail, "<a class=kv href=\"{}\">{}={}</a>", esc(&attr_link(k, v)), esc(k), esc(v));
+        let line = if is_placement(k) { &mut place } else { &mut detail };
+        let _ = write!(line, "<a class=kv href=\"{}\">{}={}</a>", esc(&attr_link(k, v)), esc(k), esc(v));
     }
     for link in &span.links {
         let _ = write!(
@@ -267,7 +271,7 @@ fn span_row(
             t = link.trace_id
         );
     }
-    let mut more = String::new();
+    let mut more = place;
     for e in &span.events {
         let _ = write!(
             more,
@@ -305,6 +309,11 @@ pub fn attr_link(key: &str, value: &str) -> String {
     format!("/?attr={}", query_value(&format!("{key}={value}")))
 }
 
+/// Attributes that say where in the code a span was made rather than what it did.
+fn is_placement(key: &str) -> bool {
+    key.starts_with("code.") || key.starts_with("thread.") || key == "target"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +327,7 @@ mod tests {
         assert_eq!(duration(1_200_000_000), "1.20 s");
         assert_eq!(colour("orders"), colour("orders"));
         assert_eq!(attr_link("correlation_id", "a b&c"), "/?attr=correlation_id%3Da%20b%26c");
+        assert!(is_placement("code.file.path") && is_placement("thread.id") && is_placement("target"));
+        assert!(!is_placement("shard") && !is_placement("correlation_id") && !is_placement("targets"));
     }
 }
