@@ -213,8 +213,9 @@ impl Downstream {
             req = req.header("idempotency-key", key.clone());
         }
         caller.tally.called(service);
-        // One client span per call, the child of the operation's span wherever it runs; its
-        // context is the `traceparent` the service continues.
+        // One client span per call, the child of the operation's span wherever it runs (a
+        // DataLoader batch runs on a task of its own, outside it); its context is the
+        // `traceparent` the service continues.
         let span = tracing::info_span!(
             "downstream",
             otel.name = %format_args!("{service} {route}"),
@@ -223,9 +224,7 @@ impl Downstream {
             route,
             http.response.status_code = tracing::field::Empty,
         );
-        if !trace_context::is_valid(&trace_context::context_of(&tracing::Span::current())) {
-            trace_context::set_parent(&span, caller.trace.clone());
-        }
+        trace_context::set_parent(&span, caller.trace.clone());
         let req = trace_context::http::inject_reqwest(&span, req);
         let started = Instant::now();
         let result = async {

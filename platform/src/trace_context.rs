@@ -170,19 +170,13 @@ pub mod grpc {
 
     /// The context a gRPC request's metadata names.
     pub fn extract<T>(req: &tonic::Request<T>) -> Context {
-        extract_metadata(req.metadata())
-    }
-
-    pub fn extract_metadata(md: &tonic::metadata::MetadataMap) -> Context {
+        let md = req.metadata();
         super::extract(|k| md.get(k).and_then(|v| v.to_str().ok()))
     }
 
     /// Puts `span`'s context on an outgoing gRPC request.
     pub fn inject<T>(span: &tracing::Span, req: &mut tonic::Request<T>) {
-        inject_metadata(span, req.metadata_mut());
-    }
-
-    pub fn inject_metadata(span: &tracing::Span, md: &mut tonic::metadata::MetadataMap) {
+        let md = req.metadata_mut();
         super::inject(span, |k, v| {
             if let Ok(v) = v.parse() {
                 md.insert(k, v);
