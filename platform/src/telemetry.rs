@@ -106,13 +106,17 @@ pub fn init(service: &'static str) -> Telemetry {
         .with_filter(filter);
     // The exporter's connection is a task on the runtime; outside one there is nothing to
     // drive it (a synchronous test helper, say), so no export there.
+    let mut filter_error = None;
     let (otel, provider, export_error) = if export_configured() && tokio::runtime::Handle::try_current().is_ok() {
         match provider(service) {
             Ok(provider) => {
-                let traces = std::env::var("OTEL_TRACES_FILTER")
-                    .ok()
-                    .and_then(|f| EnvFilter::try_new(f).ok())
-                    .unwrap_or_else(|| EnvFilter::new(DEFAULT_TRACES_FILTER));
+                let traces = match std::env::var("OTEL_TRACES_FILTER") {
+                    Ok(f) => EnvFilter::try_new(&f).unwrap_or_else(|e| {
+                        filter_error = Some(format!("OTEL_TRACES_FILTER {f:?}: {e}"));
+                        EnvFilter::new(DEFAULT_TRACES_FILTER)
+                    }),
+                    Err(_) => EnvFilter::new(DEFAULT_TRACES_FILTER),
+                };
                 let layer = tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer(service))
                     .with_tracked_inactivity(false)
@@ -130,6 +134,9 @@ pub fn init(service: &'static str) -> Telemetry {
         tracing::info!(service, version = env!("CARGO_PKG_VERSION"), exporting, "telemetry started");
         if let Some(e) = export_error {
             tracing::warn!(error = %e, "OTLP trace export is configured but cannot start; running without it");
+        }
+        if let Some(e) = filter_error {
+            tracing::warn!(error = %e, "not a filter; exporting with the default one: {DEFAULT_TRACES_FILTER}");
         }
     }
     // The metrics recorder from the first line of main: a metric recorded while a service
