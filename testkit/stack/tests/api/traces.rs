@@ -1,100 +1,76 @@
 //! One order is one trace across every service, seen by a real OTLP receiver.
 //!
-//! The receiver is the OpenTelemetry collector's own gRPC service (`opentelemetry-proto`'s
-//! `TraceService`), in this process on port 0; the six services are their real binaries
+//! The receiver is the project's own trace viewer (`tools::traces`, what `./dev up` starts),
+//! in this process on port 0, taking the services' OTLP/gRPC exports; the test reads what it
+//! kept through its JSON API, as a script would. The six services are their real binaries
 //! (target/debug, built by `cargo nextest run --workspace`), each a process of its own with
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at it, on fresh databases, a fresh topic and consumer
 //! group. A tracer provider is per process, which is why they cannot run in this one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use platform::db::Schema;
 use serde_json::{Value, json};
 use testkit::process::Process;
 use testkit::{TestDb, TestKafka, TestRedis, TestShards};
 
-/// One span as the receiver got it.
+/// One span as the viewer kept it (ids in hex; `parent_span_id` empty for a root).
 #[derive(Debug, Clone)]
 struct Got {
     service: String,
     name: String,
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent_span_id: Vec<u8>,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
     attributes: BTreeMap<String, String>,
     /// The trace ids this span links to.
-    links: Vec<Vec<u8>>,
+    links: Vec<String>,
 }
 
-/// The in-process OTLP/gRPC receiver: every span exported to it, in arrival order.
-#[derive(Debug, Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<Got>>>);
+/// The trace viewer on 127.0.0.1:0 (both listeners), serving until the test ends.
+struct Viewer {
+    /// Its pages and JSON API.
+    base_url: String,
+    /// The OTLP/gRPC endpoint the services export to.
+    otlp: String,
+}
 
-fn text(kv: &KeyValue) -> String {
-    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(AnyValue::StringValue(s)) => s.clone(),
-        Some(AnyValue::IntValue(i)) => i.to_string(),
-        Some(AnyValue::BoolValue(b)) => b.to_string(),
-        Some(AnyValue::DoubleValue(d)) => d.to_string(),
-        _ => String::new(),
+impl Viewer {
+    async fn start() -> Self {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let settings = tools::traces::Settings { otlp_addr: any, http_addr: any, ..Default::default() };
+        let app = tools::traces::Application::build(settings).await.unwrap();
+        let viewer = Self {
+            base_url: format!("http://127.0.0.1:{}", app.port()),
+            otlp: format!("http://127.0.0.1:{}", app.otlp_port()),
+        };
+        tokio::spawn(app.run_until_stopped(tokio_util::sync::CancellationToken::new()));
+        viewer
     }
-}
 
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    /// Every span kept so far, trace by trace.
+    async fn spans(&self) -> Vec<Got> {
+        let get = |url: String| async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap() };
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let list = get(format!("{}/api/traces?limit=2000", self.base_url)).await;
         let mut got = Vec::new();
-        for rs in req.into_inner().resource_spans {
-            let service = rs
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .map(text)
-                .unwrap_or_default();
-            for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+        for summary in list["traces"].as_array().unwrap() {
+            let trace = get(format!("{}/api/traces/{}", self.base_url, text(&summary["traceId"]))).await;
+            for span in trace["spans"].as_array().unwrap() {
                 got.push(Got {
-                    service: service.clone(),
-                    name: span.name,
-                    trace_id: span.trace_id,
-                    span_id: span.span_id,
-                    parent_span_id: span.parent_span_id,
-                    attributes: span.attributes.iter().map(|kv| (kv.key.clone(), text(kv))).collect(),
-                    links: span.links.into_iter().map(|l| l.trace_id).collect(),
+                    service: text(&span["service"]),
+                    name: text(&span["name"]),
+                    trace_id: text(&span["traceId"]),
+                    span_id: text(&span["spanId"]),
+                    parent_span_id: text(&span["parentSpanId"]),
+                    attributes: serde_json::from_value(span["attributes"].clone()).unwrap(),
+                    links: span["links"].as_array().unwrap().iter().map(|l| text(&l["traceId"])).collect(),
                 });
             }
         }
-        self.0.lock().unwrap().extend(got);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
-
-impl Receiver {
-    /// Serves on 127.0.0.1:0 until the test ends; the endpoint URL to export to.
-    async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let service = TraceServiceServer::new(self.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
-        format!("http://{addr}")
-    }
-
-    fn spans(&self) -> Vec<Got> {
-        self.0.lock().unwrap().clone()
+        got
     }
 }
 
@@ -157,8 +133,8 @@ async fn user(accounts: &str, role: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_order_is_one_trace_across_every_service() {
-    let receiver = Receiver::default();
-    let otlp = receiver.start().await;
+    let viewer = Viewer::start().await;
+    let otlp = viewer.otlp.clone();
 
     let redis = TestRedis::new().unwrap();
     let shards = TestShards::create().await.unwrap();
@@ -305,7 +281,7 @@ async fn one_order_is_one_trace_across_every_service() {
     let wanted = ["gateway", "orders", "accounts", "orders-relay", "notifications", "projector"];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let (trace, in_trace) = loop {
-        let spans = receiver.spans();
+        let spans = viewer.spans().await;
         let root = spans.iter().find(|s| s.service == "gateway" && s.name == "mutation CreateOrder");
         if let Some(root) = root {
             let trace = root.trace_id.clone();
@@ -343,14 +319,14 @@ async fn one_order_is_one_trace_across_every_service() {
     // The relay's per-row span is the child of the transaction that wrote the row; the
     // consumers' apply spans are children of that publish span (the Kafka header).
     let publish = one("orders-relay", "relay publish");
-    let in_tx = |id: &Vec<u8>| in_trace.iter().any(|s| s.service == "orders" && &s.span_id == id);
+    let in_tx = |id: &str| in_trace.iter().any(|s| s.service == "orders" && s.span_id == id);
     assert!(in_tx(&publish.parent_span_id), "the publish span's parent is in orders: {publish:?}");
     for consumer in ["notifications", "projector"] {
         let apply = one(consumer, "apply");
         assert_eq!(apply.parent_span_id, publish.span_id, "{consumer}: {apply:?}");
     }
     // The batch spans are roots of their own, linked to the order's trace.
-    let spans = receiver.spans();
+    let spans = viewer.spans().await;
     for (service, name) in
         [("orders-relay", "relay batch"), ("notifications", "consume batch"), ("projector", "consume batch")]
     {
